@@ -1,0 +1,47 @@
+// deephash/knn.hpp: exact Hamming search over packed codes (layout in types.hpp).
+//
+// Stateless: the database is a caller-owned array scanned in cache-sized blocks; each
+// block is laid out word-major once and reused by every query of the batch. A batch of
+// queries is split across threads; a few queries split the database and merge.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "deephash/simd.hpp"
+#include "deephash/types.hpp"
+
+namespace deephash {
+
+/// A packed-code matrix view: n rows of code_bytes bytes, `stride` bytes apart.
+struct CodeView {
+  const std::uint8_t* data;
+  std::size_t n;
+  std::size_t code_bytes;
+  std::size_t stride;
+};
+
+/**
+ * Exact k nearest neighbours by Hamming distance, sorted by (distance, index).
+ * @param distances  nq * k, row-major
+ * @param indices    nq * k, row-major
+ * Requires 1 <= k <= database.n and equal code_bytes (std::invalid_argument otherwise).
+ */
+void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t k,
+                 dist_t* distances, idx_t* indices, SimdLevel level, int n_threads);
+
+/// Radius search result: query q's hits are [lims[q], lims[q + 1]) of distances/indices.
+struct RangeResult {
+  std::vector<idx_t> lims;
+  std::vector<dist_t> distances;
+  std::vector<idx_t> indices;
+};
+
+/**
+ * Every item with distance <= max_distance (inclusive), sorted by (distance, index).
+ * Requires max_distance >= 0 and equal code_bytes (std::invalid_argument otherwise).
+ */
+RangeResult range_hamming(const CodeView& queries, const CodeView& database,
+                          dist_t max_distance, SimdLevel level, int n_threads);
+
+}  // namespace deephash

@@ -1,0 +1,32 @@
+// deephash/threads.hpp: the library's own thread count and fork-join helper.
+//
+// The core uses plain std::thread workers started per call and joined before the
+// call returns (no OpenMP, no persistent pool): nothing lingers to spin against torch's
+// or BLAS's pools, there is no second OpenMP runtime in the process, and fork() is safe.
+// The default thread count is the number of CPUs this process may run on
+// (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else OMP_NUM_THREADS.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+namespace deephash {
+
+/// Threads the kernels use (>= 1).
+int num_threads();
+/// Sets the thread count; n < 1 throws std::invalid_argument.
+void set_num_threads(int n);
+/// CPUs this process may run on.
+int available_cpus();
+
+/// Runs body(t) for t in [0, n_workers): t = 0 on the calling thread, the rest on new
+/// threads. Returns after all finish; rethrows the first exception any body threw.
+void run_parallel(int n_workers, const std::function<void(int)>& body);
+
+/// Half-open range [begin, end) of part t when n items are split into `parts` near-equal parts.
+inline void split_range(std::size_t n, int parts, int t, std::size_t& begin, std::size_t& end) {
+  const auto p = static_cast<std::size_t>(parts), i = static_cast<std::size_t>(t);
+  begin = n * i / p;
+  end = n * (i + 1) / p;
+}
+
+}  // namespace deephash

@@ -1,0 +1,57 @@
+// deephash/topk.hpp: candidate collectors fed by the scan kernels' emit callback.
+//
+// Both collectors rely on the kernels' order: within one collector, candidates arrive
+// in increasing index, so a candidate with the same distance as the current k-th best
+// always loses the tie and the filter can be a strict `distance < threshold`.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "deephash/types.hpp"
+
+namespace deephash {
+
+struct Candidate {
+  dist_t distance;
+  idx_t index;
+};
+
+/// Exact top-k by (distance, index). Keeps an unsorted buffer of up to max(2k, 64)
+/// candidates; when full, it is cut to the best k (nth_element) and the threshold drops
+/// to the k-th distance. Cost O(n) per query for any k, memory O(k).
+class TopKCollector {
+ public:
+  explicit TopKCollector(std::size_t k);
+  dist_t threshold() const { return threshold_; }
+  static dist_t emit(void* self, dist_t distance, idx_t index);
+  /// Adds another collector's candidates (a different index range of the same query).
+  void absorb(const TopKCollector& other);
+  /// Writes the best min(k, seen) candidates sorted by (distance, index); returns the count.
+  std::size_t write_sorted(dist_t* distances, idx_t* indices);
+
+ private:
+  void cut_to_k();
+  std::size_t k_;
+  std::size_t capacity_;
+  dist_t threshold_;
+  std::vector<Candidate> buffer_;
+};
+
+/// Every candidate with distance <= max_distance, finally sorted by (distance, index).
+class RangeCollector {
+ public:
+  explicit RangeCollector(dist_t max_distance);
+  dist_t threshold() const { return threshold_; }
+  static dist_t emit(void* self, dist_t distance, idx_t index);
+  /// Appends another collector's candidates, which must all have larger indices.
+  void absorb(const RangeCollector& other);
+  /// Sorts the candidates by (distance, index).
+  void sort();
+  const std::vector<Candidate>& candidates() const { return found_; }
+
+ private:
+  dist_t threshold_;
+  std::vector<Candidate> found_;
+};
+
+}  // namespace deephash

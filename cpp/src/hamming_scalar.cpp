@@ -1,0 +1,55 @@
+// hamming_scalar.cpp: reference scan kernel (64-bit POPCNT, baseline ISA) and the
+// level -> kernel table. Needs: POPCNT on x86-64 (the project's x86-64-v2 floor).
+#include <cstring>
+
+#include "deephash/hamming.hpp"
+
+namespace deephash {
+namespace {
+
+inline std::uint64_t load_u64(const std::uint64_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);  // the block may be a view of a uint8 array
+  return v;
+}
+
+// kWords > 0: width fixed at compile time; kWords == 0: n_words at run time.
+template <std::size_t kWords>
+void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  const std::size_t w = kWords != 0 ? kWords : n_words;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t d = 0;
+    for (std::size_t j = 0; j < w; ++j)
+      d += static_cast<std::uint64_t>(__builtin_popcountll(load_u64(words + j * ld + i) ^ query[j]));
+    if (d < static_cast<std::uint64_t>(threshold))
+      threshold = emit(sink, static_cast<dist_t>(d), base + static_cast<idx_t>(i));
+  }
+}
+
+}  // namespace
+
+void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n,
+                            std::size_t n_words, const std::uint64_t* query, idx_t base,
+                            dist_t threshold, EmitFn emit, void* sink) {
+  switch (n_words) {
+    case 1: return scan<1>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    case 2: return scan<2>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    case 4: return scan<4>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    case 8: return scan<8>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    case 16: return scan<16>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    default: return scan<0>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  }
+}
+
+ScanFn scan_kernel(SimdLevel level) {
+#if defined(DEEPHASH_HAVE_X86_KERNELS)
+  if (level == SimdLevel::AVX512) return &scan_word_major_avx512;
+  if (level == SimdLevel::AVX2) return &scan_word_major_avx2;
+#else
+  (void)level;
+#endif
+  return &scan_word_major_scalar;
+}
+
+}  // namespace deephash

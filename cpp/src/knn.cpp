@@ -1,0 +1,168 @@
+// knn.cpp: blocked exact Hamming search (top-k and radius) over packed codes.
+//
+// Plan of one call: the kernel is resolved once from the SIMD level; every query is
+// turned into zero-padded words once; the database is walked in blocks of about
+// kBlockBytes, each laid out word-major (hamming.hpp) in a per-thread scratch buffer that
+// stays in L1/L2 while every query of the thread scans it. Each query owns a collector
+// whose threshold (the current k-th distance, or the radius) the kernel filters against
+// before anything reaches the collector.
+// Threads: a batch (nq >= 4 * threads) is split by queries; a few queries split the
+// database into contiguous ranges, and each query's per-range collectors are merged in
+// range order, so the result never depends on the thread count.
+#include "deephash/knn.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include "deephash/errors.hpp"
+#include "deephash/hamming.hpp"
+#include "deephash/threads.hpp"
+#include "deephash/topk.hpp"
+
+namespace deephash {
+namespace {
+
+constexpr std::size_t kBlockBytes = 32 * 1024;
+constexpr std::size_t kMinWordsPerThread = std::size_t{1} << 16;
+
+std::size_t block_codes(std::size_t n_words) {
+  const std::size_t codes = kBlockBytes / (8 * n_words) / 8 * 8;
+  return std::max<std::size_t>(codes, 8);
+}
+
+struct Plan {
+  CodeView database;
+  std::size_t n_words;
+  bool rows_are_word_major;  // 8-byte contiguous codes: scan the caller's array in place
+  ScanFn scan;
+  std::vector<std::uint64_t> query_words;  // nq * n_words
+};
+
+Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel level) {
+  DH_REQUIRE(queries.code_bytes == database.code_bytes, "queries have ", queries.code_bytes,
+             " bytes per code but the database has ", database.code_bytes);
+  DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte");
+  DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
+             "row stride is smaller than the code width");
+  Plan plan{database, words_for_bytes(database.code_bytes),
+            database.code_bytes == 8 && database.stride == 8, scan_kernel(level), {}};
+  plan.query_words.resize(queries.n * plan.n_words);
+  for (std::size_t q = 0; q < queries.n; ++q)
+    load_words(queries.data + q * queries.stride, queries.code_bytes,
+               plan.query_words.data() + q * plan.n_words);
+  return plan;
+}
+
+// Scans database rows [db_begin, db_end) for queries [q_begin, q_end); collectors[q - q_begin].
+template <class Collector>
+void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::size_t db_begin,
+                std::size_t db_end, Collector* collectors) {
+  const std::size_t w = plan.n_words, block = block_codes(w);
+  std::unique_ptr<std::uint64_t[]> storage;
+  std::uint64_t* scratch = nullptr;
+  if (!plan.rows_are_word_major) {
+    storage.reset(new std::uint64_t[w * block + 8]);
+    const auto address = reinterpret_cast<std::uintptr_t>(storage.get());
+    scratch = storage.get() + ((64 - address % 64) % 64) / 8;  // 64-byte aligned rows
+  }
+  const CodeView& db = plan.database;
+  for (std::size_t b0 = db_begin; b0 < db_end; b0 += block) {
+    const std::size_t nb = std::min(block, db_end - b0);
+    const std::uint64_t* words;
+    std::size_t ld;
+    if (plan.rows_are_word_major) {
+      words = reinterpret_cast<const std::uint64_t*>(db.data + b0 * 8);  // kernels load unaligned
+      ld = nb;
+    } else {
+      ld = (nb + 7) / 8 * 8;
+      transpose_block(db.data + b0 * db.stride, db.stride, nb, db.code_bytes, scratch, ld);
+      words = scratch;
+    }
+    for (std::size_t q = q_begin; q < q_end; ++q) {
+      Collector& c = collectors[q - q_begin];
+      plan.scan(words, ld, nb, w, plan.query_words.data() + q * w, static_cast<idx_t>(b0),
+                c.threshold(), &Collector::emit, &c);
+    }
+  }
+}
+
+// One complete collector per query, built by make_collector().
+template <class Collector, class Make>
+std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, Make make_collector) {
+  const std::size_t n = plan.database.n;
+  const std::size_t work = nq * n * plan.n_words;
+  int threads = static_cast<int>(std::min<std::size_t>(
+      static_cast<std::size_t>(std::max(n_threads, 1)), std::max<std::size_t>(work / kMinWordsPerThread, 1)));
+  std::vector<Collector> result;
+  result.reserve(nq);
+  for (std::size_t q = 0; q < nq; ++q) result.push_back(make_collector());
+  if (threads <= 1) {
+    scan_range(plan, 0, nq, 0, n, result.data());
+  } else if (nq >= 4 * static_cast<std::size_t>(threads)) {
+    run_parallel(threads, [&](int t) {
+      std::size_t q0, q1;
+      split_range(nq, threads, t, q0, q1);
+      scan_range(plan, q0, q1, 0, n, result.data() + q0);
+    });
+  } else {
+    threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads),
+                                                     std::max<std::size_t>(n / 64, 1)));
+    std::vector<std::vector<Collector>> parts(static_cast<std::size_t>(threads));
+    parts[0] = std::move(result);
+    for (std::size_t t = 1; t < parts.size(); ++t)
+      for (std::size_t q = 0; q < nq; ++q) parts[t].push_back(make_collector());
+    run_parallel(threads, [&](int t) {
+      std::size_t d0, d1;
+      split_range(n, threads, t, d0, d1);
+      scan_range(plan, 0, nq, d0, d1, parts[static_cast<std::size_t>(t)].data());
+    });
+    result = std::move(parts[0]);
+    for (std::size_t t = 1; t < parts.size(); ++t)  // range order keeps indices increasing
+      for (std::size_t q = 0; q < nq; ++q) result[q].absorb(parts[t][q]);
+  }
+  return result;
+}
+
+}  // namespace
+
+void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t k,
+                 dist_t* distances, idx_t* indices, SimdLevel level, int n_threads) {
+  DH_REQUIRE(k >= 1 && k <= database.n, "k must be in [1, ", database.n, "] (the database size), got ", k);
+  if (queries.n == 0) return;
+  const Plan plan = make_plan(queries, database, level);
+  auto found = collect<TopKCollector>(plan, queries.n, n_threads, [k] { return TopKCollector(k); });
+  for (std::size_t q = 0; q < queries.n; ++q) {
+    const std::size_t written = found[q].write_sorted(distances + q * k, indices + q * k);
+    DH_INTERNAL(written == k);
+  }
+}
+
+RangeResult range_hamming(const CodeView& queries, const CodeView& database, dist_t max_distance,
+                          SimdLevel level, int n_threads) {
+  DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
+  RangeResult result;
+  result.lims.assign(queries.n + 1, 0);
+  if (queries.n == 0 || database.n == 0) return result;
+  const Plan plan = make_plan(queries, database, level);
+  // Distances never exceed 8 * code_bytes, so larger radii are all the same (and cannot overflow).
+  const auto cap = static_cast<dist_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
+  const dist_t radius = std::min(max_distance, cap);
+  auto found = collect<RangeCollector>(plan, queries.n, n_threads, [radius] { return RangeCollector(radius); });
+  std::size_t total = 0;
+  for (std::size_t q = 0; q < queries.n; ++q) {
+    found[q].sort();
+    total += found[q].candidates().size();
+    result.lims[q + 1] = static_cast<idx_t>(total);
+  }
+  result.distances.reserve(total);
+  result.indices.reserve(total);
+  for (const auto& c : found) {
+    for (const Candidate& hit : c.candidates()) {
+      result.distances.push_back(hit.distance);
+      result.indices.push_back(hit.index);
+    }
+  }
+  return result;
+}
+
+}  // namespace deephash

@@ -1,0 +1,97 @@
+"""Build and runtime information, SIMD level and thread controls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core
+from ._validation import check_int
+
+__all__ = ["build_info", "simd_level", "available_simd_levels", "set_simd_level",
+           "get_num_threads", "set_num_threads"]
+
+_LEVELS = ("scalar", "avx2", "avx512")
+
+
+def build_info() -> dict[str, Any]:
+    """What this build contains and what it uses now.
+
+    Returns
+    -------
+    dict
+        ``version``; ``simd_compiled`` (levels built in), ``simd_available`` (levels this
+        CPU can run), ``simd_detected`` (the best of them) and ``simd_active`` (the level
+        in use: lowered by ``DEEPHASH_SIMD`` or :func:`set_simd_level`); ``num_threads``
+        and ``available_cpus``; ``threading`` and ``openmp`` (False: the kernels use their
+        own std::thread workers, joined before each call returns); ``cuda_compiled``;
+        ``compiler``.
+    """
+    return {
+        "version": _core.__version__,
+        "simd_compiled": list(_core.compiled_simd_levels()),
+        "simd_available": list(_core.available_simd_levels()),
+        "simd_detected": _core.detected_simd_level(),
+        "simd_active": _core.simd_level(),
+        "num_threads": _core.num_threads(),
+        "available_cpus": _core.available_cpus(),
+        "threading": "std::thread fork-join per call",
+        "openmp": False,
+        "cuda_compiled": False,
+        "compiler": _core.compiler(),
+    }
+
+
+def simd_level() -> str:
+    """The SIMD level the kernels use now: ``"scalar"``, ``"avx2"`` or ``"avx512"``.
+
+    Raises
+    ------
+    ValueError
+        If the environment variable ``DEEPHASH_SIMD`` holds something else.
+    """
+    return str(_core.simd_level())
+
+
+def available_simd_levels() -> list[str]:
+    """Levels this build can run on this CPU, lowest first."""
+    return list(_core.available_simd_levels())
+
+
+def set_simd_level(level: str) -> None:
+    """Choose the SIMD level for later calls (process-wide; for tests and benchmarks).
+
+    Parameters
+    ----------
+    level : {"scalar", "avx2", "avx512"}
+
+    Raises
+    ------
+    TypeError
+        If ``level`` is not a string.
+    ValueError
+        If ``level`` is unknown or this CPU cannot run it.
+    """
+    if not isinstance(level, str):
+        raise TypeError(f"level must be a string, got {type(level).__name__}")
+    if level not in _LEVELS:
+        raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
+    _core.set_simd_level(level)
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use (default: CPUs available to this process, or
+    ``DEEPHASH_NUM_THREADS``, else ``OMP_NUM_THREADS``, when set)."""
+    return int(_core.num_threads())
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the kernels use (process-wide).
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n < 1``.
+    """
+    _core.set_num_threads(check_int(n, "n", minimum=1, maximum=4096))
