@@ -27,7 +27,58 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
   }
 }
 
+// One code in row layout: full words, then the zero-padded tail.
+template <std::size_t kWords>
+inline std::uint64_t row_distance(const std::uint8_t* row, std::size_t code_bytes,
+                                  const std::uint64_t* query) {
+  const std::size_t full = kWords != 0 ? kWords : code_bytes / 8;
+  std::uint64_t d = 0;
+  for (std::size_t j = 0; j < full; ++j) {
+    std::uint64_t word;
+    std::memcpy(&word, row + 8 * j, 8);
+    d += static_cast<std::uint64_t>(__builtin_popcountll(word ^ query[j]));
+  }
+  if (kWords == 0 && full * 8 < code_bytes) {
+    std::uint64_t last = 0;
+    std::memcpy(&last, row + 8 * full, code_bytes - 8 * full);
+    d += static_cast<std::uint64_t>(__builtin_popcountll(last ^ query[full]));
+  }
+  return d;
+}
+
+template <std::size_t kWords>
+void scan_rows(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+               const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t d = row_distance<kWords>(rows + i * stride, code_bytes, query);
+    if (d < static_cast<std::uint64_t>(threshold))
+      threshold = emit(sink, static_cast<dist_t>(d), base + static_cast<idx_t>(i));
+  }
+}
+
 }  // namespace
+
+void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n,
+                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
+                      dist_t threshold, EmitFn emit, void* sink) {
+  switch (code_bytes) {
+    case 8: return scan_rows<1>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    case 16: return scan_rows<2>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    case 32: return scan_rows<4>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    case 64: return scan_rows<8>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    case 128: return scan_rows<16>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    default: return scan_rows<0>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+  }
+}
+
+ScanRowsFn scan_rows_kernel(SimdLevel level) {
+#if defined(DEEPHASH_HAVE_X86_KERNELS)
+  if (level == SimdLevel::AVX512) return &scan_rows_avx512;
+#else
+  (void)level;
+#endif
+  return &scan_rows_scalar;
+}
 
 void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n,
                             std::size_t n_words, const std::uint64_t* query, idx_t base,

@@ -22,19 +22,18 @@
 namespace deephash {
 namespace {
 
-constexpr std::size_t kBlockBytes = 32 * 1024;
+constexpr std::size_t kBlockBytes = 8 * 1024;
+// Below this many queries per block, transposing a block costs more than it saves: the
+// queries scan the packed rows in place (scan_rows_kernel).
+constexpr std::size_t kMinQueriesToTranspose = 4;
 constexpr std::size_t kMinWordsPerThread = std::size_t{1} << 16;
-
-std::size_t block_codes(std::size_t n_words) {
-  const std::size_t codes = kBlockBytes / (8 * n_words) / 8 * 8;
-  return std::max<std::size_t>(codes, 8);
-}
 
 struct Plan {
   CodeView database;
   std::size_t n_words;
   bool rows_are_word_major;  // 8-byte contiguous codes: scan the caller's array in place
   ScanFn scan;
+  ScanRowsFn scan_rows;
   std::vector<std::uint64_t> query_words;  // nq * n_words
 };
 
@@ -45,7 +44,8 @@ Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel leve
   DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
              "row stride is smaller than the code width");
   Plan plan{database, words_for_bytes(database.code_bytes),
-            database.code_bytes == 8 && database.stride == 8, scan_kernel(level), {}};
+            database.code_bytes == 8 && database.stride == 8, scan_kernel(level),
+            scan_rows_kernel(level), {}};
   plan.query_words.resize(queries.n * plan.n_words);
   for (std::size_t q = 0; q < queries.n; ++q)
     load_words(queries.data + q * queries.stride, queries.code_bytes,
@@ -57,15 +57,28 @@ Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel leve
 template <class Collector>
 void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::size_t db_begin,
                 std::size_t db_end, Collector* collectors) {
-  const std::size_t w = plan.n_words, block = block_codes(w);
+  const std::size_t w = plan.n_words, block = block_pitch(w);
+  const CodeView& db = plan.database;
+  const bool transpose = !plan.rows_are_word_major && q_end - q_begin >= kMinQueriesToTranspose;
+  if (!plan.rows_are_word_major && !transpose) {
+    for (std::size_t b0 = db_begin; b0 < db_end; b0 += block) {
+      const std::size_t nb = std::min(block, db_end - b0);
+      for (std::size_t q = q_begin; q < q_end; ++q) {
+        Collector& c = collectors[q - q_begin];
+        plan.scan_rows(db.data + b0 * db.stride, db.stride, nb, db.code_bytes,
+                       plan.query_words.data() + q * w, static_cast<idx_t>(b0), c.threshold(),
+                       &Collector::emit, &c);
+      }
+    }
+    return;
+  }
   std::unique_ptr<std::uint64_t[]> storage;
   std::uint64_t* scratch = nullptr;
-  if (!plan.rows_are_word_major) {
+  if (transpose) {
     storage.reset(new std::uint64_t[w * block + 8]);
     const auto address = reinterpret_cast<std::uintptr_t>(storage.get());
     scratch = storage.get() + ((64 - address % 64) % 64) / 8;  // 64-byte aligned rows
   }
-  const CodeView& db = plan.database;
   for (std::size_t b0 = db_begin; b0 < db_end; b0 += block) {
     const std::size_t nb = std::min(block, db_end - b0);
     const std::uint64_t* words;
@@ -74,7 +87,7 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
       words = reinterpret_cast<const std::uint64_t*>(db.data + b0 * 8);  // kernels load unaligned
       ld = nb;
     } else {
-      ld = (nb + 7) / 8 * 8;
+      ld = block;  // the kernels' constant-pitch fast path
       transpose_block(db.data + b0 * db.stride, db.stride, nb, db.code_bytes, scratch, ld);
       words = scratch;
     }

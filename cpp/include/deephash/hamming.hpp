@@ -20,6 +20,15 @@
 
 namespace deephash {
 
+/// Bytes of one word-major block: it stays in L1 while every query of a batch scans it.
+constexpr std::size_t kBlockBytes = 32 * 1024;
+
+/// Codes per word-major block, which is also its row pitch `ld`: kernels have fast paths
+/// for this pitch (constant address offsets), and accept any other.
+constexpr std::size_t block_pitch(std::size_t n_words) {
+  return kBlockBytes / (8 * n_words) / 8 * 8 > 8 ? kBlockBytes / (8 * n_words) / 8 * 8 : 8;
+}
+
 /// Receives one candidate; returns the threshold for the rest of the scan.
 using EmitFn = dist_t (*)(void* sink, dist_t distance, idx_t index);
 
@@ -48,6 +57,26 @@ void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::siz
 
 /// The scan kernel of a level (resolved once per call by the entry points).
 ScanFn scan_kernel(SimdLevel level);
+
+/**
+ * Row-layout scan: the same contract as ScanFn over n packed rows (row stride `stride`
+ * bytes, code_bytes bytes each) read in place. Used when too few queries share a block
+ * to repay its transposition (a single query streams the database once from memory).
+ */
+using ScanRowsFn = void (*)(const std::uint8_t* rows, std::size_t stride, std::size_t n,
+                            std::size_t code_bytes, const std::uint64_t* query, idx_t base,
+                            dist_t threshold, EmitFn emit, void* sink);
+
+void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n,
+                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
+                      dist_t threshold, EmitFn emit, void* sink);
+/// Vector path for contiguous rows of 16, 32, 64 or 128 bytes; other layouts go to scalar.
+void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n,
+                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
+                      dist_t threshold, EmitFn emit, void* sink);
+
+/// The row-layout kernel of a level (AVX2 has no vector popcount: it uses scalar POPCNT).
+ScanRowsFn scan_rows_kernel(SimdLevel level);
 
 /**
  * Copies n packed rows (row stride `stride` bytes, code_bytes bytes each) into word-major
