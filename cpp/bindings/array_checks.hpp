@@ -30,12 +30,15 @@ inline CodeView require_codes(const py::array& a, const char* name) {
     throw py::value_error(std::string(name) + " must be 2-D (n, code_bytes), got shape " + shape_of(a));
   if (a.shape(1) < 1)
     throw py::value_error(std::string(name) + " must have at least one byte per code, got shape " + shape_of(a));
-  if (a.shape(0) > 1 && a.strides(0) < a.shape(1) || a.shape(1) > 1 && a.strides(1) != 1)
+  // An empty matrix has no layout to check (NumPy may give it zero strides).
+  if (a.shape(0) > 0 && ((a.shape(0) > 1 && a.strides(0) < a.shape(1)) || (a.shape(1) > 1 && a.strides(1) != 1)))
     throw py::value_error(std::string(name) +
                           " rows must be contiguous; pass numpy.ascontiguousarray(" + name + ")");
   const auto n = static_cast<std::size_t>(a.shape(0));
   const auto width = static_cast<std::size_t>(a.shape(1));
   const std::size_t stride = n > 1 ? static_cast<std::size_t>(a.strides(0)) : width;
+  static const std::uint8_t kNoRows = 0;
+  if (n == 0) return CodeView{&kNoRows, 0, width, width};
   return CodeView{static_cast<const std::uint8_t*>(a.data()), n, width, stride};
 }
 

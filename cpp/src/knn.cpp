@@ -26,7 +26,8 @@ constexpr std::size_t kBlockBytes = 8 * 1024;
 // Below this many queries per block, transposing a block costs more than it saves: the
 // queries scan the packed rows in place (scan_rows_kernel).
 constexpr std::size_t kMinQueriesToTranspose = 4;
-constexpr std::size_t kMinWordsPerThread = std::size_t{1} << 16;
+// Starting a thread costs ~30-50 us: each must get at least this many code-words to compare.
+constexpr std::size_t kMinWordsPerThread = std::size_t{1} << 19;
 
 struct Plan {
   CodeView database;
@@ -53,6 +54,15 @@ Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel leve
   return plan;
 }
 
+// Few-query scans stream the database from memory: request the next block's cache lines
+// while the current one is scanned (hardware prefetchers stop at 4 KiB page boundaries).
+void prefetch_rows(const CodeView& db, std::size_t begin, std::size_t end) {
+  if (begin >= end) return;
+  const std::uint8_t* first = db.data + begin * db.stride;
+  const std::size_t bytes = (end - begin - 1) * db.stride + db.code_bytes;
+  for (std::size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(first + offset, 0, 0);
+}
+
 // Scans database rows [db_begin, db_end) for queries [q_begin, q_end); collectors[q - q_begin].
 template <class Collector>
 void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::size_t db_begin,
@@ -63,6 +73,7 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
   if (!plan.rows_are_word_major && !transpose) {
     for (std::size_t b0 = db_begin; b0 < db_end; b0 += block) {
       const std::size_t nb = std::min(block, db_end - b0);
+      prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
       for (std::size_t q = q_begin; q < q_end; ++q) {
         Collector& c = collectors[q - q_begin];
         plan.scan_rows(db.data + b0 * db.stride, db.stride, nb, db.code_bytes,
@@ -86,6 +97,7 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
     if (plan.rows_are_word_major) {
       words = reinterpret_cast<const std::uint64_t*>(db.data + b0 * 8);  // kernels load unaligned
       ld = nb;
+      if (!transpose) prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
     } else {
       ld = block;  // the kernels' constant-pitch fast path
       transpose_block(db.data + b0 * db.stride, db.stride, nb, db.code_bytes, scratch, ld);

@@ -20,13 +20,27 @@ namespace {
 
 std::atomic<int> g_threads{0};  // 0: not resolved yet
 
-int env_threads(const char* name) {
-  const char* value = std::getenv(name);
+// DEEPHASH_NUM_THREADS is ours: anything but an integer in [1, 4096] is an error.
+int deephash_env_threads() {
+  const char* value = std::getenv("DEEPHASH_NUM_THREADS");
   if (value == nullptr || *value == '\0') return 0;
   char* end = nullptr;
   const long n = std::strtol(value, &end, 10);
-  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= 4096, "environment variable ", name,
-             "='", value, "' is not a thread count; expected an integer >= 1");
+  while (end != nullptr && *end == ' ') ++end;
+  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= 4096,
+             "environment variable DEEPHASH_NUM_THREADS='", value,
+             "' is not a thread count; expected an integer in [1, 4096]");
+  return static_cast<int>(n);
+}
+
+// OMP_NUM_THREADS belongs to OpenMP ("4" or a per-nesting-level list "4,2"): we take its
+// first level when it is a valid count and otherwise ignore it, as it is not ours to reject.
+int openmp_env_threads() {
+  const char* value = std::getenv("OMP_NUM_THREADS");
+  if (value == nullptr) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  if (end == value || n < 1 || n > 4096) return 0;
   return static_cast<int>(n);
 }
 
@@ -48,8 +62,8 @@ int available_cpus() {
 int num_threads() {
   int n = g_threads.load(std::memory_order_acquire);
   if (n > 0) return n;
-  n = env_threads("DEEPHASH_NUM_THREADS");
-  if (n == 0) n = env_threads("OMP_NUM_THREADS");
+  n = deephash_env_threads();
+  if (n == 0) n = openmp_env_threads();
   if (n == 0) n = available_cpus();
   int expected = 0;
   g_threads.compare_exchange_strong(expected, n, std::memory_order_acq_rel);
@@ -57,7 +71,7 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
-  DH_REQUIRE(n >= 1, "n_threads must be >= 1, got ", n);
+  DH_REQUIRE(n >= 1 && n <= 4096, "n_threads must be in [1, 4096], got ", n);
   g_threads.store(n, std::memory_order_release);
 }
 

@@ -62,9 +62,7 @@ void RangeCollector::absorb(const RangeCollector& other) {
 }
 
 void RangeCollector::sort() {
-  // Candidates arrive in increasing index, so a stable sort by distance gives (distance, index).
-  std::stable_sort(found_.begin(), found_.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.distance < b.distance; });
+  std::sort(found_.begin(), found_.end(), ranks_before);
 }
 
 }  // namespace deephash

@@ -79,19 +79,28 @@ def set_simd_level(level: str) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (default: CPUs available to this process, or
-    ``DEEPHASH_NUM_THREADS``, else ``OMP_NUM_THREADS``, when set)."""
+    """Threads the kernels use.
+
+    The default is ``DEEPHASH_NUM_THREADS`` when set (an invalid value raises ValueError),
+    else the first level of ``OMP_NUM_THREADS`` when it is a valid count (other values are
+    ignored: the variable belongs to OpenMP), else the number of CPUs this process may use.
+    """
     return int(_core.num_threads())
 
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (process-wide).
 
+    Parameters
+    ----------
+    n : int
+        ``1 <= n <= 4096``.
+
     Raises
     ------
     TypeError
         If ``n`` is not an integer.
     ValueError
-        If ``n < 1``.
+        If ``n`` is outside ``[1, 4096]``.
     """
     _core.set_num_threads(check_int(n, "n", minimum=1, maximum=4096))

@@ -97,4 +97,5 @@ def range_search(codes: object, queries: object,
     db = check_codes(codes, "codes")
     q, _ = check_queries(queries, db.shape[1])
     max_distance = check_int(max_distance, "max_distance", minimum=0)
-    return _core.range_hamming(db, q, max_distance)
+    # No distance exceeds the code width, so any larger radius means the same (and fits C).
+    return _core.range_hamming(db, q, min(max_distance, 8 * db.shape[1]))

@@ -80,7 +80,8 @@ def check_float_rows(X: object, name: str = "X") -> tuple[np.ndarray, bool]:
         array = array.reshape(1, -1)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become +-inf, as documented
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if np.isnan(array).any():
         raise ValueError(f"{name} contains NaN")
     return array, single

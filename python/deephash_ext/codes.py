@@ -107,7 +107,8 @@ def binarize(X: object, thresholds: object = 0.0) -> np.ndarray:
 
     The rule is strict (a value equal to its threshold gives 0), as everywhere in
     deephash_ext; never ``sign()``. The comparison runs in float32: other real dtypes
-    are converted first (as every deephash_ext encoder does).
+    are converted first (as every deephash_ext encoder does), and values beyond the
+    float32 range become +-inf.
 
     Parameters
     ----------
@@ -142,7 +143,8 @@ def binarize(X: object, thresholds: object = 0.0) -> np.ndarray:
         t = np.full(d, t, dtype=np.float32)
     elif t.shape != (d,):
         raise ValueError(f"thresholds must be a scalar or have shape ({d},), got shape {t.shape}")
-    t = np.ascontiguousarray(t, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        t = np.ascontiguousarray(t, dtype=np.float32)
     if np.isnan(t).any():
         raise ValueError("thresholds contains NaN")
     out = _core.pack_threshold(x, t)

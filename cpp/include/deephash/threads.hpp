@@ -4,7 +4,8 @@
 // call returns (no OpenMP, no persistent pool): nothing lingers to spin against torch's
 // or BLAS's pools, there is no second OpenMP runtime in the process, and fork() is safe.
 // The default thread count is the number of CPUs this process may run on
-// (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else OMP_NUM_THREADS.
+// (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else by the first level of
+// OMP_NUM_THREADS when it is a valid count. At most 4096 threads.
 #pragma once
 #include <cstddef>
 #include <functional>
@@ -13,7 +14,7 @@ namespace deephash {
 
 /// Threads the kernels use (>= 1).
 int num_threads();
-/// Sets the thread count; n < 1 throws std::invalid_argument.
+/// Sets the thread count; n outside [1, 4096] throws std::invalid_argument.
 void set_num_threads(int n);
 /// CPUs this process may run on.
 int available_cpus();

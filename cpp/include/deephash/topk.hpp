@@ -2,7 +2,9 @@
 //
 // Both collectors rely on the kernels' order: within one collector, candidates arrive
 // in increasing index, so a candidate with the same distance as the current k-th best
-// always loses the tie and the filter can be a strict `distance < threshold`.
+// always loses the tie and the filter can be a strict `distance < threshold`. Collectors
+// of disjoint index ranges merge (absorb) in any order: results are ranked by
+// (distance, index) alone.
 #pragma once
 #include <cstddef>
 #include <vector>
@@ -43,7 +45,7 @@ class RangeCollector {
   explicit RangeCollector(dist_t max_distance);
   dist_t threshold() const { return threshold_; }
   static dist_t emit(void* self, dist_t distance, idx_t index);
-  /// Appends another collector's candidates, which must all have larger indices.
+  /// Appends another collector's candidates (a different index range of the same query).
   void absorb(const RangeCollector& other);
   /// Sorts the candidates by (distance, index).
   void sort();
