@@ -2,11 +2,9 @@
 // simd_detect.cpp found AVX2 and OS-enabled ymm state. AVX2 has no vector popcount:
 // bytes are counted with the nibble lookup table (VPSHUFB), byte counts are summed over
 // up to 31 words (31 * 8 < 256), then VPSADBW folds them into 64-bit lane sums.
-// Block tails (< 4 codes) use scalar POPCNT.
+// Block tails (< 4 codes) go to the scalar kernel.
 // No standard-library code is instantiated here (it could leak AVX2 into shared code).
 #include <immintrin.h>
-
-#include <cstring>
 
 #include "deephash/hamming.hpp"
 
@@ -67,17 +65,9 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
     }
     limit = _mm256_set1_epi64x(threshold);
   }
-  const std::size_t w = kWords != 0 ? kWords : n_words;
-  for (; i < n; ++i) {
-    std::uint64_t d = 0;
-    for (std::size_t j = 0; j < w; ++j) {
-      std::uint64_t word;
-      std::memcpy(&word, words + j * ld + i, 8);
-      d += static_cast<std::uint64_t>(__builtin_popcountll(word ^ query[j]));
-    }
-    if (d < static_cast<std::uint64_t>(threshold))
-      threshold = emit(sink, static_cast<dist_t>(d), base + static_cast<idx_t>(i));
-  }
+  if (i < n)  // the last < 4 codes: scalar POPCNT on the same block
+    scan_word_major_scalar(words + i, ld, n - i, n_words, query, base + static_cast<idx_t>(i),
+                           threshold, emit, sink);
 }
 
 }  // namespace

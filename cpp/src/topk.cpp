@@ -14,32 +14,46 @@ bool ranks_before(const Candidate& a, const Candidate& b) {
 }  // namespace
 
 TopKCollector::TopKCollector(std::size_t k)
-    : k_(k), capacity_(std::max<std::size_t>(2 * k, 64)),
-      threshold_(std::numeric_limits<dist_t>::max()) {}
+    : k_(k), heap_(k <= kHeapMaxK), threshold_(std::numeric_limits<dist_t>::max()) {}
+
+void TopKCollector::offer(const Candidate& c) {
+  if (heap_) {  // max-heap by (distance, index): the top is the current k-th best
+    if (buffer_.size() < k_) {
+      buffer_.push_back(c);
+      std::push_heap(buffer_.begin(), buffer_.end(), ranks_before);
+    } else if (ranks_before(c, buffer_.front())) {
+      std::pop_heap(buffer_.begin(), buffer_.end(), ranks_before);
+      buffer_.back() = c;
+      std::push_heap(buffer_.begin(), buffer_.end(), ranks_before);
+    }
+    // Later candidates of a scan have larger indices, so only a smaller distance can win.
+    if (buffer_.size() == k_) threshold_ = buffer_.front().distance;
+    return;
+  }
+  buffer_.push_back(c);
+  if (buffer_.size() >= 2 * k_) cut_to_k();
+}
 
 dist_t TopKCollector::emit(void* self, dist_t distance, idx_t index) {
   auto& c = *static_cast<TopKCollector*>(self);
-  c.buffer_.push_back({distance, index});
-  if (c.buffer_.size() >= c.capacity_) c.cut_to_k();
+  c.offer({distance, index});
   return c.threshold_;
 }
 
 void TopKCollector::cut_to_k() {
-  if (buffer_.size() < k_) return;
+  if (buffer_.size() <= k_) return;
   auto kth = buffer_.begin() + static_cast<std::ptrdiff_t>(k_ - 1);
   std::nth_element(buffer_.begin(), kth, buffer_.end(), ranks_before);
   buffer_.resize(k_);
-  // Later candidates have larger indices, so only a strictly smaller distance can win.
-  threshold_ = buffer_.back().distance;
+  threshold_ = kth->distance;  // as for the heap: only a smaller distance can win later
 }
 
 void TopKCollector::absorb(const TopKCollector& other) {
-  buffer_.insert(buffer_.end(), other.buffer_.begin(), other.buffer_.end());
-  if (buffer_.size() >= capacity_) cut_to_k();
+  for (const Candidate& c : other.buffer_) offer(c);
 }
 
 std::size_t TopKCollector::write_sorted(dist_t* distances, idx_t* indices) {
-  cut_to_k();
+  if (!heap_) cut_to_k();
   std::sort(buffer_.begin(), buffer_.end(), ranks_before);
   const std::size_t count = std::min(k_, buffer_.size());
   for (std::size_t r = 0; r < count; ++r) {

@@ -18,11 +18,13 @@ struct Candidate {
   idx_t index;
 };
 
-/// Exact top-k by (distance, index). Keeps an unsorted buffer of up to max(2k, 64)
-/// candidates; when full, it is cut to the best k (nth_element) and the threshold drops
-/// to the k-th distance. Cost O(n) per query for any k, memory O(k).
+/// Exact top-k by (distance, index). For k <= kHeapMaxK (measured crossover) the candidates form a max-heap
+/// whose top (the current k-th best) is the threshold, tightened by every insertion; for
+/// larger k an unsorted buffer of up to 2k candidates is cut to the best k (nth_element)
+/// when full, which costs O(n) per query instead of O(n log k).
 class TopKCollector {
  public:
+  static constexpr std::size_t kHeapMaxK = 128;
   explicit TopKCollector(std::size_t k);
   dist_t threshold() const { return threshold_; }
   static dist_t emit(void* self, dist_t distance, idx_t index);
@@ -32,9 +34,10 @@ class TopKCollector {
   std::size_t write_sorted(dist_t* distances, idx_t* indices);
 
  private:
+  void offer(const Candidate& c);
   void cut_to_k();
   std::size_t k_;
-  std::size_t capacity_;
+  bool heap_;
   dist_t threshold_;
   std::vector<Candidate> buffer_;
 };
