@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import itertools
 import os
 import shutil
 import subprocess
@@ -99,6 +100,6 @@ def naive_search(codes, queries, k: int, threads: int = 1) -> tuple[np.ndarray, 
         run(0, nq)
     else:
         with concurrent.futures.ThreadPoolExecutor(threads) as ex:
-            for f in [ex.submit(run, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]:
+            for f in [ex.submit(run, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
                 f.result()
     return out_d, out_i

@@ -13,10 +13,11 @@ Usage::
 
 For every code width, database size n, query count nq and k, both libraries search the
 same uniformly random codes with the same number of threads; each timing is the best of
---repeats runs. Single-query runs (nq = 1) start from a cold cache (a 256 MiB buffer is
-read before each run), so they measure a pass over the codes in main memory; they are
+--repeats runs. Cold single-query runs (nq = 1) start from a cold cache (a 256 MiB buffer
+is read before each run), so they measure a pass over the codes in main memory; they are
 compared with the time to read the codes once at the read bandwidth measured here (numpy
-reductions over a 1 GiB array, one slice per thread). Distances are checked equal to
+reductions over a 1 GiB array, the best of 1 and all threads). Single queries are also
+timed warm (codes in cache, as in a stream of queries). Distances are checked equal to
 faiss's (indices may differ only among ties, which faiss does not order by index).
 """
 
@@ -28,9 +29,8 @@ import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 import deephash_ext as dh
+import numpy as np
 
 try:  # run as a script: benchmarks/ is on sys.path
     from _naive import naive_available, naive_search
@@ -49,17 +49,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def read_bandwidth(threads: int, gib: float = 1.0, repeats: int = 5) -> float:
-    """Bytes per second for reading a large array once, with `threads` threads."""
+def read_bandwidth(max_threads: int, gib: float = 1.0, repeats: int = 5) -> float:
+    """Bytes per second for reading a large array once: the best over 1..max_threads threads
+    (on some machines one core already saturates memory)."""
     # Random contents: pages of identical bytes may be merged by the host and read from cache.
     data = np.random.default_rng(1).integers(0, 2**63, int(gib * (1 << 30)) // 8, dtype=np.uint64)
-    parts = np.array_split(data, threads)
     best = float("inf")
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            list(pool.map(np.add.reduce, parts))
-            best = min(best, time.perf_counter() - t0)
+    for threads in range(1, max_threads + 1):
+        parts = np.array_split(data, threads)
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                list(pool.map(np.add.reduce, parts))
+                best = min(best, time.perf_counter() - t0)
     return data.nbytes / best
 
 
@@ -100,7 +102,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.n_1024, args.nq, args.k, args.repeats_single = 50_000, 20_000, [1, 100], [10], 3
+        args.n, args.n_1024, args.nq, args.k = 50_000, 20_000, [1, 100], [10]
+        args.repeats_single = 3
 
     import faiss  # benchmark-only dependency: pip install faiss-cpu
 
@@ -113,14 +116,16 @@ def main() -> None:
     print(f"machine: {cpu_model()} | {os.cpu_count()} CPUs, {info['available_cpus']} available "
           f"| {platform.system()} {platform.machine()} | python {platform.python_version()}")
     print(f"deephash_ext {info['version']}: SIMD {info['simd_active']} "
-          f"(compiled {info['simd_compiled']}), threads {dh.get_num_threads()}, {info['threading']}")
+          f"(compiled {info['simd_compiled']}), threads {dh.get_num_threads()}, "
+          f"{info['threading']}")
     print(f"faiss {faiss.__version__}: IndexBinaryFlat, threads {faiss.omp_get_max_threads()}")
-    print(f"memory read bandwidth ({args.threads} threads, numpy, 1 GiB): {bandwidth / 1e9:.1f} GB/s")
+    print(f"memory read bandwidth (best of 1..{args.threads} threads, numpy, 1 GiB): "
+          f"{bandwidth / 1e9:.1f} GB/s")
     naive_ok, naive_reason = naive_available() if naive_available else (False, "not found")
     print(f"plain AVX-512 loop: {'yes' if naive_ok else 'skipped (' + naive_reason + ')'}")
     print()
-    print("| bits | n | nq | k | faiss (s) | plain loop (s) | deephash_ext (s) | vs faiss | vs loop "
-          "| Gpair/s | distances = faiss |")
+    print("| bits | n | nq | k | faiss (s) | plain loop (s) | deephash_ext (s) | vs faiss "
+          "| vs loop | Gpair/s | distances = faiss |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
 
     rng = np.random.default_rng(12345)
@@ -131,9 +136,12 @@ def main() -> None:
         codes = rng.integers(0, 256, size=(n, code_bytes), dtype=np.uint8)
         index = faiss.IndexBinaryFlat(bits)
         index.add(codes)
-        for nq in args.nq:
+        runs = [(nq, None) for nq in args.nq if nq > 1]
+        if 1 in args.nq:  # single queries: codes already in cache, and read from memory
+            runs = [(1, "warm"), (1, "cold"), *runs]
+        for nq, cache in runs:
             queries = rng.integers(0, 256, size=(nq, code_bytes), dtype=np.uint8)
-            cold = flush if nq == 1 else None
+            cold = flush if cache == "cold" else None
             repeats = args.repeats_single if nq == 1 else args.repeats
             for k in args.k:
                 t_faiss, (fd, _) = best_time(lambda: index.search(queries, k), repeats, cold)
@@ -145,10 +153,11 @@ def main() -> None:
                         lambda: naive_search(codes, queries, k, args.threads), repeats)
                     same = same and np.array_equal(ld, od) and np.array_equal(li, oi)
                     loop_cells = [f"{t_loop:.4f}", f"{t_loop / t_ours:.1f}x"]
-                print(f"| {bits} | {n:,} | {nq} | {k} | {t_faiss:.4f} | {loop_cells[0]} | "
+                label = f"{nq} ({cache})" if cache else str(nq)
+                print(f"| {bits} | {n:,} | {label} | {k} | {t_faiss:.4f} | {loop_cells[0]} | "
                       f"{t_ours:.4f} | {t_faiss / t_ours:.1f}x | {loop_cells[1]} | "
                       f"{n * nq / t_ours / 1e9:.2f} | {'yes' if same else 'NO'} |", flush=True)
-                if nq == 1:
+                if cache == "cold":
                     single_rows.append((bits, n, k, t_ours, codes.nbytes / bandwidth))
 
     if single_rows:

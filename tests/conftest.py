@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import zlib
 
+import deephash_ext
 import numpy as np
 import pytest
 from hypothesis import settings
-
-import deephash_ext
 
 # Deterministic property tests: no example database, no time-based seeds, no deadline
 # (the first call of a test may pay for page faults or thread start-up).

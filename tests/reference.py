@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hamming_matrix", "rank_reference", "knn_reference", "range_reference",
-           "pack_reference", "tie_heavy_codes"]
+__all__ = [
+    "hamming_matrix",
+    "knn_reference",
+    "pack_reference",
+    "range_reference",
+    "rank_reference",
+    "tie_heavy_codes",
+]
 
 # Bound the (chunk of queries, n) uint64 temporaries to about this many bytes.
 _CHUNK_BYTES = 1 << 25

@@ -5,12 +5,12 @@ The documented errors of these functions are tested in test_errors.py (CODES_CAS
 
 from __future__ import annotations
 
+import deephash_ext
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
-import deephash_ext
 from deephash_ext import binarize, code_bytes, pack_bits, unpack_bits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference import pack_reference
 
 WIDTHS = [8, 16, 24, 64, 72, 128, 200, 1024]

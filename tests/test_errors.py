@@ -5,12 +5,18 @@ Also: a failed call leaves its inputs unmodified, and codes are never cast.
 
 from __future__ import annotations
 
+import deephash_ext
 import numpy as np
 import pytest
-
-import deephash_ext
-from deephash_ext import (binarize, pack_bits, range_search, search, set_num_threads,
-                          set_simd_level, unpack_bits)
+from deephash_ext import (
+    binarize,
+    pack_bits,
+    range_search,
+    search,
+    set_num_threads,
+    set_simd_level,
+    unpack_bits,
+)
 
 RNG = np.random.default_rng(20240607)
 CODES = RNG.integers(0, 256, size=(10, 4), dtype=np.uint8)

@@ -17,10 +17,9 @@ import threading
 import time
 from pathlib import Path
 
+import deephash_ext
 import numpy as np
 import pytest
-
-import deephash_ext
 from reference import knn_reference
 
 LEVELS = ("scalar", "avx2", "avx512")

@@ -19,14 +19,19 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 
+import deephash_ext
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import deephash_ext
 from deephash_ext import pack_bits, range_search, search
-from reference import (hamming_matrix, knn_reference, range_reference, rank_reference,
-                       tie_heavy_codes)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import (
+    hamming_matrix,
+    knn_reference,
+    range_reference,
+    rank_reference,
+    tie_heavy_codes,
+)
 
 WIDTHS_BITS = [8, 24, 64, 96, 128, 200, 256, 320, 512, 1000, 1024, 1984, 2048, 4096]
 BLOCK_BYTES = 32 * 1024
@@ -80,7 +85,7 @@ def planted_queries(rng, codes, n_from_db, n_near, n_random):
 # ------------------------------------------------------------------ widths x SIMD level
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def width_problem(n_bits: int):
     rng = np.random.default_rng(1000 + n_bits)
     cb = n_bits // 8
@@ -506,7 +511,7 @@ def test_topk_prefix_property(simd_level, rng):
 # ----------------------------------------------------------------------- threading
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def threaded_problem(name: str):
     rng = np.random.default_rng({"uniform-8B": 11, "ties-16B": 12, "sparse-12B": 13}[name])
     if name == "uniform-8B":       # 1 word, scanned in place (no transpose)
@@ -523,7 +528,7 @@ def threaded_problem(name: str):
     return codes, queries
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def threaded_expected(name: str, nq: int):
     codes, queries = threaded_problem(name)
     kmax = len(codes) if nq <= 3 else 200

@@ -15,8 +15,8 @@ from ._runtime import (
     set_simd_level,
     simd_level,
 )
-from .codes import binarize, code_bytes, pack_bits, unpack_bits
 from ._search import range_search, search
+from .codes import binarize, code_bytes, pack_bits, unpack_bits
 
 __all__ = [
     "__version__",

@@ -7,8 +7,14 @@ from typing import Any
 from . import _core
 from ._validation import check_int
 
-__all__ = ["build_info", "simd_level", "available_simd_levels", "set_simd_level",
-           "get_num_threads", "set_num_threads"]
+__all__ = [
+    "available_simd_levels",
+    "build_info",
+    "get_num_threads",
+    "set_num_threads",
+    "set_simd_level",
+    "simd_level",
+]
 
 _LEVELS = ("scalar", "avx2", "avx512")
 

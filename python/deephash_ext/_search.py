@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from ._validation import check_codes, check_int, check_queries
 
-__all__ = ["search", "range_search"]
+__all__ = ["range_search", "search"]
 
 
 def search(codes: object, queries: object, k: int) -> tuple[np.ndarray, np.ndarray]:

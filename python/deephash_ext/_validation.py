@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_codes", "check_queries", "check_int", "check_float_rows"]
+__all__ = ["check_codes", "check_float_rows", "check_int", "check_queries"]
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None,
@@ -21,7 +21,7 @@ def check_int(value: object, name: str, *, minimum: int | None = None,
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     out = int(value)
-    if minimum is not None and out < minimum or maximum is not None and out > maximum:
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
         lo = "-inf" if minimum is None else minimum
         hi = "inf" if maximum is None else maximum
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {out}")

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._validation import check_float_rows, check_int
 
-__all__ = ["pack_bits", "unpack_bits", "binarize", "code_bytes"]
+__all__ = ["binarize", "code_bytes", "pack_bits", "unpack_bits"]
 
 
 def code_bytes(n_bits: int) -> int:
@@ -65,7 +65,8 @@ def pack_bits(bits: object) -> np.ndarray:
     if array.ndim not in (1, 2):
         raise ValueError(f"bits must be 1-D or 2-D, got shape {array.shape}")
     if array.shape[-1] == 0 or array.shape[-1] % 8:
-        raise ValueError(f"bits must have a positive multiple of 8 columns, got shape {array.shape}")
+        raise ValueError(
+            f"bits must have a positive multiple of 8 columns, got shape {array.shape}")
     if array.dtype.kind != "b" and ((array != 0) & (array != 1)).any():
         raise ValueError("bits must contain only 0 and 1")
     return np.packbits(array.astype(bool, copy=False), axis=-1, bitorder="little")
