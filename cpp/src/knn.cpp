@@ -6,9 +6,10 @@
 // stays in L1/L2 while every query of the thread scans it. Each query owns a collector
 // whose threshold (the current k-th distance, or the radius) the kernel filters against
 // before anything reaches the collector.
-// Threads: a batch (nq >= 4 * threads) is split by queries; a few queries split the
-// database into contiguous ranges, and each query's per-range collectors are merged in
-// range order, so the result never depends on the thread count.
+// Threads: a batch (at least kMinQueriesToTranspose queries per thread) is split by
+// queries; fewer queries split the database into contiguous ranges, and each query's
+// per-range collectors are merged by (distance, index), so the result never depends on
+// the thread count.
 #include "deephash/knn.hpp"
 
 #include <algorithm>
@@ -22,7 +23,6 @@
 namespace deephash {
 namespace {
 
-constexpr std::size_t kBlockBytes = 8 * 1024;
 // Below this many queries per block, transposing a block costs more than it saves: the
 // queries scan the packed rows in place (scan_rows_kernel).
 constexpr std::size_t kMinQueriesToTranspose = 4;
@@ -69,8 +69,10 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
                 std::size_t db_end, Collector* collectors) {
   const std::size_t w = plan.n_words, block = block_pitch(w);
   const CodeView& db = plan.database;
-  const bool transpose = !plan.rows_are_word_major && q_end - q_begin >= kMinQueriesToTranspose;
-  if (!plan.rows_are_word_major && !transpose) {
+  // Few queries stream the database (prefetch it; do not transpose); many reuse each block.
+  const bool few_queries = q_end - q_begin < kMinQueriesToTranspose;
+  const bool transpose = !plan.rows_are_word_major && !few_queries;
+  if (!plan.rows_are_word_major && few_queries) {
     for (std::size_t b0 = db_begin; b0 < db_end; b0 += block) {
       const std::size_t nb = std::min(block, db_end - b0);
       prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
@@ -97,7 +99,7 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
     if (plan.rows_are_word_major) {
       words = reinterpret_cast<const std::uint64_t*>(db.data + b0 * 8);  // kernels load unaligned
       ld = nb;
-      if (!transpose) prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
+      if (few_queries) prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
     } else {
       ld = block;  // the kernels' constant-pitch fast path
       transpose_block(db.data + b0 * db.stride, db.stride, nb, db.code_bytes, scratch, ld);
@@ -123,7 +125,7 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
   for (std::size_t q = 0; q < nq; ++q) result.push_back(make_collector());
   if (threads <= 1) {
     scan_range(plan, 0, nq, 0, n, result.data());
-  } else if (nq >= 4 * static_cast<std::size_t>(threads)) {
+  } else if (nq >= kMinQueriesToTranspose * static_cast<std::size_t>(threads)) {
     run_parallel(threads, [&](int t) {
       std::size_t q0, q1;
       split_range(nq, threads, t, q0, q1);
@@ -142,7 +144,7 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
       scan_range(plan, 0, nq, d0, d1, parts[static_cast<std::size_t>(t)].data());
     });
     result = std::move(parts[0]);
-    for (std::size_t t = 1; t < parts.size(); ++t)  // range order keeps indices increasing
+    for (std::size_t t = 1; t < parts.size(); ++t)  // merges by (distance, index)
       for (std::size_t q = 0; q < nq; ++q) result[q].absorb(parts[t][q]);
   }
   return result;
