@@ -6,6 +6,7 @@ namespace deephash::bindings {
 void bind_codes(pybind11::module_& m);
 void bind_search(pybind11::module_& m);
 void bind_info(pybind11::module_& m);
+void bind_rbm(pybind11::module_& m);
 }  // namespace deephash::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -13,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::bindings::bind_codes(m);
   deephash::bindings::bind_search(m);
   deephash::bindings::bind_info(m);
+  deephash::bindings::bind_rbm(m);
 }

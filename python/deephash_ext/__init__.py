@@ -6,6 +6,8 @@ imports torch and never warns.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._core import __version__
 from ._runtime import (
     available_simd_levels,
@@ -19,6 +21,7 @@ from ._search import range_search, search
 from .codes import binarize, code_bytes, pack_bits, unpack_bits
 
 __all__ = [
+    "RBM",
     "__version__",
     "available_simd_levels",
     "binarize",
@@ -33,3 +36,16 @@ __all__ = [
     "simd_level",
     "unpack_bits",
 ]
+
+
+if TYPE_CHECKING:
+    from .rbm import RBM
+
+
+def __getattr__(name: str):
+    # The estimators import scikit-learn: load them on first use, so that
+    # `import deephash_ext` and search stay light.
+    if name == "RBM":
+        from .rbm import RBM
+        return RBM
+    raise AttributeError(f"module 'deephash_ext' has no attribute {name!r}")

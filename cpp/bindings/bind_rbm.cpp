@@ -1,0 +1,228 @@
+// bind_rbm.cpp: BLAS loading and the RBM kernels (in place on float32 arrays, GIL released).
+#include <pybind11/stl.h>
+
+#include "array_checks.hpp"
+#include "deephash/blas.hpp"
+#include "deephash/rbm.hpp"
+#include "deephash/rng.hpp"
+#include "deephash/threads.hpp"
+
+namespace deephash::bindings {
+namespace {
+
+float* mutable_f32(py::array& a, const char* name, std::size_t rows, std::size_t cols) {
+  require_float32(a, name, cols == 0 ? 1 : 2);
+  const bool ok = cols == 0 ? static_cast<std::size_t>(a.shape(0)) == rows
+                            : static_cast<std::size_t>(a.shape(0)) == rows && static_cast<std::size_t>(a.shape(1)) == cols;
+  if (!ok) throw py::value_error(std::string(name) + " has shape " + shape_of(a) + ", expected (" + std::to_string(rows) +
+                                 (cols == 0 ? ",)" : ", " + std::to_string(cols) + ")"));
+  if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+  return static_cast<float*>(a.mutable_data());
+}
+
+const float* f32_2d(const py::array& a, const char* name, std::size_t cols) {
+  require_float32(a, name, 2);
+  if (static_cast<std::size_t>(a.shape(1)) != cols)
+    throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(1)) + " columns, expected " + std::to_string(cols));
+  return static_cast<const float*>(a.data());
+}
+
+const float* optional_f32(const py::object& o, const char* name, std::size_t n) {
+  if (o.is_none()) return nullptr;
+  auto a = py::cast<py::array>(o);
+  require_float32(a, name, 1);
+  if (static_cast<std::size_t>(a.shape(0)) != n)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(n) + " values");
+  return static_cast<const float*>(a.data());
+}
+
+RbmArrays rbm_arrays(py::array& components, py::array& hidden_bias, py::array& visible_bias,
+                     py::array& components_velocity, py::array& hidden_velocity, py::array& visible_velocity) {
+  require_float32(components, "components", 2);
+  const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
+  return RbmArrays{I, J,
+                   mutable_f32(components, "components", J, I), mutable_f32(hidden_bias, "hidden_bias", J, 0),
+                   mutable_f32(visible_bias, "visible_bias", I, 0),
+                   mutable_f32(components_velocity, "components_velocity", J, I),
+                   mutable_f32(hidden_velocity, "hidden_velocity", J, 0),
+                   mutable_f32(visible_velocity, "visible_velocity", I, 0)};
+}
+
+}  // namespace
+
+void bind_rbm(py::module_& m) {
+  m.def("load_blas", [](const std::string& path) { load_blas(path); }, py::arg("path"));
+  m.def("blas_library", [] { return blas_library(); });
+  m.def(
+      "sgemm_nt",
+      [](const py::array& a, const py::array& b) {
+        require_float32(a, "a", 2);
+        require_float32(b, "b", 2);
+        const auto m_rows = static_cast<std::size_t>(a.shape(0)), k = static_cast<std::size_t>(a.shape(1));
+        const auto n = static_cast<std::size_t>(b.shape(0));
+        if (static_cast<std::size_t>(b.shape(1)) != k) throw py::value_error("a and b must have the same number of columns");
+        py::array_t<float> out({static_cast<py::ssize_t>(m_rows), static_cast<py::ssize_t>(n)});
+        const auto* ap = static_cast<const float*>(a.data());
+        const auto* bp = static_cast<const float*>(b.data());
+        float* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          sgemm(false, true, m_rows, n, k, 1.0f, ap, k, bp, k, 0.0f, outp, n, threads);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), "a @ b.T through the core's panel-parallel sgemm (benchmarks).");
+
+  m.def(
+      "rbm_cd_train",
+      [](py::array components, py::array hidden_bias, py::array visible_bias, py::array components_velocity,
+         py::array hidden_velocity, py::array visible_velocity, const py::array& v, const py::array& order,
+         std::size_t batch_size, float learning_rate, float momentum, float weight_decay, float hashing_reg,
+         int cd_k, std::uint64_t seed, std::uint64_t first_step) {
+        RbmArrays rbm = rbm_arrays(components, hidden_bias, visible_bias, components_velocity, hidden_velocity,
+                                   visible_velocity);
+        const float* vp = f32_2d(v, "V", rbm.n_visible);
+        if (!py::isinstance<py::array_t<std::int64_t>>(order) || order.ndim() != 1 ||
+            !(order.flags() & py::array::c_style) || order.dtype().kind() != 'i' || order.itemsize() != 8)
+          throw py::type_error("order must be a 1-D C-contiguous int64 array");
+        const RbmParams params{learning_rate, momentum, weight_decay, hashing_reg, cd_k};
+        const auto n_rows = static_cast<std::size_t>(v.shape(0)), n_order = static_cast<std::size_t>(order.shape(0));
+        const auto* op = static_cast<const std::int64_t*>(order.data());
+        const int threads = num_threads();
+        py::gil_scoped_release release;
+        cd_train(rbm, vp, n_rows, op, n_order, batch_size, params, seed, first_step, threads);
+      },
+      py::arg("components"), py::arg("hidden_bias"), py::arg("visible_bias"), py::arg("components_velocity"),
+      py::arg("hidden_velocity"), py::arg("visible_velocity"), py::arg("V"), py::arg("order"),
+      py::arg("batch_size"), py::arg("learning_rate"), py::arg("momentum"), py::arg("weight_decay"),
+      py::arg("hashing_reg"), py::arg("cd_k"), py::arg("seed"), py::arg("first_step"));
+
+  m.def(
+      "rbm_hidden_probabilities",
+      [](const py::array& components, const py::array& hidden_bias, const py::array& v) {
+        require_float32(components, "components", 2);
+        const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
+        const float* bias = optional_f32(hidden_bias, "hidden_bias", J);
+        const float* vp = f32_2d(v, "V", I);
+        const auto n = static_cast<std::size_t>(v.shape(0));
+        RbmArrays rbm{I, J, const_cast<float*>(static_cast<const float*>(components.data())), const_cast<float*>(bias),
+                      nullptr, nullptr, nullptr, nullptr};
+        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(J)});
+        float* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          hidden_probabilities(rbm, vp, n, outp, threads);
+        }
+        return out;
+      },
+      py::arg("components"), py::arg("hidden_bias"), py::arg("V"));
+
+  m.def(
+      "rbm_visible_probabilities",
+      [](const py::array& components, const py::array& visible_bias, const py::array& h) {
+        require_float32(components, "components", 2);
+        const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
+        const float* bias = optional_f32(visible_bias, "visible_bias", I);
+        const float* hp = f32_2d(h, "H", J);
+        const auto n = static_cast<std::size_t>(h.shape(0));
+        RbmArrays rbm{I, J, const_cast<float*>(static_cast<const float*>(components.data())), nullptr,
+                      const_cast<float*>(bias), nullptr, nullptr, nullptr};
+        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(I)});
+        float* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          visible_probabilities(rbm, hp, n, outp, threads);
+        }
+        return out;
+      },
+      py::arg("components"), py::arg("visible_bias"), py::arg("H"));
+
+  m.def(
+      "uniform_rank_targets",
+      [](const py::array& p) {
+        require_float32(p, "P", 2);
+        const auto n = static_cast<std::size_t>(p.shape(0)), m_cols = static_cast<std::size_t>(p.shape(1));
+        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(m_cols)});
+        const auto* pp = static_cast<const float*>(p.data());
+        float* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          uniform_rank_targets(pp, n, m_cols, outp, threads);
+        }
+        return out;
+      },
+      py::arg("P"));
+
+  m.def(
+      "rbm_uniforms",
+      [](std::uint64_t seed, std::uint64_t step, std::size_t n) {
+        py::array_t<float> out(static_cast<py::ssize_t>(n));
+        float* outp = out.mutable_data();
+        const std::uint64_t key = stream_key(seed, step);
+        for (std::size_t i = 0; i < n; ++i) outp[i] = uniform(key, i);
+        return out;
+      },
+      py::arg("seed"), py::arg("step"), py::arg("n"), "The random numbers of one training step (for references).");
+
+  m.def(
+      "mean_projection",
+      [](const py::array& x, const py::object& input_thresholds, const py::array& weights) {
+        require_float32(x, "X", 2);
+        require_float32(weights, "weights", 2);
+        const auto n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
+        if (static_cast<std::size_t>(weights.shape(1)) != d)
+          throw py::value_error("weights have " + std::to_string(weights.shape(1)) + " columns, X has " + std::to_string(d));
+        if (n == 0) throw py::value_error("X has no rows");
+        const float* thr = optional_f32(input_thresholds, "input_thresholds", d);
+        const auto n_out = static_cast<std::size_t>(weights.shape(0));
+        py::array_t<float> out(static_cast<py::ssize_t>(n_out));
+        const auto* xp = static_cast<const float*>(x.data());
+        const auto* wp = static_cast<const float*>(weights.data());
+        float* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          mean_projection(xp, n, d, thr, wp, n_out, outp, threads);
+        }
+        return out;
+      },
+      py::arg("X"), py::arg("input_thresholds"), py::arg("weights"));
+
+  m.def(
+      "encode_layers",
+      [](const py::array& x, const py::object& input_thresholds, const std::vector<py::array>& weights,
+         const std::vector<py::array>& offsets) {
+        require_float32(x, "X", 2);
+        if (weights.empty() || weights.size() != offsets.size())
+          throw py::value_error("weights and offsets must be non-empty lists of the same length");
+        const auto n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
+        const float* thr = optional_f32(input_thresholds, "input_thresholds", d);
+        std::vector<EncoderLayer> layers;
+        for (std::size_t l = 0; l < weights.size(); ++l) {
+          require_float32(weights[l], "weights", 2);
+          const auto n_out = static_cast<std::size_t>(weights[l].shape(0)), n_in = static_cast<std::size_t>(weights[l].shape(1));
+          require_float32(offsets[l], "offsets", 1);
+          if (static_cast<std::size_t>(offsets[l].shape(0)) != n_out)
+            throw py::value_error("offsets of layer " + std::to_string(l) + " must have " + std::to_string(n_out) + " values");
+          layers.push_back({static_cast<const float*>(weights[l].data()), static_cast<const float*>(offsets[l].data()), n_in, n_out});
+        }
+        const std::size_t bits = layers.back().n_out;
+        if (bits % 8 != 0) throw py::value_error("the last layer must have a multiple of 8 units, got " + std::to_string(bits));
+        py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(bits / 8)});
+        const auto* xp = static_cast<const float*>(x.data());
+        std::uint8_t* outp = out.mutable_data();
+        const int threads = num_threads();
+        {
+          py::gil_scoped_release release;
+          encode_layers(xp, n, d, thr, layers, outp, threads);
+        }
+        return out;
+      },
+      py::arg("X"), py::arg("input_thresholds"), py::arg("weights"), py::arg("offsets"));
+}
+
+}  // namespace deephash::bindings

@@ -1,0 +1,42 @@
+// deephash/blas.hpp: single-precision GEMM from a BLAS library loaded at run time.
+//
+// The library (scipy-openblas32's libscipy_openblas, installed from the Python package
+// registry with deephash_ext) is opened with dlopen from a path the caller supplies, and
+// its own threading is switched off: deephash runs every product single-threaded inside
+// its own workers, splitting the output into fixed panels. So there is exactly one
+// thread pool in play (no OpenBLAS threads spinning next to ours or torch's), and every
+// output element is computed the same way whatever the thread count (reproducibility).
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace deephash {
+
+/// Opens the library and resolves cblas_sgemm (plain or scipy_-prefixed); throws
+/// std::runtime_error if it cannot. Loading a second time with the same path is a no-op.
+void load_blas(const std::string& library_path);
+/// The loaded library's path, or "" if none.
+std::string blas_library();
+
+/**
+ * Row-major C = alpha * op(A) * op(B) + beta * C, with op(A) m x k, op(B) k x n, computed in
+ * panels of kGemmPanel rows or columns (whichever dimension is larger) spread over n_threads.
+ * Throws std::logic_error if no BLAS library is loaded.
+ */
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+           std::size_t ldc, int n_threads);
+
+/// Runs after each panel of C is written, on the thread that wrote it (while the panel is
+/// still in cache): rows [row, row + rows) x columns [col, col + cols) of C are final.
+using PanelEpilogue = std::function<void(std::size_t row, std::size_t rows, std::size_t col, std::size_t cols)>;
+
+/// sgemm followed, panel by panel, by `epilogue`.
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+           std::size_t ldc, int n_threads, const PanelEpilogue& epilogue);
+
+constexpr std::size_t kGemmPanel = 512;  // measured: 256 and >= 1024 are slower on the RBM shapes
+
+}  // namespace deephash

@@ -1,0 +1,310 @@
+// rbm.cpp: CD-k training, hashing-regulariser targets and thresholded encoding (rbm.hpp).
+// Matrix products: sgemm (blas.hpp). Element-wise work: our threads, split by rows or
+// columns in fixed ways, so results are the same at any thread count.
+#include "deephash/rbm.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "deephash/bitpack.hpp"
+#include "deephash/blas.hpp"
+#include "deephash/errors.hpp"
+#include "deephash/rng.hpp"
+#include "deephash/threads.hpp"
+
+namespace deephash {
+namespace {
+
+constexpr std::size_t kEncodeBlockRows = 512;
+// Element-wise passes below this many elements stay on the calling thread.
+constexpr std::size_t kMinElementsPerThread = std::size_t{1} << 15;
+
+int threads_for(std::size_t elements, int n_threads) {
+  return static_cast<int>(std::max<std::size_t>(
+      1, std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)),
+                               elements / kMinElementsPerThread)));
+}
+
+// Runs fn(begin, end) over [0, n) split into near-equal parts.
+template <class Fn>
+void for_ranges(std::size_t n, std::size_t work_per_item, int n_threads, Fn fn) {
+  const int workers = std::min(threads_for(n * work_per_item, n_threads), static_cast<int>(std::max<std::size_t>(n, 1)));
+  run_parallel(workers, [&](int t) {
+    std::size_t begin, end;
+    split_range(n, workers, t, begin, end);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+// exp(x) to ~1 ulp for |x| <= 87 (Cephes expf: x = n ln2 + r, degree-6 polynomial in r),
+// branch-free so that loops over it vectorise; the caller clamps x.
+inline float exp_poly(float x) {
+  const float t = x * 1.44269504088896341f;
+  const int n = static_cast<int>(t + 128.5f) - 128;  // round to nearest: t + 128.5 > 0 for |x| <= 87
+  const float fn = static_cast<float>(n);
+  const float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const std::int32_t bits = (n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+inline float sigmoid(float x) {
+  float e = -x;
+  e = e > 87.0f ? 87.0f : e;  // plain selects, so that the loops vectorise
+  e = e < -87.0f ? -87.0f : e;
+  return 1.0f / (1.0f + exp_poly(e));
+}
+
+// a[r][c] = sigmoid(a[r][c] + bias[c]) for an n x m block with row stride ld.
+void sigmoid_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const float* bias, int n_threads) {
+  for_ranges(n, m, n_threads, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      float* row = a + r * ld;
+      for (std::size_t c = 0; c < m; ++c) row[c] = sigmoid(row[c] + bias[c]);
+    }
+  });
+}
+
+// Hidden-major block (n_hidden rows of bs samples, row stride ld): p[j][r] = sigmoid(p[j][r] + bias[j]).
+void sigmoid_hidden_major(float* p, std::size_t n_hidden, std::size_t bs, std::size_t ld, const float* bias,
+                          int n_threads) {
+  for_ranges(n_hidden, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j)
+      for (std::size_t r = 0; r < bs; ++r) p[j * ld + r] = sigmoid(p[j * ld + r] + bias[j]);
+  });
+}
+
+// h[j][r] (n_hidden x bs) = uniform(key, (gibbs * batch + r) * n_hidden + j) < p[j][r]: the
+// random number of sample r, unit j does not depend on the layout or the thread count.
+void sample_hidden_major(const float* p, std::size_t n_hidden, std::size_t bs, std::size_t ld,
+                         std::size_t batch, std::uint64_t key, std::size_t gibbs, float* h, int n_threads) {
+  for_ranges(n_hidden, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j)
+      for (std::size_t r = 0; r < bs; ++r)
+        h[j * bs + r] = uniform(key, (gibbs * batch + r) * n_hidden + j) < p[j * ld + r] ? 1.0f : 0.0f;
+  });
+}
+
+// out[c] += sum over rows r < n of a[r * ld + c] (double accumulation, rows in order;
+// each thread owns a range of columns and reads rows contiguously).
+void column_sums(const float* a, std::size_t n, std::size_t m, std::size_t ld, double* out, int n_threads) {
+  for_ranges(m, n, n_threads, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t r = 0; r < n; ++r) {
+      const float* row = a + r * ld;
+      for (std::size_t c = c0; c < c1; ++c) out[c] += row[c];
+    }
+  });
+}
+
+// z = [x > thresholds] as 0/1 floats (n x d).
+void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* thresholds, float* z,
+                    int n_threads) {
+  for_ranges(n, d, n_threads, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t c = 0; c < d; ++c) z[r * d + c] = x[r * d + c] > thresholds[c] ? 1.0f : 0.0f;
+  });
+}
+
+}  // namespace
+
+void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols, float* t, int n_threads) {
+  // Rows: t = (rank within row + 0.5) / n_cols.
+  for_ranges(n_rows, n_cols * 8, n_threads, [&](std::size_t r0, std::size_t r1) {
+    std::vector<std::uint32_t> idx(n_cols);
+    for (std::size_t r = r0; r < r1; ++r) {
+      const float* row = p + r * n_cols;
+      std::iota(idx.begin(), idx.end(), 0u);
+      std::sort(idx.begin(), idx.end(), [row](std::uint32_t a, std::uint32_t b) {
+        return row[a] < row[b] || (row[a] == row[b] && a < b);
+      });
+      for (std::size_t rank = 0; rank < n_cols; ++rank)
+        t[r * n_cols + idx[rank]] = (static_cast<float>(rank) + 0.5f) / static_cast<float>(n_cols);
+    }
+  });
+  // Columns: average in (rank within column + 0.5) / n_rows.
+  for_ranges(n_cols, n_rows * 8, n_threads, [&](std::size_t c0, std::size_t c1) {
+    std::vector<std::uint32_t> idx(n_rows);
+    for (std::size_t c = c0; c < c1; ++c) {
+      std::iota(idx.begin(), idx.end(), 0u);
+      std::sort(idx.begin(), idx.end(), [p, c, n_cols](std::uint32_t a, std::uint32_t b) {
+        const float pa = p[a * n_cols + c], pb = p[b * n_cols + c];
+        return pa < pb || (pa == pb && a < b);
+      });
+      for (std::size_t rank = 0; rank < n_rows; ++rank) {
+        float& cell = t[idx[rank] * n_cols + c];
+        cell = 0.5f * (cell + (static_cast<float>(rank) + 0.5f) / static_cast<float>(n_rows));
+      }
+    }
+  });
+}
+
+void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order,
+              std::size_t n_order, std::size_t batch_size, const RbmParams& params,
+              std::uint64_t seed, std::uint64_t first_step, int n_threads) {
+  DH_REQUIRE(batch_size >= 1, "batch_size must be >= 1");
+  DH_REQUIRE(params.cd_k >= 1, "cd_k must be >= 1");
+  for (std::size_t i = 0; i < n_order; ++i)
+    DH_REQUIRE(order[i] >= 0 && static_cast<std::size_t>(order[i]) < n_rows, "order[", i, "] = ", order[i],
+               " is not a row of v");
+  const std::size_t I = rbm.n_visible, J = rbm.n_hidden, B = std::min(batch_size, n_order);
+  const float lambda = params.hashing_reg;
+  const float* W = rbm.components;
+  // Operands of the fused gradient dW += P X (one product with K = 2B):
+  //   x (2B x I, row-major) = [v; pv];  p (J x 2B, hidden-major) = [pos^T | -ph^T].
+  // Hidden statistics are kept hidden-major (J x B): the products W v^T (M = J) run
+  // faster in BLAS than v W^T (M = B = 100).
+  std::vector<float> x(2 * B * I), p(J * 2 * B), h(J * B), ph0(lambda > 0 ? J * B : 0), t(lambda > 0 ? J * B : 0);
+  std::vector<double> hidden_grad(J), visible_grad(I);
+
+  for (std::size_t step = 0; step * B < n_order; ++step) {
+    const std::size_t row0 = step * B, bs = std::min(B, n_order - row0), ld = 2 * bs;
+    const std::uint64_t key = stream_key(seed, first_step + step);
+    float* vb = x.data();           // rows [0, bs): the minibatch
+    float* pv = x.data() + bs * I;  // rows [bs, 2 bs): its reconstruction
+    float* pos = p.data();          // columns [0, bs) of p
+    float* neg = p.data() + bs;     // columns [bs, 2 bs) of p
+    for_ranges(bs, I, n_threads, [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r)
+        std::memcpy(vb + r * I, v + static_cast<std::size_t>(order[row0 + r]) * I, I * sizeof(float));
+    });
+    // Positive phase: pos = sigmoid(W v^T + b); h ~ pos.
+    sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads);
+    sigmoid_hidden_major(pos, J, bs, ld, rbm.hidden_bias, n_threads);
+    sample_hidden_major(pos, J, bs, ld, B, key, 0, h.data(), n_threads);
+    // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h^T W + c), ph = sigmoid(W pv^T + b).
+    for (int g = 1; g <= params.cd_k; ++g) {
+      sgemm(true, false, bs, I, J, 1.0f, h.data(), bs, W, I, 0.0f, pv, I, n_threads);
+      sigmoid_rows(pv, bs, I, I, rbm.visible_bias, n_threads);
+      sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads);
+      sigmoid_hidden_major(neg, J, bs, ld, rbm.hidden_bias, n_threads);
+      if (g < params.cd_k)
+        sample_hidden_major(neg, J, bs, ld, B, key, static_cast<std::size_t>(g), h.data(), n_threads);
+    }
+    // p = [(1 - lambda) ph0 + lambda t | -ph], targets ranked on ph0 (hidden-major: the
+    // transpose of the minibatch-major targets, ties broken the same way).
+    if (lambda > 0) {
+      for (std::size_t j = 0; j < J; ++j) std::memcpy(&ph0[j * bs], pos + j * ld, bs * sizeof(float));
+      uniform_rank_targets(ph0.data(), J, bs, t.data(), n_threads);
+    }
+    for_ranges(J, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t j = j0; j < j1; ++j)
+        for (std::size_t r = 0; r < bs; ++r) {
+          if (lambda > 0) pos[j * ld + r] = (1.0f - lambda) * pos[j * ld + r] + lambda * t[j * bs + r];
+          neg[j * ld + r] = -neg[j * ld + r];
+        }
+    });
+    const float scale = params.learning_rate / static_cast<float>(bs);
+    // dW = momentum dW + lr/B p x;  then, on each panel while it is in cache,
+    // dW -= lr wd W;  W += dW.
+    const float decay = params.learning_rate * params.weight_decay;
+    float* w = rbm.components;
+    float* dw = rbm.components_velocity;
+    sgemm(false, false, J, I, ld, scale, p.data(), ld, x.data(), I, params.momentum, dw, I, n_threads,
+          [w, dw, decay, I](std::size_t row, std::size_t rows, std::size_t col, std::size_t cols) {
+            for (std::size_t j = row; j < row + rows; ++j)
+              for (std::size_t e = j * I + col; e < j * I + col + cols; ++e) {
+                const float d = dw[e] - decay * w[e];
+                dw[e] = d;
+                w[e] += d;
+              }
+          });
+    // Biases: row sums of p give sum(pos - ph); column sums of v - pv give sum(v - pv).
+    for_ranges(J, ld, n_threads, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t j = j0; j < j1; ++j) {
+        double s = 0.0;
+        for (std::size_t c = 0; c < ld; ++c) s += p[j * ld + c];
+        hidden_grad[j] = s;
+      }
+    });
+    std::fill(visible_grad.begin(), visible_grad.end(), 0.0);
+    for_ranges(bs, I, n_threads, [&](std::size_t r0, std::size_t r1) {  // pv <- v - pv
+      for (std::size_t e = r0 * I; e < r1 * I; ++e) pv[e] = vb[e] - pv[e];
+    });
+    column_sums(pv, bs, I, I, visible_grad.data(), n_threads);
+    for (std::size_t j = 0; j < J; ++j) {
+      rbm.hidden_velocity[j] = params.momentum * rbm.hidden_velocity[j] +
+                               params.learning_rate * static_cast<float>(hidden_grad[j] / static_cast<double>(bs));
+      rbm.hidden_bias[j] += rbm.hidden_velocity[j];
+    }
+    for (std::size_t i = 0; i < I; ++i) {
+      rbm.visible_velocity[i] = params.momentum * rbm.visible_velocity[i] +
+                                params.learning_rate * static_cast<float>(visible_grad[i] / static_cast<double>(bs));
+      rbm.visible_bias[i] += rbm.visible_velocity[i];
+    }
+  }
+}
+
+void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out, int n_threads) {
+  sgemm(false, true, n, rbm.n_hidden, rbm.n_visible, 1.0f, v, rbm.n_visible, rbm.components,
+        rbm.n_visible, 0.0f, out, rbm.n_hidden, n_threads);
+  sigmoid_rows(out, n, rbm.n_hidden, rbm.n_hidden, rbm.hidden_bias, n_threads);
+}
+
+void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, int n_threads) {
+  sgemm(false, false, n, rbm.n_visible, rbm.n_hidden, 1.0f, h, rbm.n_hidden, rbm.components,
+        rbm.n_visible, 0.0f, out, rbm.n_visible, n_threads);
+  sigmoid_rows(out, n, rbm.n_visible, rbm.n_visible, rbm.visible_bias, n_threads);
+}
+
+void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
+                     const float* weights, std::size_t n_out, float* mean, int n_threads) {
+  DH_REQUIRE(n >= 1, "mean_projection needs at least one row");
+  std::vector<double> sums(n_out, 0.0);
+  std::vector<float> z(input_thresholds ? kEncodeBlockRows * d : 0), proj(kEncodeBlockRows * n_out);
+  for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
+    const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
+    const float* in = x + r0 * d;
+    if (input_thresholds) {
+      threshold_rows(in, rows, d, input_thresholds, z.data(), n_threads);
+      in = z.data();
+    }
+    sgemm(false, true, rows, n_out, d, 1.0f, in, d, weights, d, 0.0f, proj.data(), n_out, n_threads);
+    column_sums(proj.data(), rows, n_out, n_out, sums.data(), n_threads);
+  }
+  for (std::size_t j = 0; j < n_out; ++j) mean[j] = static_cast<float>(sums[j] / static_cast<double>(n));
+}
+
+void encode_layers(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
+                   const std::vector<EncoderLayer>& layers, std::uint8_t* out, int n_threads) {
+  DH_REQUIRE(!layers.empty(), "the encoder needs at least one layer");
+  DH_REQUIRE(layers.front().n_in == d, "the first layer takes ", layers.front().n_in, " inputs, x has ", d);
+  for (std::size_t l = 1; l < layers.size(); ++l)
+    DH_REQUIRE(layers[l].n_in == layers[l - 1].n_out, "layer ", l, " takes ", layers[l].n_in,
+               " inputs but layer ", l - 1, " gives ", layers[l - 1].n_out);
+  const std::size_t bits = layers.back().n_out, code_bytes = bits / 8;
+  DH_REQUIRE(bits % 8 == 0, "the last layer must have a multiple of 8 units, got ", bits);
+  std::size_t widest = d;
+  for (const auto& layer : layers) widest = std::max(widest, layer.n_out);
+  std::vector<float> z(kEncodeBlockRows * widest), y(kEncodeBlockRows * widest);
+  for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
+    const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
+    const float* in = x + r0 * d;
+    if (input_thresholds) {
+      threshold_rows(in, rows, d, input_thresholds, z.data(), n_threads);
+      in = z.data();
+    }
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const EncoderLayer& layer = layers[l];
+      sgemm(false, true, rows, layer.n_out, layer.n_in, 1.0f, in, layer.n_in, layer.weights,
+            layer.n_in, 0.0f, y.data(), layer.n_out, n_threads);
+      if (l + 1 == layers.size()) {
+        pack_threshold(y.data(), rows, bits, bits, layer.offsets, out + r0 * code_bytes, n_threads);
+      } else {
+        threshold_rows(y.data(), rows, layer.n_out, layer.offsets, z.data(), n_threads);
+        in = z.data();
+      }
+    }
+  }
+}
+
+}  // namespace deephash
