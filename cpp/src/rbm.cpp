@@ -75,26 +75,6 @@ void sigmoid_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const 
   });
 }
 
-// Hidden-major block (n_hidden rows of bs samples, row stride ld): p[j][r] = sigmoid(p[j][r] + bias[j]).
-void sigmoid_hidden_major(float* p, std::size_t n_hidden, std::size_t bs, std::size_t ld, const float* bias,
-                          int n_threads) {
-  for_ranges(n_hidden, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j)
-      for (std::size_t r = 0; r < bs; ++r) p[j * ld + r] = sigmoid(p[j * ld + r] + bias[j]);
-  });
-}
-
-// h[j][r] (n_hidden x bs) = uniform(key, (gibbs * batch + r) * n_hidden + j) < p[j][r]: the
-// random number of sample r, unit j does not depend on the layout or the thread count.
-void sample_hidden_major(const float* p, std::size_t n_hidden, std::size_t bs, std::size_t ld,
-                         std::size_t batch, std::uint64_t key, std::size_t gibbs, float* h, int n_threads) {
-  for_ranges(n_hidden, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j)
-      for (std::size_t r = 0; r < bs; ++r)
-        h[j * bs + r] = uniform(key, (gibbs * batch + r) * n_hidden + j) < p[j * ld + r] ? 1.0f : 0.0f;
-  });
-}
-
 // out[c] += sum over rows r < n of a[r * ld + c] (double accumulation, rows in order;
 // each thread owns a range of columns and reads rows contiguously).
 void column_sums(const float* a, std::size_t n, std::size_t m, std::size_t ld, double* out, int n_threads) {
@@ -177,32 +157,51 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       for (std::size_t r = r0; r < r1; ++r)
         std::memcpy(vb + r * I, v + static_cast<std::size_t>(order[row0 + r]) * I, I * sizeof(float));
     });
-    // Positive phase: pos = sigmoid(W v^T + b); h ~ pos.
-    sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads);
-    sigmoid_hidden_major(pos, J, bs, ld, rbm.hidden_bias, n_threads);
-    sample_hidden_major(pos, J, bs, ld, B, key, 0, h.data(), n_threads);
+    // Positive phase: pos = sigmoid(W v^T + b); h ~ pos. Element-wise work runs on each
+    // product panel as soon as it is written (epilogue), on the same thread, in cache.
+    // Hidden sample (row r, unit j) of Gibbs step g uses uniform(key, (g B + r) J + j),
+    // whatever the layout or thread count.
+    const float* hidden_bias = rbm.hidden_bias;
+    const float* visible_bias = rbm.visible_bias;
+    const auto hidden_step = [&](float* probs, std::size_t gibbs, bool sample, bool negate) {
+      return [=, &h](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+        for (std::size_t j = row; j < row + rows; ++j) {
+          float* pj = probs + j * ld;
+          const float bias = hidden_bias[j];
+          for (std::size_t r = 0; r < bs; ++r) pj[r] = sigmoid(pj[r] + bias);
+          if (sample)
+            for (std::size_t r = 0; r < bs; ++r)
+              h[j * bs + r] = uniform(key, (gibbs * B + r) * J + j) < pj[r] ? 1.0f : 0.0f;
+          if (negate)
+            for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
+        }
+      };
+    };
+    sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads, hidden_step(pos, 0, true, false));
     // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h^T W + c), ph = sigmoid(W pv^T + b).
     for (int g = 1; g <= params.cd_k; ++g) {
-      sgemm(true, false, bs, I, J, 1.0f, h.data(), bs, W, I, 0.0f, pv, I, n_threads);
-      sigmoid_rows(pv, bs, I, I, rbm.visible_bias, n_threads);
-      sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads);
-      sigmoid_hidden_major(neg, J, bs, ld, rbm.hidden_bias, n_threads);
-      if (g < params.cd_k)
-        sample_hidden_major(neg, J, bs, ld, B, key, static_cast<std::size_t>(g), h.data(), n_threads);
+      sgemm(true, false, bs, I, J, 1.0f, h.data(), bs, W, I, 0.0f, pv, I, n_threads,
+            [=](std::size_t, std::size_t, std::size_t col, std::size_t cols) {
+              for (std::size_t r = 0; r < bs; ++r)
+                for (std::size_t i = col; i < col + cols; ++i) pv[r * I + i] = sigmoid(pv[r * I + i] + visible_bias[i]);
+            });
+      const bool last = g == params.cd_k;
+      sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads,
+            hidden_step(neg, static_cast<std::size_t>(g), !last, last));
     }
-    // p = [(1 - lambda) ph0 + lambda t | -ph], targets ranked on ph0 (hidden-major: the
+    // p = [(1 - lambda) ph0 + lambda t | -ph] (the negation was done in the epilogue), targets ranked on ph0 (hidden-major: the
     // transpose of the minibatch-major targets, ties broken the same way).
     if (lambda > 0) {
       for (std::size_t j = 0; j < J; ++j) std::memcpy(&ph0[j * bs], pos + j * ld, bs * sizeof(float));
       uniform_rank_targets(ph0.data(), J, bs, t.data(), n_threads);
     }
-    for_ranges(J, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
-      for (std::size_t j = j0; j < j1; ++j)
-        for (std::size_t r = 0; r < bs; ++r) {
-          if (lambda > 0) pos[j * ld + r] = (1.0f - lambda) * pos[j * ld + r] + lambda * t[j * bs + r];
-          neg[j * ld + r] = -neg[j * ld + r];
-        }
-    });
+    if (lambda > 0) {
+      for_ranges(J, bs, n_threads, [&](std::size_t j0, std::size_t j1) {
+        for (std::size_t j = j0; j < j1; ++j)
+          for (std::size_t r = 0; r < bs; ++r)
+            pos[j * ld + r] = (1.0f - lambda) * pos[j * ld + r] + lambda * t[j * bs + r];
+      });
+    }
     const float scale = params.learning_rate / static_cast<float>(bs);
     // dW = momentum dW + lr/B p x;  then, on each panel while it is in cache,
     // dW -= lr wd W;  W += dW.

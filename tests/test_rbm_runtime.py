@@ -1,0 +1,54 @@
+"""RBM runtime hygiene: next to torch, RBM training uses its own threads only.
+
+Runs in a fresh interpreter: torch is imported first and its OpenMP pool started, then an RBM
+is trained with 2 threads. BLAS (scipy-openblas32) must not add a thread pool of its own,
+CPU time / wall time must stay within the thread count (a resource bound, not a speed
+threshold: only extra busy threads can exceed it), and no thread may outlive the call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = """
+import json, os, time
+import torch
+a = torch.randn(1024, 1024)
+(a @ a).sum().item()                         # torch's pool is running now
+import numpy as np
+import sklearn.utils.validation              # imports scipy and its own BLAS before we count
+import deephash_ext as dh
+threads = lambda: len(os.listdir("/proc/self/task"))
+before_blas = threads()
+from deephash_ext._blas import ensure_blas
+ensure_blas()
+after_blas = threads()
+dh.set_num_threads(2)
+rng = np.random.default_rng(0)
+V = (rng.random((3000, 1024), dtype=np.float32) < 0.3).astype(np.float32)
+model = dh.RBM(n_hidden=512, n_epochs=1, random_state=0)
+model.fit(V[:200])                           # warm up
+before = threads()
+cpu0, wall0 = time.process_time(), time.perf_counter()
+model.set_params(n_epochs=3).fit(V)
+cpu1, wall1 = time.process_time(), time.perf_counter()
+print(json.dumps({"before_blas": before_blas, "after_blas": after_blas, "before": before,
+                  "after": threads(), "cpu": cpu1 - cpu0, "wall": wall1 - wall0}))
+"""
+
+
+def test_rbm_training_next_to_torch_adds_no_pool_and_no_busy_threads():
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(CHILD)], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["after_blas"] == out["before_blas"], "loading BLAS started a thread pool"
+    assert out["after"] == out["before"], "threads outlived the fit"
+    assert out["wall"] >= 0.1, out
+    assert out["cpu"] / out["wall"] <= 2 + 0.5, out
