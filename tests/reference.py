@@ -114,3 +114,192 @@ def tie_heavy_codes(rng: np.random.Generator, n: int, code_bytes: int,
     """n codes drawn from only n_distinct distinct rows, so most distances tie."""
     pool = rng.integers(0, 256, size=(n_distinct, code_bytes), dtype=np.uint8)
     return pool[rng.integers(0, n_distinct, size=n)]
+
+
+# ---------------------------------------------------------------------------------------
+# RBM (deephash/rbm.hpp, rng.hpp): float64 references for the C++ kernels.
+# ---------------------------------------------------------------------------------------
+
+__all__ += [
+    "cd_step_reference",
+    "encode_layers_reference",
+    "exact_log_likelihood",
+    "joint_log_likelihood_bruteforce",
+    "rbm_uniforms_reference",
+    "sigmoid",
+    "uniform_rank_targets_reference",
+]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64_int(z: int) -> int:
+    """SplitMix64 finaliser on a Python int (mod 2**64)."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _mix64_array(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on a uint64 array (array arithmetic wraps without warnings)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def rbm_uniforms_reference(seed: int, step: int, n: int) -> np.ndarray:
+    """The n uniforms of training step `step` (rng.hpp, bit for bit), float32 in [0, 1)."""
+    key = _mix64_int(seed ^ _mix64_int(step + 0xD1B54A32D192ED03))
+    index = np.arange(n, dtype=np.uint64)
+    z = np.full(n, key, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15) * (index + np.uint64(1))
+    bits = _mix64_array(z) >> np.uint64(40)
+    return (bits.astype(np.float64) / 16777216.0).astype(np.float32)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function in float64, stable for large |x|."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def uniform_rank_targets_reference(p: np.ndarray) -> np.ndarray:
+    """Hashing-regulariser targets: average of the within-row rank quantile
+    (rank + 0.5) / n_cols and the within-column rank quantile (rank + 0.5) / n_rows,
+    ranks by a stable argsort (ties go to the smaller index)."""
+    p = np.asarray(p)
+    n_rows, n_cols = p.shape
+    row_rank = np.empty(p.shape, dtype=np.int64)
+    np.put_along_axis(row_rank, np.argsort(p, axis=1, kind="stable"),
+                      np.broadcast_to(np.arange(n_cols), p.shape), axis=1)
+    col_rank = np.empty(p.shape, dtype=np.int64)
+    np.put_along_axis(col_rank, np.argsort(p, axis=0, kind="stable"),
+                      np.broadcast_to(np.arange(n_rows)[:, None], p.shape), axis=0)
+    return 0.5 * ((row_rank + 0.5) / n_cols + (col_rank + 0.5) / n_rows)
+
+
+def _min_gap(a: np.ndarray, axis: int) -> float:
+    """Smallest distance between two entries of the same row (axis=1) or column (axis=0)."""
+    if a.shape[axis] < 2:
+        return np.inf
+    return float(np.diff(np.sort(a, axis=axis), axis=axis).min())
+
+
+def cd_step_reference(components, hidden_bias, visible_bias, components_velocity,
+                      hidden_velocity, visible_velocity, V, order, batch_size, learning_rate,
+                      momentum, weight_decay, hashing_reg, cd_k, seed, first_step):
+    """CD-k over the minibatches of `order` exactly as rbm.hpp specifies, in float64.
+
+    Minibatch b holds rows V[order[b * B:(b + 1) * B]] (B = batch_size); the
+    last one may be shorter) and draws its hidden samples from stream first_step + b: the
+    sample of row r, unit j at Gibbs step g is uniform[(g * B + r) * n_hidden + j] < p.
+
+    Returns (components, hidden_bias, visible_bias, components_velocity, hidden_velocity,
+    visible_velocity, info) as new float64 arrays. info["min_sample_margin"] is the smallest
+    |u - p| over all samples drawn and info["min_rank_gap"] the smallest distance between two
+    hidden probabilities ranked against each other by the regulariser: where these are tiny
+    the float32 kernel may legitimately decide the other way.
+    """
+    f = lambda a: np.array(a, dtype=np.float64)  # noqa: E731  (copies)
+    W, b, c = f(components), f(hidden_bias), f(visible_bias)
+    dW, db, dc = f(components_velocity), f(hidden_velocity), f(visible_velocity)
+    V = np.asarray(V, dtype=np.float64)
+    order = np.asarray(order, dtype=np.int64)
+    # The kernel takes the hyper-parameters as float32.
+    lr, mom, wd, lam = (float(np.float32(x)) for x in (learning_rate, momentum, weight_decay,
+                                                       hashing_reg))
+    J = W.shape[0]
+    B = batch_size
+    info = {"min_sample_margin": np.inf, "min_rank_gap": np.inf, "n_batches": 0}
+    for step, row0 in enumerate(range(0, len(order), B)):
+        v = V[order[row0:row0 + B]]
+        bs = len(v)
+        u = rbm_uniforms_reference(seed, first_step + step, cd_k * B * J).astype(np.float64)
+
+        def sample(p, g):
+            uu = u[g * B * J:(g * B + bs) * J].reshape(bs, J)
+            info["min_sample_margin"] = min(info["min_sample_margin"],
+                                            float(np.abs(uu - p).min()))
+            return (uu < p).astype(np.float64)
+
+        ph0 = sigmoid(v @ W.T + b)
+        h = sample(ph0, 0)
+        for g in range(1, cd_k + 1):
+            pv = sigmoid(h @ W + c)
+            ph = sigmoid(pv @ W.T + b)
+            if g < cd_k:
+                h = sample(ph, g)
+        if lam > 0:
+            t = uniform_rank_targets_reference(ph0)
+            info["min_rank_gap"] = min(info["min_rank_gap"], _min_gap(ph0, 0), _min_gap(ph0, 1))
+        else:
+            t = ph0
+        pos = (1.0 - lam) * ph0 + lam * t
+        dW = mom * dW + lr * (pos.T @ v - ph.T @ pv) / bs - lr * wd * W
+        W = W + dW
+        db = mom * db + lr * np.mean(ph0 - ph + lam * (t - ph0), axis=0)
+        dc = mom * dc + lr * np.mean(v - pv, axis=0)
+        b = b + db
+        c = c + dc
+        info["n_batches"] += 1
+    return W, b, c, dW, db, dc, info
+
+
+def _all_binary_states(n: int) -> np.ndarray:
+    """All 2**n binary vectors of length n, (2**n, n) float64."""
+    return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def exact_log_likelihood(components, hidden_bias, visible_bias, V) -> float:
+    """Exact mean log p(v) over the rows of V for a binary RBM with energy
+    E(v, h) = -v.c - h.b - h.W v (W = components, n_hidden x n_visible).
+
+    The hidden units are summed out analytically (free energy
+    F(v) = -v.c - sum_j log(1 + exp(b_j + W_j.v))) and the partition function enumerates
+    all 2**n_visible visible states, so keep n_visible small (<= 16).
+    """
+    W = np.asarray(components, dtype=np.float64)
+    b = np.asarray(hidden_bias, dtype=np.float64)
+    c = np.asarray(visible_bias, dtype=np.float64)
+    assert W.shape[1] <= 16, "enumerating 2**n_visible states"
+
+    def neg_free_energy(v):
+        return v @ c + np.logaddexp(0.0, v @ W.T + b).sum(axis=1)
+
+    log_z = np.logaddexp.reduce(neg_free_energy(_all_binary_states(W.shape[1])))
+    return float(np.mean(neg_free_energy(np.asarray(V, dtype=np.float64)) - log_z))
+
+
+def joint_log_likelihood_bruteforce(components, hidden_bias, visible_bias, V) -> float:
+    """exact_log_likelihood by summing exp(-E(v, h)) over every joint state (tiny models)."""
+    W = np.asarray(components, dtype=np.float64)
+    b = np.asarray(hidden_bias, dtype=np.float64)
+    c = np.asarray(visible_bias, dtype=np.float64)
+    hs = _all_binary_states(W.shape[0])
+    vs = _all_binary_states(W.shape[1])
+    neg_energy = (vs @ c)[:, None] + (hs @ b)[None, :] + vs @ W.T @ hs.T  # (n_v states, n_h states)
+    log_z = np.logaddexp.reduce(neg_energy, axis=None)
+    V = np.asarray(V, dtype=np.float64)
+    neg_energy_data = (V @ c)[:, None] + (hs @ b)[None, :] + V @ W.T @ hs.T
+    return float(np.mean(np.logaddexp.reduce(neg_energy_data, axis=1) - log_z))
+
+
+def encode_layers_reference(X, input_thresholds, weights, offsets):
+    """Bits of the thresholded encoder in float64: z0 = [X > thresholds] (float32 compare)
+    or X; z_l = [z_{l-1} W_l^T - offsets_l > 0].
+
+    Returns (bits of the last layer as uint8 (n, n_out), margin) where margin[r] is the
+    smallest |z_{l-1} W_l^T - offsets_l| of row r over all layers: rows with a tiny margin
+    may legitimately flip in float32.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if input_thresholds is not None:
+        z = (X > np.asarray(input_thresholds, dtype=np.float32)).astype(np.float64)
+    else:
+        z = X.astype(np.float64)
+    margin = np.full(len(X), np.inf)
+    for W, off in zip(weights, offsets):
+        a = z @ np.asarray(W, dtype=np.float64).T - np.asarray(off, dtype=np.float64)
+        margin = np.minimum(margin, np.abs(a).min(axis=1))
+        z = (a > 0).astype(np.float64)
+    return z.astype(np.uint8), margin

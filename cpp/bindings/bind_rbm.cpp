@@ -100,7 +100,7 @@ void bind_rbm(py::module_& m) {
 
   m.def(
       "rbm_hidden_probabilities",
-      [](const py::array& components, const py::array& hidden_bias, const py::array& v) {
+      [](const py::array& components, const py::object& hidden_bias, const py::array& v) {
         require_float32(components, "components", 2);
         const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
         const float* bias = optional_f32(hidden_bias, "hidden_bias", J);
@@ -121,7 +121,7 @@ void bind_rbm(py::module_& m) {
 
   m.def(
       "rbm_visible_probabilities",
-      [](const py::array& components, const py::array& visible_bias, const py::array& h) {
+      [](const py::array& components, const py::object& visible_bias, const py::array& h) {
         require_float32(components, "components", 2);
         const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
         const float* bias = optional_f32(visible_bias, "visible_bias", I);

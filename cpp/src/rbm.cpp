@@ -159,8 +159,8 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     });
     // Positive phase: pos = sigmoid(W v^T + b); h ~ pos. Element-wise work runs on each
     // product panel as soon as it is written (epilogue), on the same thread, in cache.
-    // Hidden sample (row r, unit j) of Gibbs step g uses uniform(key, (g B + r) J + j),
-    // whatever the layout or thread count.
+    // Hidden sample (row r, unit j) of Gibbs step g uses uniform(key, (g batch_size + r) J + j),
+    // whatever the layout, the thread count or how the minibatches are split into calls.
     const float* hidden_bias = rbm.hidden_bias;
     const float* visible_bias = rbm.visible_bias;
     const auto hidden_step = [&](float* probs, std::size_t gibbs, bool sample, bool negate) {
@@ -171,7 +171,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
           for (std::size_t r = 0; r < bs; ++r) pj[r] = sigmoid(pj[r] + bias);
           if (sample)
             for (std::size_t r = 0; r < bs; ++r)
-              h[j * bs + r] = uniform(key, (gibbs * B + r) * J + j) < pj[r] ? 1.0f : 0.0f;
+              h[j * bs + r] = uniform(key, (gibbs * batch_size + r) * J + j) < pj[r] ? 1.0f : 0.0f;
           if (negate)
             for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
         }

@@ -25,7 +25,7 @@ def _library_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "deephash_ext's RBM kernels need scipy-openblas32: pip install scipy-openblas32")
-    lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    lib_dir = os.path.join(next(iter(spec.submodule_search_locations)), "lib")
     found = sorted(glob.glob(os.path.join(lib_dir, "libscipy_openblas*.so*")))
     if not found:
         raise ImportError(f"no libscipy_openblas shared library in {lib_dir}")

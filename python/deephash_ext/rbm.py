@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core
 from ._blas import ensure_blas
@@ -21,8 +21,9 @@ __all__ = ["RBM"]
 
 def _check_unit_interval(V: np.ndarray) -> None:
     if V.size and (V.min() < 0.0 or V.max() > 1.0):
+        negative = "Negative values in data passed to RBM: " if V.min() < 0.0 else ""
         raise ValueError(
-            "V must lie in [0, 1] (binary codes or probabilities), got values in "
+            f"{negative}V must lie in [0, 1] (binary codes or probabilities), got values in "
             f"[{V.min():.4g}, {V.max():.4g}]")
 
 
@@ -130,9 +131,16 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be {interval}, got {value}")
 
     def _validate_V(self, V, *, reset: bool) -> np.ndarray:
-        V = validate_data(self, V, dtype=np.float32, order="C", reset=reset)
-        _check_unit_interval(V)
-        return V
+        """V as C-contiguous float32 in [0, 1]. With reset, n_features_in_ (and feature
+        names) change only after every check has passed, so a failed fit changes nothing."""
+        if not reset:
+            V = validate_data(self, V, dtype=np.float32, order="C", reset=False)
+            _check_unit_interval(V)
+            return V
+        checked = check_array(V, dtype=np.float32, order="C", estimator=self)
+        _check_unit_interval(checked)
+        validate_data(self, V, skip_check_array=True, reset=True)
+        return checked
 
     # ------------------------------------------------------------------ training
     def _initialise(self, V: np.ndarray, rng: np.random.RandomState) -> None:
@@ -218,8 +226,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : RBM
         """
         first = not hasattr(self, "components_")
-        if first:
-            self._check_params()
+        self._check_params()  # hyper-parameters may have changed since the last call
         V = self._validate_V(V, reset=first)
         ensure_blas()
         if first:
@@ -278,7 +285,13 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         v = _core.rbm_visible_probabilities(self.components_, self.intercept_visible_, h)
         return np.mean((V - v) ** 2, axis=1)
 
+    @property
+    def _n_features_out(self) -> int:
+        """Output width of transform, for get_feature_names_out."""
+        return int(self.components_.shape[0])
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float32"]  # transform always returns float32
         return tags

@@ -40,7 +40,8 @@ struct RbmArrays {
  *   dW = momentum dW + lr (((1 - lambda) ph0 + lambda t)^T v - ph^T pv) / B - lr wd W
  *   db = momentum db + lr mean(ph0 - ph + lambda (t - ph0));  dc = momentum dc + lr mean(v - pv)
  *   W += dW; b += db; c += dc.
- * Hidden sample (row r, unit j) of Gibbs step g uses index (g * B + r) * n_hidden + j.
+ * Hidden sample (row r, unit j) of Gibbs step g uses index (g * batch_size + r) * n_hidden + j,
+ * so splitting the minibatches over several calls (first_step advancing) changes nothing.
  */
 void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order,
               std::size_t n_order, std::size_t batch_size, const RbmParams& params,
