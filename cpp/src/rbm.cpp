@@ -97,34 +97,45 @@ void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* t
 
 }  // namespace
 
+namespace {
+
+// Order-preserving map of a float to 32 bits (negatives flipped), for integer sorting.
+inline std::uint32_t ordered_bits(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+// Ranks of values[0..n) (stride `stride`) by (value, position), written as
+// out[position * out_stride] = (rank + 0.5) / n, or averaged into it when `average`.
+// Keys pack (value bits, position) into one integer, so a plain integer sort gives the
+// (value, index) order with no comparator indirection.
+void rank_quantiles(const float* values, std::size_t n, std::size_t stride, float* out,
+                    std::size_t out_stride, bool average, std::vector<std::uint64_t>& keys) {
+  keys.resize(n);
+  for (std::size_t k = 0; k < n; ++k)
+    keys[k] = (static_cast<std::uint64_t>(ordered_bits(values[k * stride])) << 32) | k;
+  std::sort(keys.begin(), keys.end());
+  for (std::size_t rank = 0; rank < n; ++rank) {
+    float& cell = out[(keys[rank] & 0xFFFFFFFFu) * out_stride];
+    const float q = (static_cast<float>(rank) + 0.5f) / static_cast<float>(n);
+    cell = average ? 0.5f * (cell + q) : q;
+  }
+}
+
+}  // namespace
+
 void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols, float* t, int n_threads) {
+  DH_REQUIRE(n_rows < (std::size_t{1} << 32) && n_cols < (std::size_t{1} << 32), "matrix too large");
   // Rows: t = (rank within row + 0.5) / n_cols.
   for_ranges(n_rows, n_cols * 8, n_threads, [&](std::size_t r0, std::size_t r1) {
-    std::vector<std::uint32_t> idx(n_cols);
-    for (std::size_t r = r0; r < r1; ++r) {
-      const float* row = p + r * n_cols;
-      std::iota(idx.begin(), idx.end(), 0u);
-      std::sort(idx.begin(), idx.end(), [row](std::uint32_t a, std::uint32_t b) {
-        return row[a] < row[b] || (row[a] == row[b] && a < b);
-      });
-      for (std::size_t rank = 0; rank < n_cols; ++rank)
-        t[r * n_cols + idx[rank]] = (static_cast<float>(rank) + 0.5f) / static_cast<float>(n_cols);
-    }
+    std::vector<std::uint64_t> keys;
+    for (std::size_t r = r0; r < r1; ++r) rank_quantiles(p + r * n_cols, n_cols, 1, t + r * n_cols, 1, false, keys);
   });
   // Columns: average in (rank within column + 0.5) / n_rows.
   for_ranges(n_cols, n_rows * 8, n_threads, [&](std::size_t c0, std::size_t c1) {
-    std::vector<std::uint32_t> idx(n_rows);
-    for (std::size_t c = c0; c < c1; ++c) {
-      std::iota(idx.begin(), idx.end(), 0u);
-      std::sort(idx.begin(), idx.end(), [p, c, n_cols](std::uint32_t a, std::uint32_t b) {
-        const float pa = p[a * n_cols + c], pb = p[b * n_cols + c];
-        return pa < pb || (pa == pb && a < b);
-      });
-      for (std::size_t rank = 0; rank < n_rows; ++rank) {
-        float& cell = t[idx[rank] * n_cols + c];
-        cell = 0.5f * (cell + (static_cast<float>(rank) + 0.5f) / static_cast<float>(n_rows));
-      }
-    }
+    std::vector<std::uint64_t> keys;
+    for (std::size_t c = c0; c < c1; ++c) rank_quantiles(p + c, n_rows, n_cols, t + c, n_cols, true, keys);
   });
 }
 
