@@ -27,28 +27,13 @@ import time
 
 import deephash_ext as dh
 import numpy as np
+from _common import best_time, cpu_model  # run as a script: benchmarks/ is on sys.path
 from deephash_ext import _core
 from deephash_ext._blas import ensure_blas
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_time(fn, repeats)[0]
 
 
 def sgemm_rates(size: int, repeats: int, torch) -> dict[str, float]:

@@ -31,22 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import deephash_ext as dh
 import numpy as np
+from _common import best_time, cpu_model  # run as a script: benchmarks/ is on sys.path
 
-try:  # run as a script: benchmarks/ is on sys.path
+try:
     from _naive import naive_available, naive_search
 except ImportError:  # pragma: no cover
     naive_available = None
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_bandwidth(max_threads: int, gib: float = 1.0, repeats: int = 5) -> float:
@@ -73,17 +63,6 @@ class CacheFlusher:
 
     def __call__(self) -> None:
         np.add.reduce(self.buffer)
-
-
-def best_time(fn, repeats: int, before=None) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def main() -> None:

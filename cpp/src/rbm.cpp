@@ -95,9 +95,14 @@ void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* t
   });
 }
 
-}  // namespace
-
-namespace {
+// The rows of one encoder block as the first layer sees them: [x > thresholds] in
+// `scratch` when thresholds are given, else x itself.
+const float* block_input(const float* x, std::size_t rows, std::size_t d, const float* thresholds,
+                         float* scratch, int n_threads) {
+  if (thresholds == nullptr) return x;
+  threshold_rows(x, rows, d, thresholds, scratch, n_threads);
+  return scratch;
+}
 
 // Order-preserving map of a float to 32 bits (negatives flipped), for integer sorting.
 inline std::uint32_t ordered_bits(float value) {
@@ -273,11 +278,7 @@ void mean_projection(const float* x, std::size_t n, std::size_t d, const float* 
   std::vector<float> z(input_thresholds ? kEncodeBlockRows * d : 0), proj(kEncodeBlockRows * n_out);
   for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
     const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
-    const float* in = x + r0 * d;
-    if (input_thresholds) {
-      threshold_rows(in, rows, d, input_thresholds, z.data(), n_threads);
-      in = z.data();
-    }
+    const float* in = block_input(x + r0 * d, rows, d, input_thresholds, z.data(), n_threads);
     sgemm(false, true, rows, n_out, d, 1.0f, in, d, weights, d, 0.0f, proj.data(), n_out, n_threads);
     column_sums(proj.data(), rows, n_out, n_out, sums.data(), n_threads);
   }
@@ -298,11 +299,7 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
   std::vector<float> z(kEncodeBlockRows * widest), y(kEncodeBlockRows * widest);
   for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
     const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
-    const float* in = x + r0 * d;
-    if (input_thresholds) {
-      threshold_rows(in, rows, d, input_thresholds, z.data(), n_threads);
-      in = z.data();
-    }
+    const float* in = block_input(x + r0 * d, rows, d, input_thresholds, z.data(), n_threads);
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const EncoderLayer& layer = layers[l];
       sgemm(false, true, rows, layer.n_out, layer.n_in, 1.0f, in, layer.n_in, layer.weights,
