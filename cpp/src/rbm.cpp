@@ -180,7 +180,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     const float* hidden_bias = rbm.hidden_bias;
     const float* visible_bias = rbm.visible_bias;
     const auto hidden_step = [&](float* probs, std::size_t gibbs, bool sample, bool negate) {
-      return [=, &h](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+      return [=, &h, &p, &hidden_grad](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
         for (std::size_t j = row; j < row + rows; ++j) {
           float* pj = probs + j * ld;
           const float bias = hidden_bias[j];
@@ -188,20 +188,32 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
           if (sample)
             for (std::size_t r = 0; r < bs; ++r)
               h[j * bs + r] = uniform(key, (gibbs * batch_size + r) * J + j) < pj[r] ? 1.0f : 0.0f;
-          if (negate)
+          if (negate) {
             for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
+            if (lambda == 0) {  // hidden-bias gradient: row j of p = [pos | -ph] is final
+              const float* row_j = p.data() + j * ld;
+              double sum = 0.0;
+              for (std::size_t c = 0; c < ld; ++c) sum += row_j[c];
+              hidden_grad[j] = sum;
+            }
+          }
         }
       };
     };
     sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads, hidden_step(pos, 0, true, false));
     // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h^T W + c), ph = sigmoid(W pv^T + b).
+    std::fill(visible_grad.begin(), visible_grad.end(), 0.0);
     for (int g = 1; g <= params.cd_k; ++g) {
+      const bool last = g == params.cd_k;
+      double* vgrad = visible_grad.data();
       sgemm(true, false, bs, I, J, 1.0f, h.data(), bs, W, I, 0.0f, pv, I, n_threads,
             [=](std::size_t, std::size_t, std::size_t col, std::size_t cols) {
-              for (std::size_t r = 0; r < bs; ++r)
+              for (std::size_t r = 0; r < bs; ++r) {
                 for (std::size_t i = col; i < col + cols; ++i) pv[r * I + i] = sigmoid(pv[r * I + i] + visible_bias[i]);
+                if (last)  // visible-bias gradient: sum over the minibatch of v - pv
+                  for (std::size_t i = col; i < col + cols; ++i) vgrad[i] += vb[r * I + i] - pv[r * I + i];
+              }
             });
-      const bool last = g == params.cd_k;
       sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads,
             hidden_step(neg, static_cast<std::size_t>(g), !last, last));
     }
@@ -233,19 +245,17 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
                 w[e] += d;
               }
           });
-    // Biases: row sums of p give sum(pos - ph); column sums of v - pv give sum(v - pv).
-    for_ranges(J, ld, n_threads, [&](std::size_t j0, std::size_t j1) {
-      for (std::size_t j = j0; j < j1; ++j) {
-        double s = 0.0;
-        for (std::size_t c = 0; c < ld; ++c) s += p[j * ld + c];
-        hidden_grad[j] = s;
-      }
-    });
-    std::fill(visible_grad.begin(), visible_grad.end(), 0.0);
-    for_ranges(bs, I, n_threads, [&](std::size_t r0, std::size_t r1) {  // pv <- v - pv
-      for (std::size_t e = r0 * I; e < r1 * I; ++e) pv[e] = vb[e] - pv[e];
-    });
-    column_sums(pv, bs, I, I, visible_grad.data(), n_threads);
+    // Biases: row sums of p give sum(pos - ph) (already summed in the epilogue when
+    // lambda = 0); the visible gradient sum(v - pv) was summed in the last pv epilogue.
+    if (lambda > 0) {
+      for_ranges(J, ld, n_threads, [&](std::size_t j0, std::size_t j1) {
+        for (std::size_t j = j0; j < j1; ++j) {
+          double sum = 0.0;
+          for (std::size_t c = 0; c < ld; ++c) sum += p[j * ld + c];
+          hidden_grad[j] = sum;
+        }
+      });
+    }
     for (std::size_t j = 0; j < J; ++j) {
       rbm.hidden_velocity[j] = params.momentum * rbm.hidden_velocity[j] +
                                params.learning_rate * static_cast<float>(hidden_grad[j] / static_cast<double>(bs));
