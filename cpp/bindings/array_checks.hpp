@@ -42,6 +42,13 @@ inline CodeView require_codes(const py::array& a, const char* name) {
   return CodeView{static_cast<const std::uint8_t*>(a.data()), n, width, stride};
 }
 
+/// Queries and database must have the same code width.
+inline void require_same_width(const CodeView& queries, const CodeView& codes) {
+  if (queries.code_bytes != codes.code_bytes)
+    throw py::value_error("queries have " + std::to_string(queries.code_bytes) +
+                          " bytes per code but codes have " + std::to_string(codes.code_bytes));
+}
+
 /// A C-contiguous float32 array of the given ndim.
 inline void require_float32(const py::array& a, const char* name, py::ssize_t ndim) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)

@@ -48,6 +48,29 @@ RbmArrays rbm_arrays(py::array& components, py::array& hidden_bias, py::array& v
                    mutable_f32(visible_velocity, "visible_velocity", I, 0)};
 }
 
+// P(h | v) (hidden = true, input V, bias over hidden units) or P(v | h) (input H).
+py::array_t<float> layer_probabilities(const py::array& components, const py::object& bias_obj,
+                                       const py::array& input, bool hidden) {
+  require_float32(components, "components", 2);
+  const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
+  const std::size_t n_in = hidden ? I : J, n_out = hidden ? J : I;
+  const float* bias = optional_f32(bias_obj, hidden ? "hidden_bias" : "visible_bias", n_out);
+  const float* in = f32_2d(input, hidden ? "V" : "H", n_in);
+  const auto n = static_cast<std::size_t>(input.shape(0));
+  auto* weights = const_cast<float*>(static_cast<const float*>(components.data()));  // read only
+  RbmArrays rbm{I, J, weights, hidden ? const_cast<float*>(bias) : nullptr,
+                hidden ? nullptr : const_cast<float*>(bias), nullptr, nullptr, nullptr};
+  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n_out)});
+  float* outp = out.mutable_data();
+  const int threads = num_threads();
+  py::gil_scoped_release release;
+  if (hidden)
+    hidden_probabilities(rbm, in, n, outp, threads);
+  else
+    visible_probabilities(rbm, in, n, outp, threads);
+  return out;
+}
+
 }  // namespace
 
 void bind_rbm(py::module_& m) {
@@ -101,42 +124,13 @@ void bind_rbm(py::module_& m) {
   m.def(
       "rbm_hidden_probabilities",
       [](const py::array& components, const py::object& hidden_bias, const py::array& v) {
-        require_float32(components, "components", 2);
-        const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
-        const float* bias = optional_f32(hidden_bias, "hidden_bias", J);
-        const float* vp = f32_2d(v, "V", I);
-        const auto n = static_cast<std::size_t>(v.shape(0));
-        RbmArrays rbm{I, J, const_cast<float*>(static_cast<const float*>(components.data())), const_cast<float*>(bias),
-                      nullptr, nullptr, nullptr, nullptr};
-        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(J)});
-        float* outp = out.mutable_data();
-        const int threads = num_threads();
-        {
-          py::gil_scoped_release release;
-          hidden_probabilities(rbm, vp, n, outp, threads);
-        }
-        return out;
+        return layer_probabilities(components, hidden_bias, v, true);
       },
       py::arg("components"), py::arg("hidden_bias"), py::arg("V"));
-
   m.def(
       "rbm_visible_probabilities",
       [](const py::array& components, const py::object& visible_bias, const py::array& h) {
-        require_float32(components, "components", 2);
-        const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
-        const float* bias = optional_f32(visible_bias, "visible_bias", I);
-        const float* hp = f32_2d(h, "H", J);
-        const auto n = static_cast<std::size_t>(h.shape(0));
-        RbmArrays rbm{I, J, const_cast<float*>(static_cast<const float*>(components.data())), nullptr,
-                      const_cast<float*>(bias), nullptr, nullptr, nullptr};
-        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(I)});
-        float* outp = out.mutable_data();
-        const int threads = num_threads();
-        {
-          py::gil_scoped_release release;
-          visible_probabilities(rbm, hp, n, outp, threads);
-        }
-        return out;
+        return layer_probabilities(components, visible_bias, h, false);
       },
       py::arg("components"), py::arg("visible_bias"), py::arg("H"));
 

@@ -11,9 +11,7 @@ void bind_search(py::module_& m) {
       [](const py::array& codes, const py::array& queries, long long k) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
-        if (q.code_bytes != db.code_bytes)
-          throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
-                                std::to_string(db.code_bytes));
+        require_same_width(q, db);
         if (k < 1 || static_cast<unsigned long long>(k) > db.n)
           throw py::value_error("k must be in [1, " + std::to_string(db.n) + "] (len(codes)), got " + std::to_string(k));
         const auto kk = static_cast<std::size_t>(k);
@@ -36,9 +34,7 @@ void bind_search(py::module_& m) {
       [](const py::array& codes, const py::array& queries, long long max_distance) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
-        if (q.code_bytes != db.code_bytes)
-          throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
-                                std::to_string(db.code_bytes));
+        require_same_width(q, db);
         if (max_distance < 0)
           throw py::value_error("max_distance must be >= 0, got " + std::to_string(max_distance));
         const auto radius = static_cast<dist_t>(std::min<long long>(max_distance, 1LL << 30));

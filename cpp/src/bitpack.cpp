@@ -11,10 +11,7 @@ void pack_threshold(const float* x, std::size_t n, std::size_t d, std::size_t ld
   DH_REQUIRE(d > 0 && d % 8 == 0, "the number of bits must be a positive multiple of 8, got ", d);
   DH_REQUIRE(ld >= d, "row stride ", ld, " is smaller than the row length ", d);
   const std::size_t code_bytes = d / 8;
-  const int workers = (n * d < (std::size_t{1} << 16)) ? 1 : n_threads;
-  run_parallel(workers, [&](int t) {
-    std::size_t begin = 0, end = 0;
-    split_range(n, workers, t, begin, end);
+  for_ranges(n, d, n_threads, [&](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) {
       const float* row = x + i * ld;
       std::uint8_t* code = out + i * code_bytes;

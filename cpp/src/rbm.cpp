@@ -18,26 +18,6 @@ namespace deephash {
 namespace {
 
 constexpr std::size_t kEncodeBlockRows = 512;
-// Element-wise passes below this many elements stay on the calling thread.
-constexpr std::size_t kMinElementsPerThread = std::size_t{1} << 15;
-
-int threads_for(std::size_t elements, int n_threads) {
-  return static_cast<int>(std::max<std::size_t>(
-      1, std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)),
-                               elements / kMinElementsPerThread)));
-}
-
-// Runs fn(begin, end) over [0, n) split into near-equal parts.
-template <class Fn>
-void for_ranges(std::size_t n, std::size_t work_per_item, int n_threads, Fn fn) {
-  const int workers = std::min(threads_for(n * work_per_item, n_threads), static_cast<int>(std::max<std::size_t>(n, 1)));
-  run_parallel(workers, [&](int t) {
-    std::size_t begin, end;
-    split_range(n, workers, t, begin, end);
-    if (begin < end) fn(begin, end);
-  });
-}
-
 // exp(x) to ~1 ulp for |x| <= 87 (Cephes expf: x = n ln2 + r, degree-6 polynomial in r),
 // branch-free so that loops over it vectorise; the caller clamps x.
 inline float exp_poly(float x) {

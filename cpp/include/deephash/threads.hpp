@@ -7,6 +7,7 @@
 // (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else by the first level of
 // OMP_NUM_THREADS when it is a valid count. At most 4096 threads.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 
@@ -28,6 +29,22 @@ inline void split_range(std::size_t n, int parts, int t, std::size_t& begin, std
   const auto p = static_cast<std::size_t>(parts), i = static_cast<std::size_t>(t);
   begin = n * i / p;
   end = n * (i + 1) / p;
+}
+
+/// Runs fn(begin, end) over [0, n) split into near-equal contiguous ranges, one per thread,
+/// using no more threads than give each at least kMinWorkPerThread units of work
+/// (work_per_item units per item): small passes stay on the calling thread.
+constexpr std::size_t kMinWorkPerThread = std::size_t{1} << 15;
+template <class Fn>
+void for_ranges(std::size_t n, std::size_t work_per_item, int n_threads, Fn fn) {
+  const std::size_t by_work = n * work_per_item / kMinWorkPerThread;
+  const int workers = static_cast<int>(std::max<std::size_t>(
+      1, std::min({static_cast<std::size_t>(std::max(n_threads, 1)), by_work, n})));
+  run_parallel(workers, [&](int t) {
+    std::size_t begin, end;
+    split_range(n, workers, t, begin, end);
+    if (begin < end) fn(begin, end);
+  });
 }
 
 }  // namespace deephash
