@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["deephash_ext.codes", "deephash_ext._search",
-                                    "deephash_ext.rbm"])
+                                    "deephash_ext.rbm", "deephash_ext.metrics"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{module} has no examples"

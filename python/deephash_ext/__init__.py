@@ -22,6 +22,7 @@ from .codes import binarize, code_bytes, pack_bits, unpack_bits
 
 __all__ = [
     "RBM",
+    "DeepHash",
     "__version__",
     "available_simd_levels",
     "binarize",
@@ -39,6 +40,7 @@ __all__ = [
 
 
 if TYPE_CHECKING:
+    from .deephash import DeepHash
     from .rbm import RBM
 
 
@@ -48,4 +50,7 @@ def __getattr__(name: str):
     if name == "RBM":
         from .rbm import RBM
         return RBM
+    if name == "DeepHash":
+        from .deephash import DeepHash
+        return DeepHash
     raise AttributeError(f"module 'deephash_ext' has no attribute {name!r}")

@@ -1,12 +1,20 @@
-"""The ``deephash`` command line (``python -m deephash_ext``).
+"""The ``deephash`` command line (also ``python -m deephash_ext``).
 
-``demo`` plants near-duplicates in generated codes and finds them again with exact top-k
-and radius search: the package's main job until the learned hashers arrive.
+* ``deephash demo``: the main job. Builds (or loads from the cache) the offline instance
+  retrieval set of :func:`deephash_ext.datasets.load_instances`, trains DeepHash and
+  DeepHash+ at 64, 256 and 1024 bits next to LSH, ITQ, BPBC, PQ and the uncompressed
+  Fisher Vector, prints a table and writes a plot of recall against bits.
+* ``deephash fit`` / ``encode`` / ``search``: train a model on descriptors, encode
+  descriptors to packed codes, search codes, with .npy / .fvecs files.
+* ``deephash search-demo``: exact search on generated codes with planted near-duplicates.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -15,9 +23,209 @@ import numpy as np
 from ._runtime import build_info
 from ._search import range_search, search
 
+# The paper's Table 2 networks for Fisher Vectors, by code length.
+DEMO_NETWORKS = {64: (4096, 2048, 64), 256: (4096, 256), 1024: (1024,)}
 
-def _demo(n: int, n_bits: int, n_queries: int, max_flips: int, seed: int) -> int:
-    rng = np.random.default_rng(seed)
+
+# ---------------------------------------------------------------------- the demo
+def _ranking_report(indices, data, seconds, scheme, bits, extra=None):
+    from .metrics import retrieval_report
+    report = retrieval_report(indices, data.y_query, data.y_db, recall_ranks=(10, 100))
+    row = {"scheme": scheme, "bits": bits, "mAP": report["mAP"],
+           "4xrecall@4": report["4xrecall@4"], "recall@10": report["recall@10"],
+           "recall@100": report["recall@100"], "encode_s": seconds}
+    row.update(extra or {})
+    return row
+
+
+def _hamming_row(encode, data, scheme, bits):
+    t0 = time.perf_counter()
+    db, queries = encode(data.X_db), encode(data.X_query)
+    seconds = time.perf_counter() - t0
+    _, indices = search(db, queries, k=len(db))
+    return _ranking_report(indices, data, seconds, scheme, bits)
+
+
+def _print_row(row, out=sys.stdout):
+    bits = "float" if row["bits"] is None else row["bits"]
+    print(f"| {row['scheme']:<28} | {bits!s:>5} | {row['mAP']:.3f} | {row['4xrecall@4']:.2f} | "
+          f"{row['recall@10']:.3f} | {row['recall@100']:.3f} | {row['encode_s']:7.2f} |",
+          file=out, flush=True)
+
+
+def _demo(args) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .baselines import BPBC, ITQ, LSH, PQ
+    from .datasets import load_instances
+    from .deephash import DeepHash
+    from .metrics import rank_by_distance
+
+    started = time.perf_counter()
+    info = build_info()
+    print(f"deephash_ext {info['version']} | SIMD {info['simd_active']} | "
+          f"{info['num_threads']} threads", flush=True)
+    data = load_instances(n_instances=args.instances, random_state=args.seed,
+                          verbose=not args.quiet)
+    print(data.description, flush=True)
+    print(f"train {data.X_train.shape[0]} descriptors ({len(data.pairs_train)} matching pairs); "
+          f"test {len(data.X_query)} queries against {len(data.X_db)} database items "
+          f"(4 relevant each); data ready after {time.perf_counter() - started:.0f} s\n",
+          flush=True)
+    print("| scheme                       |  bits |  mAP  | 4xR@4 | R@10  | R@100 | encode s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = []
+
+    # Uncompressed Fisher Vector: L2 ranking (ties by index).
+    t0 = time.perf_counter()
+    sq = (data.X_query.astype(np.float64) ** 2).sum(1)[:, None] - 2.0 * (
+        data.X_query.astype(np.float64) @ data.X_db.astype(np.float64).T) + (
+        data.X_db.astype(np.float64) ** 2).sum(1)[None, :]
+    rows.append(_ranking_report(rank_by_distance(sq), data, time.perf_counter() - t0,
+                                "Fisher Vector (float32, L2)", None))
+    _print_row(rows[-1])
+
+    seed = args.seed
+    for bits in args.bits:
+        for name, model in (("LSH", LSH(n_bits=bits, random_state=seed)),
+                            ("ITQ", ITQ(n_bits=bits, random_state=seed)),
+                            ("BPBC", BPBC(n_bits=bits, random_state=seed))):
+            model.fit(data.X_train)
+            rows.append(_hamming_row(model.encode, data, name, bits))
+            _print_row(rows[-1])
+        pq = PQ(n_bits=bits, random_state=seed).fit(data.X_train)
+        t0 = time.perf_counter()
+        db_codes = pq.encode(data.X_db)
+        seconds = time.perf_counter() - t0
+        _, indices = pq.search(db_codes, data.X_query, k=len(db_codes))
+        rows.append(_ranking_report(indices, data, seconds, "PQ (ADC, not binary)", bits))
+        _print_row(rows[-1])
+
+        model = DeepHash(DEMO_NETWORKS[bits], n_epochs=args.epochs, hashing_reg=args.hashing_reg,
+                         learning_rate=args.learning_rate, random_state=seed,
+                         verbose=not args.quiet).fit(data.X_train)
+        net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
+        rows.append(_hamming_row(model.encode, data, f"DeepHash {net}", bits))
+        _print_row(rows[-1])
+        before = [_hamming_row(lambda X, d=d: model.encode(X, layer=d), data, "", 0)
+                  for d in range(len(DEMO_NETWORKS[bits]))]
+        model.finetune(data.X_train, data.pairs_train, n_epochs=args.finetune_epochs,
+                       random_state=seed, verbose=not args.quiet)
+        rows.append(_hamming_row(model.encode, data, f"DeepHash+ {net}", bits))
+        rows[-1]["layers_before"] = [r["recall@10"] for r in before]
+        rows[-1]["layers_after"] = [
+            _hamming_row(lambda X, d=d: model.encode(X, layer=d), data, "", 0)["recall@10"]
+            for d in range(len(DEMO_NETWORKS[bits]))]
+        rows[-1]["margins"] = model.margins_
+        _print_row(rows[-1])
+
+    # Fig. 6a: a single layer 8192-64, with and without hashing regularisation.
+    ablation = []
+    for reg in (0.0, args.hashing_reg):
+        single = DeepHash((64,), n_epochs=args.epochs, hashing_reg=reg,
+                          learning_rate=args.learning_rate, random_state=seed).fit(data.X_train)
+        ablation.append(_hamming_row(single.encode, data, f"8192-64, hashing_reg={reg}", 64))
+        _print_row(ablation[-1])
+
+    print("\nFine-tuning, recall@10 of every layer (before -> after):")
+    for row in rows:
+        if "layers_before" in row:
+            pairs = ", ".join(f"{b:.3f} -> {a:.3f}" for b, a in
+                              zip(row["layers_before"], row["layers_after"]))
+            print(f"  {row['scheme']}: {pairs}  (margins {[round(m, 3) for m in row['margins']]})")
+
+    os.makedirs(args.out, exist_ok=True)
+    plot_path = os.path.join(args.out, "recall_vs_bits.png")
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    schemes = [r["scheme"].split(" ")[0] for r in rows if r["bits"] is not None]
+    for scheme in dict.fromkeys(schemes):
+        points = [(r["bits"], r["recall@10"]) for r in rows
+                  if r["bits"] is not None and r["scheme"].split(" ")[0] == scheme]
+        axis.plot(*zip(*points), marker="o", label=scheme)
+    axis.axhline(rows[0]["recall@10"], color="black", linestyle="--",
+                 label="Fisher Vector (uncompressed)")
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(args.bits, [str(b) for b in args.bits])
+    axis.set_xlabel("bits per code")
+    axis.set_ylabel("recall@10")
+    axis.set_title("deephash_ext demo: instance retrieval on bundled photos")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(plot_path, dpi=120)
+    plt.close(figure)
+    results_path = os.path.join(args.out, "results.json")
+    with open(results_path, "w") as handle:
+        json.dump({"rows": rows, "ablation": ablation, "args": vars(args)}, handle, indent=1)
+    print(f"\nplot: {plot_path}\nresults: {results_path}\n"
+          f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------- file commands
+def _fit(args) -> int:
+    from .datasets import load_descriptors
+    from .deephash import DeepHash
+    X = load_descriptors(args.input)
+    try:
+        sizes = tuple(int(s) for s in args.layers.split(","))
+    except ValueError:
+        raise ValueError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    model = DeepHash(sizes, n_epochs=args.epochs, hashing_reg=args.hashing_reg,
+                     learning_rate=args.learning_rate, random_state=args.seed,
+                     verbose=not args.quiet).fit(X)
+    model.save(args.model)
+    print(f"trained {X.shape[1]}-{'-'.join(map(str, sizes))} on {len(X)} descriptors -> "
+          f"{args.model}")
+    return 0
+
+
+def _encode(args) -> int:
+    from .datasets import load_descriptors
+    from .deephash import DeepHash
+    model = DeepHash.load(args.model)
+    codes = model.encode(load_descriptors(args.input), layer=args.layer)
+    _save_npy(args.output, codes)
+    print(f"{len(codes)} codes of {codes.shape[1] * 8} bits -> {args.output}")
+    return 0
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _search(args) -> int:
+    database = np.load(args.database, allow_pickle=False)
+    queries = np.load(args.queries, allow_pickle=False)
+    distances, indices = search(database, queries, k=args.k)
+    if args.output:
+        directory = os.path.dirname(os.path.abspath(args.output))
+        tmp = os.path.join(directory, f".tmp-{os.getpid()}.npz")
+        try:
+            np.savez(tmp, distances=distances, indices=indices)
+            os.replace(tmp, args.output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        print(f"{len(indices)} queries, top {args.k} -> {args.output}")
+    else:
+        for q in range(len(indices)):
+            print(q, " ".join(f"{i}:{d}" for i, d in zip(indices[q], distances[q])))
+    return 0
+
+
+def _search_demo(args) -> int:
+    rng = np.random.default_rng(args.seed)
+    n, n_bits, n_queries, max_flips = args.n, args.bits, args.queries, args.max_flips
     codes = rng.integers(0, 256, size=(n, n_bits // 8), dtype=np.uint8)
     # Each query is a copy of a database code with up to max_flips bits flipped.
     targets = rng.choice(n, size=n_queries, replace=False)
@@ -25,38 +233,82 @@ def _demo(n: int, n_bits: int, n_queries: int, max_flips: int, seed: int) -> int
     for q in range(n_queries):
         flips = rng.choice(n_bits, size=rng.integers(0, max_flips + 1), replace=False)
         np.bitwise_xor.at(queries[q], flips // 8, (1 << (flips % 8)).astype(np.uint8))
-
     t0 = time.perf_counter()
     distances, indices = search(codes, queries, k=10)
     t_knn = time.perf_counter() - t0
     t0 = time.perf_counter()
     lims, _, hits = range_search(codes, queries, max_distance=max_flips)
     t_range = time.perf_counter() - t0
-
     top1 = float(np.mean(indices[:, 0] == targets))
     in_ball = float(np.mean([t in hits[lims[i]:lims[i + 1]] for i, t in enumerate(targets)]))
-    info = build_info()
-    print(f"deephash_ext {info['version']} | SIMD {info['simd_active']} | "
-          f"{info['num_threads']} threads")
     print(f"{n:,} random {n_bits}-bit codes, {n_queries} queries = database codes with "
           f"0..{max_flips} bits flipped")
-    print(f"search(k=10):                    {t_knn * 1e3:8.2f} ms, planted code ranked first "
-          f"for {top1:.1%} of queries (median top-1 distance {np.median(distances[:, 0]):.0f})")
-    print(f"range_search(max_distance={max_flips}):  {t_range * 1e3:8.2f} ms, planted code found "
+    print(f"search(k=10): {t_knn * 1e3:.2f} ms, planted code first for {top1:.1%} of queries "
+          f"(median top-1 distance {np.median(distances[:, 0]):.0f})")
+    print(f"range_search(max_distance={max_flips}): {t_range * 1e3:.2f} ms, planted code found "
           f"for {in_ball:.1%} of queries, {len(hits) / n_queries:.2f} hits per query")
     return 0 if in_ball == 1.0 else 1
+
+
+def _bits_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",")]
+    if any(v not in DEMO_NETWORKS for v in values):
+        raise argparse.ArgumentTypeError(f"--bits must be among {sorted(DEMO_NETWORKS)}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deephash", description="deephash_ext command line")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="find planted near-duplicates in generated codes")
-    demo.add_argument("--n", type=int, default=1_000_000, help="database codes")
-    demo.add_argument("--bits", type=int, default=256, help="bits per code (multiple of 8)")
-    demo.add_argument("--queries", type=int, default=1000)
-    demo.add_argument("--max-flips", type=int, default=8, help="bits flipped per query, at most")
+
+    demo = sub.add_parser("demo", help="the whole pipeline on the bundled-photo retrieval set")
+    demo.add_argument("--instances", type=int, default=1000, help="instances (5 views each)")
+    demo.add_argument("--bits", type=_bits_list, default=[64, 256, 1024])
+    demo.add_argument("--epochs", type=int, default=10, help="RBM epochs per layer")
+    demo.add_argument("--finetune-epochs", type=int, default=3)
+    demo.add_argument("--hashing-reg", type=float, default=0.2)
+    demo.add_argument("--learning-rate", type=float, default=0.001)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="deephash_demo", help="folder for the plot and results")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    fit = sub.add_parser("fit", help="train DeepHash on descriptors (.npy / .fvecs)")
+    fit.add_argument("input")
+    fit.add_argument("model", help="output model file (.npz)")
+    fit.add_argument("--layers", default="4096,256", help="hidden layer sizes, comma-separated")
+    fit.add_argument("--epochs", type=int, default=30)
+    fit.add_argument("--hashing-reg", type=float, default=0.0)
+    fit.add_argument("--learning-rate", type=float, default=0.001)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--quiet", action="store_true")
+
+    enc = sub.add_parser("encode", help="descriptors (.npy / .fvecs) -> packed codes (.npy)")
+    enc.add_argument("model")
+    enc.add_argument("input")
+    enc.add_argument("output")
+    enc.add_argument("--layer", type=int, default=-1)
+
+    srch = sub.add_parser("search", help="exact Hamming top-k of query codes in database codes")
+    srch.add_argument("database", help="codes (.npy, uint8)")
+    srch.add_argument("queries", help="codes (.npy, uint8)")
+    srch.add_argument("-k", type=int, default=10)
+    srch.add_argument("--output", help="write distances and indices to this .npz")
+
+    planted = sub.add_parser("search-demo", help="find planted near-duplicates in random codes")
+    planted.add_argument("--n", type=int, default=1_000_000, help="database codes")
+    planted.add_argument("--bits", type=int, default=256, help="bits per code (multiple of 8)")
+    planted.add_argument("--queries", type=int, default=1000)
+    planted.add_argument("--max-flips", type=int, default=8)
+    planted.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
-    if args.bits <= 0 or args.bits % 8 or args.n < 10 or not 0 < args.queries <= args.n:
+    if args.command == "search-demo" and (args.bits <= 0 or args.bits % 8 or args.n < 10
+                                          or not 0 < args.queries <= args.n):
         parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n")
-    return _demo(args.n, args.bits, args.queries, args.max_flips, args.seed)
+    handlers = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search,
+                "search-demo": _search_demo}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+        print(f"deephash {args.command}: error: {error}", file=sys.stderr)
+        return 2

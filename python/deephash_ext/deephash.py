@@ -1,0 +1,433 @@
+"""DeepHash: stacked hashing-regularised RBMs with Siamese fine-tuning (SPEC section 2).
+
+Unsupervised phase (C++ core): binarise the input at the training means, train each RBM
+layer greedily with CD-k on the previous layer's codes, centre every layer. Fine-tuning
+phase (torch, imported only by :meth:`DeepHash.finetune`): unroll the stack into a sigmoid
+network and train it on matching / non-matching pairs with a contrastive loss on every
+layer, then centre again. Encoding always runs the thresholded network in C++.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import _core
+from ._blas import ensure_blas
+from ._io import atomic_write_npz, read_npz
+from .codes import unpack_bits
+from .rbm import RBM
+
+__all__ = ["DeepHash"]
+
+_FORMAT = "deephash_ext.DeepHash"
+_FORMAT_VERSION = 1
+_LOSSES = ("double_margin", "single_margin")
+
+
+def _seed(rng: np.random.RandomState) -> int:
+    return int(rng.randint(0, 2**31 - 1))
+
+
+class DeepHash(BaseEstimator):
+    """Deep binary hashing of global descriptors (DeepHash, Lin et al. 2017).
+
+    :meth:`fit` (unsupervised, SPEC 2.1-2.6): ``z0 = [X > input_means_]``; each layer is an
+    :class:`~deephash_ext.RBM` trained by CD-k (momentum, weight decay, optional hashing
+    regulariser) on the binary codes of the layer below, then centred: bit ``j`` of layer
+    ``l`` is 1 iff ``z_{l-1} . components_[l][j] > offsets_[l][j]``, where the offset is the
+    training-set mean of that projection.
+
+    :meth:`finetune` (weakly supervised, SPEC 2.7): the stack becomes a feed-forward
+    sigmoid network ``a_l = sigmoid(a_{l-1} W_l^T - offsets_l)`` trained in torch on pairs
+    with a contrastive loss summed over all layers; then every layer is centred again.
+
+    :meth:`encode` returns packed codes (SPEC section 1) from any layer, computed in C++
+    in blocks of rows (no float matrix per layer for the whole input).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int, default=(4096, 256)
+        Units per layer, input side first; the last is the code length. Each must be a
+        positive multiple of 8, so that every layer can be read as a code.
+    learning_rate, momentum, weight_decay, batch_size, n_epochs, cd_k, hashing_reg
+        RBM training parameters, shared by every layer (see :class:`~deephash_ext.RBM`).
+        Defaults follow the paper: learning rate 0.001, momentum 0.9, 30 epochs.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every layer (layer ``l`` gets the ``l``-th seed drawn from it, so two stacks
+        with the same first sizes share their first layers).
+    verbose : bool, default=False
+        tqdm progress bars while training.
+
+    Attributes
+    ----------
+    input_means_ : ndarray of float32, shape (n_features_in_,)
+        Per-dimension training means: the input binarisation thresholds.
+    components_ : list of ndarray of float32
+        ``components_[l]`` has shape (hidden_layer_sizes[l], n_inputs of layer l).
+    offsets_ : list of ndarray of float32
+        Centring thresholds of each layer.
+    intercepts_visible_ : list of ndarray of float32
+        Visible biases of each RBM (kept for inspection; encoding does not use them).
+    finetuned_ : bool
+        Whether :meth:`finetune` has run.
+    margins_ : list of float
+        Per-layer margins of the last fine-tuning (empty before).
+    finetune_loss_ : list of float
+        Mean loss per fine-tuning epoch (empty before).
+    n_features_in_ : int
+
+    References
+    ----------
+    .. [1] Lin, Morère, Chandrasekhar, Veillard, Goh, "DeepHash: Getting Regularization,
+       Depth and Fine-Tuning Right", ICMR 2017.
+    .. [2] Hadsell, Chopra, LeCun, "Dimensionality reduction by learning an invariant
+       mapping", CVPR 2006 (the single-margin loss).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(400, 64)).astype(np.float32)
+    >>> model = DeepHash((32, 16), n_epochs=2, learning_rate=0.05, random_state=0).fit(X)
+    >>> model.encode(X).shape, model.encode(X, layer=0).shape
+    ((400, 2), (400, 4))
+    """
+
+    def __init__(self, hidden_layer_sizes=(4096, 256), *, learning_rate=0.001, momentum=0.9,
+                 weight_decay=0.0001, batch_size=100, n_epochs=30, cd_k=1, hashing_reg=0.0,
+                 random_state=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.cd_k = cd_k
+        self.hashing_reg = hashing_reg
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _layer_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, np.ndarray) and sizes.ndim == 1:
+            sizes = sizes.tolist()
+        if isinstance(sizes, (numbers.Integral, str, bytes)) or not isinstance(sizes, Sequence):
+            raise TypeError("hidden_layer_sizes must be a sequence of integers, got "
+                            f"{type(sizes).__name__}")
+        if len(sizes) == 0:
+            raise ValueError("hidden_layer_sizes must name at least one layer")
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+                raise TypeError(f"hidden_layer_sizes must hold integers, got {size!r}")
+            if size < 8 or size % 8:
+                raise ValueError("hidden_layer_sizes must be positive multiples of 8 (each layer "
+                                 f"is a code), got {tuple(sizes)}")
+        return [int(size) for size in sizes]
+
+    def _rbm(self, n_hidden: int, seed: int) -> RBM:
+        return RBM(n_hidden, learning_rate=self.learning_rate, momentum=self.momentum,
+                   weight_decay=self.weight_decay, batch_size=self.batch_size,
+                   n_epochs=self.n_epochs, cd_k=self.cd_k, hashing_reg=self.hashing_reg,
+                   random_state=seed, verbose=self.verbose)
+
+    def _check_X(self, X) -> np.ndarray:
+        """X of a fitted model: float32, C-contiguous, finite, n_features_in_ columns."""
+        return validate_data(self, X, dtype=np.float32, order="C", reset=False)
+
+    def _layer_index(self, layer) -> int:
+        n_layers = len(self.components_)
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+            raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"layer must be in [{-n_layers}, {n_layers - 1}] for a "
+                             f"{n_layers}-layer model, got {layer}")
+        return int(layer) % n_layers
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y=None):
+        """Train the stack greedily and centre every layer.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Training descriptors (converted to float32).
+        y : ignored
+
+        Returns
+        -------
+        self : DeepHash
+
+        Raises
+        ------
+        ValueError, TypeError
+            If a parameter is invalid (the message names it) or ``X`` is not a finite
+            2-D array. A failed fit leaves a fitted model as it was.
+        """
+        sizes = self._layer_sizes()
+        self._rbm(sizes[0], 0)._check_params()  # every RBM parameter, before any work
+        X = check_array(X, dtype=np.float32, order="C", estimator=self)
+        ensure_blas()
+        rng = check_random_state(self.random_state)
+        means = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        Z = (X > means).astype(np.float32)
+        components, offsets, visible = [], [], []
+        for depth, size in enumerate(sizes):
+            rbm = self._rbm(size, _seed(rng)).fit(Z)
+            components.append(rbm.components_)
+            offsets.append(rbm.hidden_offsets_)
+            visible.append(rbm.intercept_visible_)
+            if depth + 1 < len(sizes):
+                Z = unpack_bits(rbm.encode(Z), size).astype(np.float32)
+        validate_data(self, X, skip_check_array=True, reset=True)
+        self.input_means_ = means
+        self.components_ = components
+        self.offsets_ = offsets
+        self.intercepts_visible_ = visible
+        self.finetuned_ = False
+        self.margins_ = []
+        self.finetune_loss_ = []
+        return self
+
+    def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray]) -> list[np.ndarray]:
+        """Offsets of every layer (SPEC 2.5) for ``components``, computed on ``X``."""
+        offsets: list[np.ndarray] = []
+        Z, thresholds = X, self.input_means_
+        for depth, W in enumerate(components):
+            offsets.append(_core.mean_projection(Z, thresholds, W))
+            if depth + 1 < len(components):
+                codes = _core.encode_layers(X, self.input_means_, components[:depth + 1], offsets)
+                Z, thresholds = unpack_bits(codes, W.shape[0]).astype(np.float32), None
+        return offsets
+
+    def finetune(self, X, pairs, pair_labels=None, *, loss="double_margin", margins=None,
+                 n_epochs=5, matching_per_batch=33, learning_rate=0.0001, random_state=None,
+                 verbose=None):
+        """Siamese fine-tuning (SPEC 2.7) in torch, then re-centring on ``X``.
+
+        The stack is unrolled into ``a_0 = [X > input_means_]``,
+        ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` with ``b_l = -offsets_[l]`` at the start. For a
+        pair with squared distance ``d_l = ||a_l - a'_l||^2`` at layer ``l`` the loss is
+
+        * ``"double_margin"`` (eq. 8): ``y max(d_l - m_l, 0) + (1 - y) max(m_l - d_l, 0)``;
+        * ``"single_margin"`` (eq. 7, Hadsell et al.): ``y d_l + (1 - y) max(m_l - d_l, 0)``,
+
+        summed over layers, averaged over the pairs of a minibatch and minimised with Adam
+        (the paper does not name its optimiser; Adam's steps do not depend on the loss scale,
+        which varies by orders of magnitude across layers). ``m_l`` defaults to the mean of the median ``d_l`` of matching and of
+        non-matching pairs under the network before fine-tuning (Fig. 4 of the paper).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features_in_)
+            The items that ``pairs`` index (also used for the final re-centring).
+        pairs : array_like of int, shape (n_pairs, 2)
+            Row indices into ``X``.
+        pair_labels : array_like of {0, 1}, shape (n_pairs,), optional
+            1 = matching, 0 = non-matching. When omitted every pair is matching, and each
+            minibatch adds, for every matching pair ``(i, j)``, one random item ``k`` of
+            ``X`` (``k`` not ``i`` or ``j``; it is not checked for being a true match) as the
+            two non-matching pairs ``(i, k)``, ``(j, k)``: the paper's 1:2 sampling.
+        loss : {"double_margin", "single_margin"}, default="double_margin"
+        margins : sequence of float, optional
+            One positive margin per layer, instead of the median rule.
+        n_epochs : int, default=5
+            Passes over the matching pairs (or over all pairs, with ``pair_labels``).
+        matching_per_batch : int, default=33
+            Matching pairs per minibatch (the paper: 33 matching + 66 non-matching). With
+            ``pair_labels``, minibatches hold ``3 * matching_per_batch`` pairs.
+        learning_rate : float, default=0.0001
+            Adam step size.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the pair order and the non-matching samples (``None``: derived from the
+            estimator's ``random_state``).
+        verbose : bool, optional
+            Progress bar (default: the estimator's ``verbose``).
+
+        Returns
+        -------
+        self : DeepHash
+
+        Raises
+        ------
+        ImportError
+            If torch is not installed.
+        ValueError, TypeError
+            If an argument is invalid (the message names it). The model is unchanged then.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X)
+        pairs, labels = self._check_pairs(pairs, pair_labels, len(X))
+        if loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+        n_layers = len(self.components_)
+        if margins is not None:
+            margins = np.asarray(margins, dtype=np.float64)
+            if margins.shape != (n_layers,) or not np.all(np.isfinite(margins)) or np.any(
+                    margins <= 0):
+                raise ValueError(f"margins must be {n_layers} positive numbers (one per layer), "
+                                 f"got {margins.tolist()}")
+        from ._validation import check_int
+        n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
+        matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+            raise TypeError(f"learning_rate must be a real number, got "
+                            f"{type(learning_rate).__name__}")
+        if not np.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        if labels is None and len(X) < 3:
+            raise ValueError("X needs at least 3 rows to sample non-matching pairs")
+        if random_state is None:
+            random_state = _seed(check_random_state(self.random_state))
+        rng = check_random_state(random_state)
+        show = self.verbose if verbose is None else verbose
+
+        from ._finetune import siamese_finetune  # imports torch
+        components, margins_used, history = siamese_finetune(
+            (X > self.input_means_).astype(np.float32), self.components_,
+            [-o for o in self.offsets_], pairs, labels, loss=loss, margins=margins,
+            n_epochs=n_epochs, matching_per_batch=matching_per_batch,
+            learning_rate=float(learning_rate), rng=rng, verbose=show)
+        ensure_blas()
+        offsets = self._centred_offsets(X, components)
+        self.components_ = components
+        self.offsets_ = offsets
+        self.margins_ = [float(m) for m in margins_used]
+        self.finetune_loss_ = [float(v) for v in history]
+        self.finetuned_ = True
+        return self
+
+    @staticmethod
+    def _check_pairs(pairs, pair_labels, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        array = np.asarray(pairs)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"pairs must hold integer row indices, got dtype {array.dtype}")
+        if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+            raise ValueError(f"pairs must have shape (n_pairs, 2) with n_pairs >= 1, got "
+                             f"{array.shape}")
+        if array.min() < 0 or array.max() >= n:
+            raise ValueError(f"pairs must index rows of X (0 <= index < {n}), got values in "
+                             f"[{array.min()}, {array.max()}]")
+        if np.any(array[:, 0] == array[:, 1]):
+            raise ValueError("pairs must join two different rows (found a pair (i, i))")
+        array = array.astype(np.int64)
+        if pair_labels is None:
+            return array, None
+        labels = np.asarray(pair_labels)
+        if labels.shape != (len(array),):
+            raise ValueError(f"pair_labels must have shape ({len(array)},), got {labels.shape}")
+        if labels.dtype.kind not in "biuf" or not np.all((labels == 0) | (labels == 1)):
+            raise ValueError("pair_labels must be 0 (non-matching) or 1 (matching)")
+        labels = labels.astype(np.float32)
+        if labels.min() == labels.max():
+            raise ValueError("pair_labels must contain both matching (1) and non-matching (0) "
+                             "pairs; pass pair_labels=None to sample non-matching pairs")
+        return array, labels
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, X, layer=-1):
+        """Packed codes of layer ``layer`` (default: the last), SPEC section 1.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features_in_)
+        layer : int, default=-1
+            Which layer's code (0 = first hidden layer; negative counts from the end).
+
+        Returns
+        -------
+        codes : ndarray of uint8, shape (n_samples, hidden_layer_sizes[layer] // 8)
+        """
+        check_is_fitted(self)
+        depth = self._layer_index(layer)
+        X = self._check_X(X)
+        ensure_blas()
+        return _core.encode_layers(X, self.input_means_, self.components_[:depth + 1],
+                                   self.offsets_[:depth + 1])
+
+    @property
+    def n_bits(self) -> int:
+        """Bits of the last layer's code."""
+        check_is_fitted(self)
+        return int(self.components_[-1].shape[0])
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to ``path`` (one ``.npz`` file, atomically, no pickle).
+
+        The file holds the arrays and JSON metadata: a format tag and version, the
+        constructor parameters (``random_state`` only when it is an int or None) and the
+        fine-tuning state. Load it with :meth:`DeepHash.load`.
+        """
+        check_is_fitted(self)
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"],
+                                                                numbers.Integral)):
+            params["random_state"] = None
+        else:
+            params["random_state"] = (None if params["random_state"] is None
+                                      else int(params["random_state"]))
+        params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
+        arrays = {"input_means": self.input_means_}
+        for depth, (W, offsets, visible) in enumerate(
+                zip(self.components_, self.offsets_, self.intercepts_visible_)):
+            arrays[f"components_{depth}"] = W
+            arrays[f"offsets_{depth}"] = offsets
+            arrays[f"intercept_visible_{depth}"] = visible
+        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "params": params,
+                "n_layers": len(self.components_), "finetuned": bool(self.finetuned_),
+                "margins": list(self.margins_), "finetune_loss": list(self.finetune_loss_),
+                "deephash_ext": _core.__version__}
+        atomic_write_npz(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DeepHash:
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is corrupt, is not a DeepHash model, has an unknown format version,
+            or its arrays do not fit together.
+        """
+        arrays, meta = read_npz(path, kind="DeepHash model")
+        where = os.fspath(path)
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{where!r} is not a DeepHash model file (format "
+                             f"{meta.get('format')!r})")
+        if meta.get("version") != _FORMAT_VERSION:
+            raise ValueError(f"{where!r} has DeepHash format version {meta.get('version')!r}; "
+                             f"this deephash_ext reads version {_FORMAT_VERSION}")
+        try:
+            model = cls(**meta["params"])
+            model.hidden_layer_sizes = tuple(model.hidden_layer_sizes)  # JSON gave a list
+            n_layers = int(meta["n_layers"])
+            means = arrays["input_means"]
+            components = [arrays[f"components_{d}"] for d in range(n_layers)]
+            offsets = [arrays[f"offsets_{d}"] for d in range(n_layers)]
+            visible = [arrays[f"intercept_visible_{d}"] for d in range(n_layers)]
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{where!r} is an incomplete DeepHash model file: {error}") from error
+        n_in = means.shape[0] if means.ndim == 1 else -1
+        for d, (W, o, v) in enumerate(zip(components, offsets, visible)):
+            if (W.dtype != np.float32 or W.ndim != 2 or W.shape[1] != n_in
+                    or o.shape != (W.shape[0],) or v.shape != (n_in,)):
+                raise ValueError(f"{where!r}: the arrays of layer {d} do not fit together")
+            n_in = W.shape[0]
+        model.input_means_ = means.astype(np.float32)
+        model.components_ = components
+        model.offsets_ = [o.astype(np.float32) for o in offsets]
+        model.intercepts_visible_ = [v.astype(np.float32) for v in visible]
+        model.n_features_in_ = int(means.shape[0])
+        model.finetuned_ = bool(meta.get("finetuned", False))
+        model.margins_ = [float(m) for m in meta.get("margins", [])]
+        model.finetune_loss_ = [float(v) for v in meta.get("finetune_loss", [])]
+        return model
