@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["deephash_ext.codes", "deephash_ext._search",
-                                    "deephash_ext.rbm", "deephash_ext.metrics"])
+                                    "deephash_ext.rbm", "deephash_ext.metrics",
+                                    "deephash_ext.baselines"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{module} has no examples"
