@@ -151,7 +151,7 @@ class DeepHash(BaseEstimator):
         return int(layer) % n_layers
 
     # ------------------------------------------------------------------ training
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, reuse=None):
         """Train the stack greedily and centre every layer.
 
         Parameters
@@ -159,6 +159,12 @@ class DeepHash(BaseEstimator):
         X : array_like, shape (n_samples, n_features)
             Training descriptors (converted to float32).
         y : ignored
+        reuse : DeepHash, optional
+            A model fitted (and not fine-tuned) on the same ``X`` with the same parameters
+            and ``random_state``: its first layers whose sizes agree with this model's are
+            copied instead of retrained (greedy training would give them bit for bit). This
+            makes comparing depths (e.g. 8192-4096-256 and 8192-4096-2048-64) cheaper. A
+            model that does not qualify is ignored.
 
         Returns
         -------
@@ -177,9 +183,19 @@ class DeepHash(BaseEstimator):
         rng = check_random_state(self.random_state)
         means = X.mean(axis=0, dtype=np.float64).astype(np.float32)
         Z = (X > means).astype(np.float32)
+        shared = self._reusable_layers(reuse, sizes, means)
         components, offsets, visible = [], [], []
         for depth, size in enumerate(sizes):
-            rbm = self._rbm(size, _seed(rng)).fit(Z)
+            seed = _seed(rng)  # drawn for every layer, so later layers get the same seeds
+            if depth < shared:
+                components.append(reuse.components_[depth])
+                offsets.append(reuse.offsets_[depth])
+                visible.append(reuse.intercepts_visible_[depth])
+                if depth + 1 < len(sizes):
+                    Z = unpack_bits(_core.encode_layers(Z, None, [components[-1]], [offsets[-1]]),
+                                    size).astype(np.float32)
+                continue
+            rbm = self._rbm(size, seed).fit(Z)
             components.append(rbm.components_)
             offsets.append(rbm.hidden_offsets_)
             visible.append(rbm.intercept_visible_)
@@ -195,6 +211,23 @@ class DeepHash(BaseEstimator):
         self.finetune_loss_ = []
         return self
 
+    def _reusable_layers(self, reuse, sizes: list[int], means: np.ndarray) -> int:
+        """How many first layers of ``reuse`` this fit may copy (0 if it does not qualify)."""
+        if not isinstance(reuse, DeepHash) or not hasattr(reuse, "components_"):
+            return 0
+        mine, theirs = self.get_params(), reuse.get_params()
+        mine.pop("hidden_layer_sizes"), theirs.pop("hidden_layer_sizes")
+        mine.pop("verbose"), theirs.pop("verbose")
+        if (reuse.finetuned_ or mine != theirs or not isinstance(self.random_state, numbers.Integral)
+                or not np.array_equal(reuse.input_means_, means)):
+            return 0
+        shared = 0
+        for size, W in zip(sizes, reuse.components_):
+            if W.shape[0] != size:
+                break
+            shared += 1
+        return shared
+
     def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray]) -> list[np.ndarray]:
         """Offsets of every layer (SPEC 2.5) for ``components``, computed on ``X``."""
         offsets: list[np.ndarray] = []
@@ -207,7 +240,7 @@ class DeepHash(BaseEstimator):
         return offsets
 
     def finetune(self, X, pairs, pair_labels=None, *, loss="double_margin", margins=None,
-                 n_epochs=5, matching_per_batch=33, learning_rate=0.0001, random_state=None,
+                 n_epochs=5, matching_per_batch=33, learning_rate=0.001, random_state=None,
                  verbose=None):
         """Siamese fine-tuning (SPEC 2.7) in torch, then re-centring on ``X``.
 
@@ -242,7 +275,7 @@ class DeepHash(BaseEstimator):
         matching_per_batch : int, default=33
             Matching pairs per minibatch (the paper: 33 matching + 66 non-matching). With
             ``pair_labels``, minibatches hold ``3 * matching_per_batch`` pairs.
-        learning_rate : float, default=0.0001
+        learning_rate : float, default=0.001
             Adam step size.
         random_state : int, RandomState instance or None, default=None
             Seeds the pair order and the non-matching samples (``None``: derived from the

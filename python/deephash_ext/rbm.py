@@ -206,7 +206,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 if progress is not None:
                     progress.set_postfix(epoch=epoch + 1,
                                          reconstruction_error=float(
-                                             self.reconstruction_error(V[:1000]).mean()))
+                                             self.reconstruction_error(V[:256]).mean()))
         finally:
             if progress is not None:
                 progress.close()
