@@ -214,6 +214,30 @@ def test_same_seed_shares_first_layer_across_depths(data):
     np.testing.assert_array_equal(a.encode(X, layer=0), b.encode(X, layer=0))
 
 
+def test_reuse_copies_first_layers_and_gives_the_same_model(data):
+    X, _ = data
+    deep = DeepHash((32, 16, 8), random_state=3, **FIT).fit(X)
+    reused = DeepHash((32, 24), random_state=3, **FIT).fit(X, reuse=deep)
+    assert reused.components_[0] is deep.components_[0]  # copied, not retrained
+    _assert_same_model(reused, DeepHash((32, 24), random_state=3, **FIT).fit(X))
+
+
+@pytest.mark.parametrize("change", ["seed", "params", "data", "none_seed"])
+def test_reuse_ignores_models_that_do_not_qualify(data, change):
+    X, _ = data
+    deep = DeepHash((32, 16), random_state=3, **FIT).fit(X)
+    kwargs = dict(FIT, random_state=3)
+    if change == "seed":
+        kwargs["random_state"] = 4
+    elif change == "params":
+        kwargs["hashing_reg"] = 0.3
+    elif change == "none_seed":
+        kwargs["random_state"] = None
+    X_fit = X[::-1].copy() * 1.5 if change == "data" else X
+    model = DeepHash((32, 8), **kwargs).fit(X_fit, reuse=deep)
+    assert model.components_[0] is not deep.components_[0]
+
+
 def test_fit_is_identical_at_any_thread_count(data, restore_num_threads):
     """1024 hidden units: more than one 512-wide panel, so two threads really split work."""
     X, _ = data

@@ -139,4 +139,5 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
     finally:
         if progress is not None:
             progress.close()
-    return [W.detach().numpy().copy() for W in weights], np.asarray(margins, dtype=np.float64), history
+    new_weights = [W.detach().numpy().copy() for W in weights]
+    return new_weights, np.asarray(margins, dtype=np.float64), history

@@ -31,7 +31,8 @@ def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     for name, value in payload.items():
         if value.dtype == object:
-            raise TypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
+            raise TypeError(
+                f"array {name!r} has dtype object, which cannot be saved without pickle")
     payload[_META_KEY] = np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
@@ -72,7 +73,8 @@ def read_npz(path: str | os.PathLike, *, kind: str) -> tuple[dict[str, np.ndarra
         if _META_KEY not in arrays:
             raise ValueError("it has no metadata entry")
         meta = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+            UnicodeDecodeError) as error:
         raise ValueError(f"{path!r} is not a readable {kind} file: {error}") from error
     if not isinstance(meta, dict):
         raise ValueError(f"{path!r} is not a {kind} file: its metadata is not a JSON object")

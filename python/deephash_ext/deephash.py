@@ -218,7 +218,8 @@ class DeepHash(BaseEstimator):
         mine, theirs = self.get_params(), reuse.get_params()
         mine.pop("hidden_layer_sizes"), theirs.pop("hidden_layer_sizes")
         mine.pop("verbose"), theirs.pop("verbose")
-        if (reuse.finetuned_ or mine != theirs or not isinstance(self.random_state, numbers.Integral)
+        if (reuse.finetuned_ or mine != theirs
+                or not isinstance(self.random_state, numbers.Integral)
                 or not np.array_equal(reuse.input_means_, means)):
             return 0
         shared = 0
@@ -253,8 +254,9 @@ class DeepHash(BaseEstimator):
 
         summed over layers, averaged over the pairs of a minibatch and minimised with Adam
         (the paper does not name its optimiser; Adam's steps do not depend on the loss scale,
-        which varies by orders of magnitude across layers). ``m_l`` defaults to the mean of the median ``d_l`` of matching and of
-        non-matching pairs under the network before fine-tuning (Fig. 4 of the paper).
+        which varies by orders of magnitude across layers). ``m_l`` defaults to the mean of
+        the median ``d_l`` of matching and of non-matching pairs under the network before
+        fine-tuning (Fig. 4 of the paper).
 
         Parameters
         ----------
