@@ -21,12 +21,16 @@ from ._search import range_search, search
 from .codes import binarize, code_bytes, pack_bits, unpack_bits
 
 __all__ = [
+    "DLBHC",
+    "DRHN",
     "RBM",
+    "SSDH",
     "DeepHash",
     "__version__",
     "available_simd_levels",
     "binarize",
     "build_info",
+    "coarse_to_fine_search",
     "code_bytes",
     "get_num_threads",
     "pack_bits",
@@ -41,7 +45,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .deephash import DeepHash
+    from .drhn import DRHN
     from .rbm import RBM
+    from .ssdh import DLBHC, SSDH, coarse_to_fine_search
 
 
 def __getattr__(name: str):
@@ -53,4 +59,10 @@ def __getattr__(name: str):
     if name == "DeepHash":
         from .deephash import DeepHash
         return DeepHash
+    if name == "DRHN":
+        from .drhn import DRHN
+        return DRHN
+    if name in ("SSDH", "DLBHC", "coarse_to_fine_search"):
+        from . import ssdh
+        return getattr(ssdh, name)
     raise AttributeError(f"module 'deephash_ext' has no attribute {name!r}")

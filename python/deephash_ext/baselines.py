@@ -18,11 +18,13 @@ infinity are rejected), and the linear algebra runs in float32 through NumPy / S
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import scipy.linalg
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -658,7 +660,11 @@ class PQ(BaseEstimator):
         for m in range(n_sub):
             kmeans = KMeans(n_clusters=_PQ_CENTROIDS, n_init=1, max_iter=n_iter,
                             random_state=int(seeds[m]))
-            kmeans.fit(X[:, m * sub:(m + 1) * sub])
+            with warnings.catch_warnings():
+                # A sub-space with fewer than 256 distinct sub-vectors (e.g. the all-zero blocks
+                # of Fisher Vectors) gets duplicate centroids: harmless for ADC, so not a warning.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                kmeans.fit(X[:, m * sub:(m + 1) * sub])
             centers[m] = kmeans.cluster_centers_
         self.cluster_centers_ = centers
         return self
