@@ -20,7 +20,11 @@ from sklearn.exceptions import NotFittedError
 
 torch = pytest.importorskip("torch")
 
-from deephash_ext._drhn_torch import ResidualBlock, ZeroPadShortcut  # noqa: E402
+from deephash_ext._drhn_torch import (  # noqa: E402
+    ResidualBlock,
+    ZeroPadShortcut,
+    flushing_denormals,
+)
 
 TINY = dict(widths=(4, 8), n_epochs=2, batch_size=16, random_state=0)
 
@@ -333,6 +337,13 @@ def test_fit_leaves_torch_global_rng_alone(data):
     state = torch.random.get_rng_state()
     DRHN(n_bits=8, **{**TINY, "mirror": True}).fit(*data)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_denormal_flushing_is_restored(data):
+    before = flushing_denormals()
+    model = DRHN(n_bits=8, **TINY).fit(*data)
+    model.transform(data[0])
+    assert flushing_denormals() == before
 
 
 def test_mirror_is_reproducible(data):

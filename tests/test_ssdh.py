@@ -199,6 +199,16 @@ def test_encode_is_transform_above_one_half(data, fitted):
     np.testing.assert_array_equal(codes[:, 0], expected)
 
 
+def test_n_bits_not_a_multiple_of_8_pads_with_zeros(data):
+    X, y = data
+    model = SSDH(n_bits=12, hidden_layer_sizes=(16,), n_epochs=3, random_state=0).fit(X, y)
+    a, codes = model.transform(X), model.encode(X)
+    assert a.shape == (len(X), 12) and codes.shape == (len(X), 2)
+    bits = _bits(codes, 16)
+    np.testing.assert_array_equal(bits[:, :12], (a > 0.5).astype(np.uint8))
+    assert not bits[:, 12:].any()
+
+
 def test_activation_exactly_one_half_is_bit_0(data, fitted):
     model = copy.deepcopy(fitted)
     with torch.no_grad():
@@ -415,8 +425,8 @@ def test_column_vector_y_warns_and_is_single_label(data):
 
 
 @pytest.mark.parametrize("name, value, exc", [
-    ("n_bits", 12, ValueError),
     ("n_bits", 0, ValueError),
+    ("n_bits", -8, ValueError),
     ("n_bits", 16.0, TypeError),
     ("hidden_layer_sizes", 32, TypeError),
     ("hidden_layer_sizes", (32, 0), ValueError),
@@ -534,3 +544,13 @@ def test_clone_keeps_params():
                                learning_rate=0.01, random_state=0)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_auto_device_picks_cuda_when_torch_sees_a_gpu(monkeypatch):
+    """The selection rule, checked without a GPU: "auto" and "cuda" resolve to CUDA as soon as
+    torch reports one (the GPU run itself needs a machine with a GPU)."""
+    from deephash_ext import _torch_common as tc
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tc.resolve_device("auto") == torch.device("cuda")
+    assert tc.resolve_device("cuda") == torch.device("cuda")

@@ -9,10 +9,11 @@ copied once with :func:`numpy.ascontiguousarray`.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_codes", "check_float_rows", "check_int", "check_queries"]
+__all__ = ["check_codes", "check_float_rows", "check_int", "check_layer_sizes", "check_queries"]
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None,
@@ -26,6 +27,24 @@ def check_int(value: object, name: str, *, minimum: int | None = None,
         hi = "inf" if maximum is None else maximum
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {out}")
     return out
+
+
+def check_layer_sizes(value: object, name: str, *, minimum: int = 1, multiple: int = 1,
+                      allow_empty: bool = True) -> list[int]:
+    """A sequence (or 1-D array) of layer widths as a list of ints, each ``>= minimum`` and a
+    multiple of ``multiple``; TypeError / ValueError naming ``name`` otherwise."""
+    sizes = value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
+    if isinstance(sizes, (numbers.Integral, str, bytes)) or not isinstance(sizes, Sequence):
+        raise TypeError(f"{name} must be a sequence of integers, got {type(sizes).__name__}")
+    if not allow_empty and len(sizes) == 0:
+        raise ValueError(f"{name} must name at least one layer")
+    for size in sizes:
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"{name} must hold integers, got {size!r}")
+        if size < minimum or size % multiple:
+            rule = "positive" if multiple == 1 else f"positive multiples of {multiple}"
+            raise ValueError(f"{name} must be {rule}, got {tuple(sizes)}")
+    return [int(size) for size in sizes]
 
 
 def _as_code_array(codes: object, name: str) -> np.ndarray:

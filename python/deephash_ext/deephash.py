@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -21,6 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import _core
 from ._blas import ensure_blas
 from ._io import atomic_write_npz, read_npz
+from ._validation import check_int, check_layer_sizes
 from .codes import unpack_bits
 from .rbm import RBM
 
@@ -115,21 +115,9 @@ class DeepHash(BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _layer_sizes(self) -> list[int]:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, np.ndarray) and sizes.ndim == 1:
-            sizes = sizes.tolist()
-        if isinstance(sizes, (numbers.Integral, str, bytes)) or not isinstance(sizes, Sequence):
-            raise TypeError("hidden_layer_sizes must be a sequence of integers, got "
-                            f"{type(sizes).__name__}")
-        if len(sizes) == 0:
-            raise ValueError("hidden_layer_sizes must name at least one layer")
-        for size in sizes:
-            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-                raise TypeError(f"hidden_layer_sizes must hold integers, got {size!r}")
-            if size < 8 or size % 8:
-                raise ValueError("hidden_layer_sizes must be positive multiples of 8 (each layer "
-                                 f"is a code), got {tuple(sizes)}")
-        return [int(size) for size in sizes]
+        # multiples of 8: every layer is a code
+        return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes", minimum=8,
+                                 multiple=8, allow_empty=False)
 
     def _rbm(self, n_hidden: int, seed: int) -> RBM:
         return RBM(n_hidden, learning_rate=self.learning_rate, momentum=self.momentum,
@@ -308,7 +296,6 @@ class DeepHash(BaseEstimator):
                     margins <= 0):
                 raise ValueError(f"margins must be {n_layers} positive numbers (one per layer), "
                                  f"got {margins.tolist()}")
-        from ._validation import check_int
         n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
         matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):

@@ -126,15 +126,16 @@ class DRHN(ClassifierMixin, BaseEstimator):
 
     Training: softmax cross-entropy on the class labels, minibatch SGD with momentum. The
     paper names no optimiser; it trains with the Lasagne recipe of He et al., and this class
-    uses He et al.'s CIFAR-10 settings: learning rate 0.1, momentum 0.9, L2 weight decay
-    1e-4 on convolution and linear weights (not on biases or batch-norm parameters),
-    minibatches of 128, learning rate divided by 10 at 50 % and 75 % of the epochs.
+    uses He et al.'s CIFAR-10 settings: learning rate 0.1, momentum 0.9, weight decay 1e-4,
+    minibatches of 128, learning rate divided by 10 at 50 % and 75 % of training (their
+    32k and 48k of 64k iterations). The L2 decay applies to convolution and linear weights
+    only, not to biases or batch-norm parameters (as Lasagne regularises by default).
     Convolutions start He-normal; linear layers uniform in +-1/sqrt(fan_in). Images are
     standardised per channel with the training mean and standard deviation (stored).
 
     Codes (eq. 6, SPEC section 1): bit ``j`` is 1 iff ``H_j > 0.5`` (strict), packed least
-    significant bit first. ``n_bits`` need not be a multiple of 8 (the paper uses 12 and
-    24 bits): the code is padded to whole bytes with zero bits (bits ``n_bits`` to
+    significant bit first. ``n_bits`` need not be a multiple of 8 (the paper reports 12-bit
+    codes): the code is padded to whole bytes with zero bits (bits ``n_bits`` to
     ``8 * ceil(n_bits / 8) - 1`` are always 0), which leaves every Hamming distance
     unchanged, so the codes work with :func:`deephash_ext.search` as they are.
 
@@ -199,6 +200,10 @@ class DRHN(ClassifierMixin, BaseEstimator):
     1 or 3, of any real dtype (converted to float32). Only 32 x 32 images are accepted,
     the input size of the paper; the two 4-D layouts cannot be confused then. Later calls
     must have as many channels as the training images.
+
+    Training and inference flush subnormal floats to zero on the CPU (restored afterwards):
+    saturated sigmoids in the hash layer otherwise fill the backward pass with subnormal
+    numbers, which x86 CPUs process about 10x slower.
 
     The scikit-learn estimator checks do not apply (the input is images, not a 2-D
     matrix); ``get_params`` / ``set_params`` / ``clone`` and pickling work as usual.
