@@ -175,7 +175,7 @@ class DeepHash(BaseEstimator):
         components, offsets, visible = [], [], []
         for depth, size in enumerate(sizes):
             seed = _seed(rng)  # drawn for every layer, so later layers get the same seeds
-            if depth < shared:
+            if depth < shared:  # shared arrays: no code path modifies fitted arrays in place
                 components.append(reuse.components_[depth])
                 offsets.append(reuse.offsets_[depth])
                 visible.append(reuse.intercepts_visible_[depth])
