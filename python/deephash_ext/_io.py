@@ -10,22 +10,48 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["atomic_write_npz", "read_npz"]
+__all__ = ["atomic_write", "atomic_write_npz", "read_model", "read_npz", "write_model"]
 
 _META_KEY = "__meta__"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` by calling ``write(handle)`` on a temporary file in the same directory,
+    flushed to disk, then renamed over ``path``; the temporary file is removed on failure.
+
+    It is created with mode 0o666 minus the umask (as ``open`` would), so the final file has
+    the usual permissions.
+    """
+    path = Path(path)
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                      meta: Mapping[str, Any]) -> None:
     """Write ``arrays`` and the JSON-serialisable ``meta`` to ``path`` atomically."""
-    path = os.fspath(path)
     if _META_KEY in arrays:
         raise ValueError(f"array name {_META_KEY!r} is reserved")
     payload = {name: np.asarray(value) for name, value in arrays.items()}
@@ -34,18 +60,16 @@ def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
             raise TypeError(
                 f"array {name!r} has dtype object, which cannot be saved without pickle")
     payload[_META_KEY] = np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **payload))
+
+
+def write_model(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+                meta: Mapping[str, Any], *, format_tag: str, version: int) -> None:
+    """:func:`atomic_write_npz` with the format tag, its version and the library version
+    added to ``meta`` (what :func:`read_model` checks)."""
+    from ._core import __version__
+    atomic_write_npz(path, arrays, {"format": format_tag, "version": version, **meta,
+                                    "deephash_ext": __version__})
 
 
 def read_npz(path: str | os.PathLike, *, kind: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -78,4 +102,27 @@ def read_npz(path: str | os.PathLike, *, kind: str) -> tuple[dict[str, np.ndarra
         raise ValueError(f"{path!r} is not a readable {kind} file: {error}") from error
     if not isinstance(meta, dict):
         raise ValueError(f"{path!r} is not a {kind} file: its metadata is not a JSON object")
+    return arrays, meta
+
+
+def read_model(path: str | os.PathLike, *, kind: str, format_tag: str, version: int,
+               article: str = "a") -> tuple[dict[str, np.ndarray], dict]:
+    """Read a file written by :func:`write_model` and check its format tag and version.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`read_npz`, and if the file is not ``article kind`` model file or has
+        another format version (the message names the path).
+    """
+    arrays, meta = read_npz(path, kind=f"{kind} model")
+    where = os.fspath(path)
+    if meta.get("format") != format_tag:
+        raise ValueError(f"{where!r} is not {article} {kind} model file (format "
+                         f"{meta.get('format')!r})")
+    if meta.get("version") != version:
+        raise ValueError(f"{where!r} has {kind} format version {meta.get('version')!r}; "
+                         f"this deephash_ext reads version {version}")
     return arrays, meta

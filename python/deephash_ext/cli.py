@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._io import atomic_write
 from ._runtime import build_info
 from ._search import range_search, search
 from .codes import binarize
@@ -47,10 +48,12 @@ def _hamming_row(encode, data, scheme, bits):
     return _ranking_report(indices, data, seconds, scheme, bits)
 
 
-def _layer_recall(model, data) -> list[float]:
-    """recall@10 of the codes of every layer of a DeepHash model."""
-    return [_hamming_row(lambda X, d=d: model.encode(X, layer=d), data, "", 0)["recall@10"]
-            for d in range(len(model.components_))]
+def _layer_rows(model, data, scheme, bits) -> list[dict]:
+    """One report per layer of a DeepHash model; the last (the model's code) is named."""
+    n_layers = len(model.components_)
+    return [_hamming_row(lambda X, d=d: model.encode(X, layer=d), data,
+                         scheme if d == n_layers - 1 else "", bits if d == n_layers - 1 else 0)
+            for d in range(n_layers)]
 
 
 def _print_row(row):
@@ -133,18 +136,19 @@ def _demo(args) -> int:
     for bits in args.bits:
         model = models[bits]
         net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
-        rows.append(_hamming_row(model.encode, data, f"DeepHash {net}", bits))
+        layers = _layer_rows(model, data, f"DeepHash {net}", bits)
+        rows.append(layers[-1])
         _print_row(rows[-1])
-        layer_recall[bits] = _layer_recall(model, data)
+        layer_recall[bits] = [r["recall@10"] for r in layers]
     for bits in args.bits:
         model = models[bits]
         model.finetune(data.X_train, data.pairs_train, n_epochs=args.finetune_epochs,
                        learning_rate=args.finetune_learning_rate, random_state=seed,
                        verbose=not args.quiet)
         net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
-        rows.append(_hamming_row(model.encode, data, f"DeepHash+ {net}", bits))
-        rows[-1]["layers_before"] = layer_recall[bits]
-        rows[-1]["layers_after"] = _layer_recall(model, data)
+        layers = _layer_rows(model, data, f"DeepHash+ {net}", bits)
+        rows.append(dict(layers[-1], layers_before=layer_recall[bits],
+                         layers_after=[r["recall@10"] for r in layers]))
         rows[-1]["margins"] = model.margins_
         _print_row(rows[-1])
 
@@ -248,21 +252,9 @@ def _encode(args) -> int:
     from .deephash import DeepHash
     model = DeepHash.load(args.model)
     codes = model.encode(load_descriptors(args.input), layer=args.layer)
-    _save_npy(args.output, codes)
+    atomic_write(args.output, lambda handle: np.save(handle, codes))
     print(f"{len(codes)} codes of {codes.shape[1] * 8} bits -> {args.output}")
     return 0
-
-
-def _save_npy(path: str, array: np.ndarray) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _search(args) -> int:
@@ -270,14 +262,8 @@ def _search(args) -> int:
     queries = np.load(args.queries, allow_pickle=False)
     distances, indices = search(database, queries, k=args.k)
     if args.output:
-        directory = os.path.dirname(os.path.abspath(args.output))
-        tmp = os.path.join(directory, f".tmp-{os.getpid()}.npz")
-        try:
-            np.savez(tmp, distances=distances, indices=indices)
-            os.replace(tmp, args.output)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(args.output,
+                     lambda handle: np.savez(handle, distances=distances, indices=indices))
         print(f"{len(indices)} queries, top {args.k} -> {args.output}")
     else:
         for q in range(len(indices)):

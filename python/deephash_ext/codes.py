@@ -72,6 +72,13 @@ def pack_bits(bits: object) -> np.ndarray:
     return np.packbits(array.astype(bool, copy=False), axis=-1, bitorder="little")
 
 
+def pack_bits_padded(bits: np.ndarray) -> np.ndarray:
+    """Pack boolean rows of any width (e.g. 12-bit codes) into whole bytes, LSB first; the
+    bits after ``n_bits`` in the last byte are 0 for every row, so Hamming distances count
+    only the real bits. For the estimators' ``encode``; no checks (``bits`` is bool)."""
+    return np.packbits(bits, axis=-1, bitorder="little")
+
+
 def unpack_bits(codes: object, n_bits: int | None = None) -> np.ndarray:
     """Unpack codes into rows of 0/1.
 

@@ -20,17 +20,18 @@ import hashlib
 import json
 import numbers
 import os
-import secrets
 import sys
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._io import atomic_write
 
 if TYPE_CHECKING:
     from sklearn.utils import Bunch
@@ -359,34 +360,9 @@ def _cache_key(recipe: _Recipe) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through a temporary file in the same directory and os.replace.
-
-    The temporary file is created with mode 0o666 minus the umask (as ``open`` would), so
-    the final file has the usual permissions; it is removed if writing fails.
-    """
-    directory = path.parent
-    while True:
-        tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
-        break
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
@@ -821,4 +797,4 @@ def save_fvecs(path: str | os.PathLike[str], X: object) -> None:
     records = np.empty((n, dim + 1), dtype="<i4")
     records[:, 0] = dim
     records[:, 1:] = array.astype("<f4").view("<i4")
-    _atomic_write(file, lambda handle: handle.write(records.tobytes()))
+    atomic_write(file, lambda handle: handle.write(records.tobytes()))

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core
 from ._blas import ensure_blas
-from ._io import atomic_write_npz, read_npz
+from ._io import read_model, write_model
 from ._validation import check_int, check_layer_sizes
 from .codes import unpack_bits
 from .rbm import RBM
@@ -220,11 +220,11 @@ class DeepHash(BaseEstimator):
     def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray]) -> list[np.ndarray]:
         """Offsets of every layer (SPEC 2.5) for ``components``, computed on ``X``."""
         offsets: list[np.ndarray] = []
-        Z, thresholds = X, self.input_means_
+        Z, thresholds = X, self.input_means_  # each layer's input, carried forward once
         for depth, W in enumerate(components):
             offsets.append(_core.mean_projection(Z, thresholds, W))
             if depth + 1 < len(components):
-                codes = _core.encode_layers(X, self.input_means_, components[:depth + 1], offsets)
+                codes = _core.encode_layers(Z, thresholds, [W], [offsets[-1]])
                 Z, thresholds = unpack_bits(codes, W.shape[0]).astype(np.float32), None
         return offsets
 
@@ -402,11 +402,10 @@ class DeepHash(BaseEstimator):
             arrays[f"components_{depth}"] = W
             arrays[f"offsets_{depth}"] = offsets
             arrays[f"intercept_visible_{depth}"] = visible
-        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "params": params,
-                "n_layers": len(self.components_), "finetuned": bool(self.finetuned_),
-                "margins": list(self.margins_), "finetune_loss": list(self.finetune_loss_),
-                "deephash_ext": _core.__version__}
-        atomic_write_npz(path, arrays, meta)
+        meta = {"params": params, "n_layers": len(self.components_),
+                "finetuned": bool(self.finetuned_), "margins": list(self.margins_),
+                "finetune_loss": list(self.finetune_loss_)}
+        write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeepHash:
@@ -420,14 +419,9 @@ class DeepHash(BaseEstimator):
             If the file is corrupt, is not a DeepHash model, has an unknown format version,
             or its arrays do not fit together.
         """
-        arrays, meta = read_npz(path, kind="DeepHash model")
+        arrays, meta = read_model(path, kind="DeepHash", format_tag=_FORMAT,
+                                  version=_FORMAT_VERSION)
         where = os.fspath(path)
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{where!r} is not a DeepHash model file (format "
-                             f"{meta.get('format')!r})")
-        if meta.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{where!r} has DeepHash format version {meta.get('version')!r}; "
-                             f"this deephash_ext reads version {_FORMAT_VERSION}")
         try:
             model = cls(**meta["params"])
             model.hidden_layer_sizes = tuple(model.hidden_layer_sizes)  # JSON gave a list

@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._io import atomic_write_npz, read_npz
-from .codes import pack_bits
+from ._io import read_model, write_model
+from .codes import pack_bits_padded
 
 __all__ = ["DRHN"]
 
@@ -407,12 +407,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         sklearn.exceptions.NotFittedError, TypeError, ValueError
             As :meth:`transform`.
         """
-        H = self.transform(images)
-        bits = H > 0.5
-        pad = -bits.shape[1] % 8
-        if pad:
-            bits = np.concatenate([bits, np.zeros((len(bits), pad), dtype=bool)], axis=1)
-        return pack_bits(bits)
+        return pack_bits_padded(self.transform(images) > 0.5)
 
     def predict_proba(self, images):
         """Softmax class probabilities, columns in the order of ``classes_``.
@@ -448,7 +443,6 @@ class DRHN(ClassifierMixin, BaseEstimator):
         loss curve. Load it with :meth:`DRHN.load`.
         """
         check_is_fitted(self)
-        from . import __version__
         params = self.get_params()
         state = params["random_state"]
         params["random_state"] = int(state) if isinstance(state, numbers.Integral) else None
@@ -462,10 +456,9 @@ class DRHN(ClassifierMixin, BaseEstimator):
         arrays = {_STATE_PREFIX + name: value for name, value in self.network_state_.items()}
         arrays.update(classes=self.classes_, channel_mean=self.channel_mean_,
                       channel_std=self.channel_std_)
-        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "params": params,
-                "n_channels_in": int(self.n_channels_in_), "loss_curve": list(self.loss_curve_),
-                "n_iter": int(self.n_iter_), "deephash_ext": __version__}
-        atomic_write_npz(path, arrays, meta)
+        meta = {"params": params, "n_channels_in": int(self.n_channels_in_),
+                "loss_curve": list(self.loss_curve_), "n_iter": int(self.n_iter_)}
+        write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DRHN:
@@ -481,14 +474,9 @@ class DRHN(ClassifierMixin, BaseEstimator):
         ImportError
             If torch is not installed.
         """
-        arrays, meta = read_npz(path, kind="DRHN model")
+        arrays, meta = read_model(path, kind="DRHN", format_tag=_FORMAT,
+                                  version=_FORMAT_VERSION)
         where = os.fspath(path)
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{where!r} is not a DRHN model file (format "
-                             f"{meta.get('format')!r})")
-        if meta.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{where!r} has DRHN format version {meta.get('version')!r}; "
-                             f"this deephash_ext reads version {_FORMAT_VERSION}")
         try:
             model = cls(**meta["params"])
             model.widths = tuple(model.widths)  # JSON gave a list

@@ -29,7 +29,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._io import atomic_write_npz, read_npz
+from ._io import read_model, write_model
 from ._search import search
 from ._torch_common import (
     arrays_to_state_dict,
@@ -39,7 +39,7 @@ from ._torch_common import (
     to_numpy_float32,
 )
 from ._validation import check_float_rows, check_int, check_layer_sizes
-from .codes import pack_bits
+from .codes import pack_bits_padded
 
 __all__ = ["DLBHC", "SSDH", "coarse_to_fine_search"]
 
@@ -509,11 +509,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of uint8, shape (n_samples, ceil(n_bits / 8))
             Bits ``n_bits`` and up of the last byte (when ``n_bits % 8 != 0``) are 0.
         """
-        bits = self.transform(X) > 0.5
-        pad = -bits.shape[1] % 8
-        if pad:
-            bits = np.concatenate([bits, np.zeros((bits.shape[0], pad), bool)], axis=1)
-        return pack_bits(bits)
+        return pack_bits_padded(self.transform(X) > 0.5)
 
     def extract_features(self, X) -> np.ndarray:
         """Output of the feature network (the input of H), float32, shape (n, d).
@@ -586,12 +582,12 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         if classes.dtype.kind not in "biufUS":
             raise TypeError(f"classes_ of dtype {classes.dtype} cannot be saved without pickle")
         arrays["classes"] = classes
-        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "class": type(self).__name__,
-                "params": params, "multilabel": bool(self.multilabel_),
+        meta = {"class": type(self).__name__, "params": params,
+                "multilabel": bool(self.multilabel_),
                 "backbone": self.backbone is not None,
                 "input_shape": [int(s) for s in self.input_shape_],
                 "loss_curve": [float(v) for v in self.loss_curve_]}
-        atomic_write_npz(path, arrays, meta)
+        write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backbone=None, device=None) -> SSDH:
@@ -622,14 +618,9 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         RuntimeError
             If the device asks for CUDA and CUDA is not available.
         """
-        arrays, meta = read_npz(path, kind="SSDH model")
+        arrays, meta = read_model(path, kind="SSDH", format_tag=_FORMAT,
+                                  version=_FORMAT_VERSION, article="an")
         where = os.fspath(path)
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{where!r} is not an SSDH model file (format "
-                             f"{meta.get('format')!r})")
-        if meta.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{where!r} has SSDH format version {meta.get('version')!r}; "
-                             f"this deephash_ext reads version {_FORMAT_VERSION}")
         kinds = {"SSDH": SSDH, "DLBHC": DLBHC}
         klass = kinds.get(meta.get("class"))
         if klass is None or not issubclass(klass, cls):
