@@ -660,7 +660,7 @@ def test_import_does_not_load_torch():
 def test_clone_and_get_params(fitted):
     params = dict(hidden_layer_sizes=(32, 8), learning_rate=0.05, momentum=0.5,
                   weight_decay=0.0, batch_size=20, n_epochs=2, cd_k=2, hashing_reg=0.3,
-                  random_state=4, verbose=False)
+                  random_state=4, verbose=False, device="cpu")
     model = DeepHash(**params)
     assert model.get_params() == params
     copy = clone(model)

@@ -19,6 +19,7 @@ import pytest
 from deephash_ext import RBM, _core
 from deephash_ext._blas import ensure_blas
 from deephash_ext.rbm import _check_unit_interval
+from devices import DEVICES, rbm_kernels
 from reference import (
     cd_step_reference,
     encode_layers_reference,
@@ -152,7 +153,9 @@ CD_CASES = [
 @pytest.mark.parametrize("cd_k, hashing_reg, first_step, batch_size", CD_CASES,
                          ids=[f"k{k}-lam{lam}-step{s}-bs{bs}" for k, lam, s, bs in CD_CASES])
 @pytest.mark.parametrize("data", ["binary", "probabilities"])
-def test_cd_train_matches_reference(rng, data, cd_k, hashing_reg, first_step, batch_size):
+@pytest.mark.parametrize("device", DEVICES)
+def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_step,
+                                    batch_size):
     n_visible, n_hidden, n_rows = 20, 16, 40
     hyper = dict(batch_size=batch_size, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
                  hashing_reg=hashing_reg, cd_k=cd_k, first_step=first_step)
@@ -172,8 +175,9 @@ def test_cd_train_matches_reference(rng, data, cd_k, hashing_reg, first_step, ba
     assert info["n_batches"] == -(-29 // batch_size)
 
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, batch_size, 0.1, 0.5, 0.01, hashing_reg, cd_k, seed,
-                       first_step)
+    kernels, where = rbm_kernels(device)
+    kernels.rbm_cd_train(*got, V, order, batch_size, 0.1, 0.5, 0.01, hashing_reg, cd_k, seed,
+                         first_step, **where)
     names = ["components", "hidden_bias", "visible_bias", "components_velocity",
              "hidden_velocity", "visible_velocity"]
     for name, g, r in zip(names, got, ref[:6]):
@@ -280,7 +284,8 @@ def test_mean_projection_matches_reference(rng, num_threads, with_thresholds):
 
 @pytest.mark.parametrize("widths", [[16], [24, 16], [32, 20, 8]], ids=lambda w: f"layers{len(w)}")
 @pytest.mark.parametrize("with_thresholds", [False, True])
-def test_encode_layers_matches_reference(rng, num_threads, widths, with_thresholds):
+@pytest.mark.parametrize("device", DEVICES)
+def test_encode_layers_matches_reference(rng, num_threads, device, widths, with_thresholds):
     n, d = 1300, 40  # > 512 rows: several row blocks
     X = rng.random((n, d)).astype(np.float32)
     thr = rng.random(d).astype(np.float32) if with_thresholds else None
@@ -291,7 +296,8 @@ def test_encode_layers_matches_reference(rng, num_threads, widths, with_threshol
         weights.append(W)
         offsets.append(off)
         z = (z.astype(np.float64) @ W.T > off).astype(np.float32)
-    codes = _core.encode_layers(X, thr, weights, offsets)
+    kernels, where = rbm_kernels(device)
+    codes = kernels.encode_layers(X, thr, weights, offsets, **where)
     assert codes.dtype == np.uint8 and codes.shape == (n, widths[-1] // 8)
     ref_bits, margin = encode_layers_reference(X, thr, weights, offsets)
     sure = margin >= 1e-4

@@ -25,7 +25,8 @@ from reference import knn_reference
 LEVELS = ("scalar", "avx2", "avx512")
 BUILD_INFO_KEYS = {"version", "simd_compiled", "simd_available", "simd_detected",
                    "simd_active", "num_threads", "available_cpus", "threading", "openmp",
-                   "cuda_compiled", "compiler"}
+                   "cuda_compiled", "cuda_architectures", "cuda_available",
+                   "cuda_unavailable_reason", "cuda_device", "cublas", "compiler"}
 ENV_VARS = ("DEEPHASH_SIMD", "DEEPHASH_NUM_THREADS", "OMP_NUM_THREADS")
 TESTS_DIR = str(Path(__file__).resolve().parent)
 

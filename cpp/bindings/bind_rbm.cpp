@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "array_checks.hpp"
+#include "rbm_checks.hpp"
 #include "deephash/blas.hpp"
 #include "deephash/rbm.hpp"
 #include "deephash/rng.hpp"
@@ -9,44 +10,6 @@
 
 namespace deephash::bindings {
 namespace {
-
-float* mutable_f32(py::array& a, const char* name, std::size_t rows, std::size_t cols) {
-  require_float32(a, name, cols == 0 ? 1 : 2);
-  const bool ok = cols == 0 ? static_cast<std::size_t>(a.shape(0)) == rows
-                            : static_cast<std::size_t>(a.shape(0)) == rows && static_cast<std::size_t>(a.shape(1)) == cols;
-  if (!ok) throw py::value_error(std::string(name) + " has shape " + shape_of(a) + ", expected (" + std::to_string(rows) +
-                                 (cols == 0 ? ",)" : ", " + std::to_string(cols) + ")"));
-  if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
-  return static_cast<float*>(a.mutable_data());
-}
-
-const float* f32_2d(const py::array& a, const char* name, std::size_t cols) {
-  require_float32(a, name, 2);
-  if (static_cast<std::size_t>(a.shape(1)) != cols)
-    throw py::value_error(std::string(name) + " has " + std::to_string(a.shape(1)) + " columns, expected " + std::to_string(cols));
-  return static_cast<const float*>(a.data());
-}
-
-const float* optional_f32(const py::object& o, const char* name, std::size_t n) {
-  if (o.is_none()) return nullptr;
-  auto a = py::cast<py::array>(o);
-  require_float32(a, name, 1);
-  if (static_cast<std::size_t>(a.shape(0)) != n)
-    throw py::value_error(std::string(name) + " must have " + std::to_string(n) + " values");
-  return static_cast<const float*>(a.data());
-}
-
-RbmArrays rbm_arrays(py::array& components, py::array& hidden_bias, py::array& visible_bias,
-                     py::array& components_velocity, py::array& hidden_velocity, py::array& visible_velocity) {
-  require_float32(components, "components", 2);
-  const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
-  return RbmArrays{I, J,
-                   mutable_f32(components, "components", J, I), mutable_f32(hidden_bias, "hidden_bias", J, 0),
-                   mutable_f32(visible_bias, "visible_bias", I, 0),
-                   mutable_f32(components_velocity, "components_velocity", J, I),
-                   mutable_f32(hidden_velocity, "hidden_velocity", J, 0),
-                   mutable_f32(visible_velocity, "visible_velocity", I, 0)};
-}
 
 // P(h | v) (hidden = true, input V, bias over hidden units) or P(v | h) (input H).
 py::array_t<float> layer_probabilities(const py::array& components, const py::object& bias_obj,
@@ -103,18 +66,12 @@ void bind_rbm(py::module_& m) {
          py::array hidden_velocity, py::array visible_velocity, const py::array& v, const py::array& order,
          std::size_t batch_size, float learning_rate, float momentum, float weight_decay, float hashing_reg,
          int cd_k, std::uint64_t seed, std::uint64_t first_step) {
-        RbmArrays rbm = rbm_arrays(components, hidden_bias, visible_bias, components_velocity, hidden_velocity,
-                                   visible_velocity);
-        const float* vp = f32_2d(v, "V", rbm.n_visible);
-        if (!py::isinstance<py::array_t<std::int64_t>>(order) || order.ndim() != 1 ||
-            !(order.flags() & py::array::c_style) || order.dtype().kind() != 'i' || order.itemsize() != 8)
-          throw py::type_error("order must be a 1-D C-contiguous int64 array");
-        const RbmParams params{learning_rate, momentum, weight_decay, hashing_reg, cd_k};
-        const auto n_rows = static_cast<std::size_t>(v.shape(0)), n_order = static_cast<std::size_t>(order.shape(0));
-        const auto* op = static_cast<const std::int64_t*>(order.data());
+        CdTrainCall c = cd_train_call(components, hidden_bias, visible_bias, components_velocity, hidden_velocity,
+                                      visible_velocity, v, order, learning_rate, momentum, weight_decay,
+                                      hashing_reg, cd_k);
         const int threads = num_threads();
         py::gil_scoped_release release;
-        cd_train(rbm, vp, n_rows, op, n_order, batch_size, params, seed, first_step, threads);
+        cd_train(c.rbm, c.v, c.n_rows, c.order, c.n_order, batch_size, c.params, seed, first_step, threads);
       },
       py::arg("components"), py::arg("hidden_bias"), py::arg("visible_bias"), py::arg("components_velocity"),
       py::arg("hidden_velocity"), py::arg("visible_velocity"), py::arg("V"), py::arg("order"),
@@ -190,31 +147,14 @@ void bind_rbm(py::module_& m) {
       "encode_layers",
       [](const py::array& x, const py::object& input_thresholds, const std::vector<py::array>& weights,
          const std::vector<py::array>& offsets) {
-        require_float32(x, "X", 2);
-        if (weights.empty() || weights.size() != offsets.size())
-          throw py::value_error("weights and offsets must be non-empty lists of the same length");
-        const auto n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
-        const float* thr = optional_f32(input_thresholds, "input_thresholds", d);
-        std::vector<EncoderLayer> layers;
-        for (std::size_t l = 0; l < weights.size(); ++l) {
-          require_float32(weights[l], "weights", 2);
-          const auto n_out = static_cast<std::size_t>(weights[l].shape(0)), n_in = static_cast<std::size_t>(weights[l].shape(1));
-          require_float32(offsets[l], "offsets", 1);
-          if (static_cast<std::size_t>(offsets[l].shape(0)) != n_out)
-            throw py::value_error("offsets of layer " + std::to_string(l) + " must have " + std::to_string(n_out) + " values");
-          layers.push_back({static_cast<const float*>(weights[l].data()), static_cast<const float*>(offsets[l].data()), n_in, n_out});
-        }
-        const std::size_t bits = layers.back().n_out;
-        if (bits % 8 != 0) throw py::value_error("the last layer must have a multiple of 8 units, got " + std::to_string(bits));
-        py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(bits / 8)});
-        const auto* xp = static_cast<const float*>(x.data());
-        std::uint8_t* outp = out.mutable_data();
+        EncodeCall c = encode_call(x, input_thresholds, weights, offsets);
+        std::uint8_t* out = c.codes.mutable_data();
         const int threads = num_threads();
         {
           py::gil_scoped_release release;
-          encode_layers(xp, n, d, thr, layers, outp, threads);
+          encode_layers(c.x, c.n, c.d, c.thresholds, c.layers, out, threads);
         }
-        return out;
+        return c.codes;
       },
       py::arg("X"), py::arg("input_thresholds"), py::arg("weights"), py::arg("offsets"));
 }

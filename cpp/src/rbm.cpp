@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "deephash/bitpack.hpp"
+#include "deephash/activation.hpp"
 #include "deephash/blas.hpp"
 #include "deephash/errors.hpp"
 #include "deephash/rng.hpp"
@@ -18,33 +19,6 @@ namespace deephash {
 namespace {
 
 constexpr std::size_t kEncodeBlockRows = 512;
-// exp(x) to ~1 ulp for |x| <= 87 (Cephes expf: x = n ln2 + r, degree-6 polynomial in r),
-// branch-free so that loops over it vectorise; the caller clamps x.
-inline float exp_poly(float x) {
-  const float t = x * 1.44269504088896341f;
-  const int n = static_cast<int>(t + 128.5f) - 128;  // round to nearest: t + 128.5 > 0 for |x| <= 87
-  const float fn = static_cast<float>(n);
-  const float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const std::int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-
-inline float sigmoid(float x) {
-  float e = -x;
-  e = e > 87.0f ? 87.0f : e;  // plain selects, so that the loops vectorise
-  e = e < -87.0f ? -87.0f : e;
-  return 1.0f / (1.0f + exp_poly(e));
-}
-
 // a[r][c] = sigmoid(a[r][c] + bias[c]) for an n x m block with row stride ld.
 void sigmoid_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const float* bias, int n_threads) {
   for_ranges(n, m, n_threads, [&](std::size_t r0, std::size_t r1) {

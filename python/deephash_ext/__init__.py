@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._core import __version__
+from ._gpu import cuda_available, cuda_unavailable_reason
 from ._runtime import (
     available_simd_levels,
     build_info,
@@ -17,7 +18,7 @@ from ._runtime import (
     set_simd_level,
     simd_level,
 )
-from ._search import range_search, search
+from ._search import GpuCodes, range_search, search
 from .codes import binarize, code_bytes, pack_bits, unpack_bits
 
 __all__ = [
@@ -26,12 +27,15 @@ __all__ = [
     "RBM",
     "SSDH",
     "DeepHash",
+    "GpuCodes",
     "__version__",
     "available_simd_levels",
     "binarize",
     "build_info",
     "coarse_to_fine_search",
     "code_bytes",
+    "cuda_available",
+    "cuda_unavailable_reason",
     "get_num_threads",
     "pack_bits",
     "range_search",

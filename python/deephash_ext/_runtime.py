@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core
+from . import _core, _gpu
 from ._validation import check_int
 
 __all__ = [
@@ -29,9 +29,21 @@ def build_info() -> dict[str, Any]:
         CPU can run), ``simd_detected`` (the best of them) and ``simd_active`` (the level
         in use: lowered by ``DEEPHASH_SIMD`` or :func:`set_simd_level`); ``num_threads``
         and ``available_cpus``; ``threading`` and ``openmp`` (False: the kernels use their
-        own std::thread workers, joined before each call returns); ``cuda_compiled``;
-        ``compiler``.
+        own std::thread workers, joined before each call returns); ``cuda_compiled`` (the
+        CUDA module was built), ``cuda_architectures`` (its GPU targets, or None),
+        ``cuda_available`` and ``cuda_unavailable_reason`` (see
+        :func:`deephash_ext.cuda_available`), ``cuda_device`` (name of device 0, when
+        available), ``cublas`` (the library the GPU RBM loaded, or None); ``compiler``.
     """
+    module, reason = _gpu._probe()
+    cuda = {
+        "cuda_compiled": module is not None,
+        "cuda_architectures": module.architectures.split(",") if module is not None else None,
+        "cuda_available": reason is None,
+        "cuda_unavailable_reason": reason,
+        "cuda_device": module.device_name(0) if reason is None and module is not None else None,
+        "cublas": (module.cublas_library() or None) if module is not None else None,
+    }
     return {
         "version": _core.__version__,
         "simd_compiled": list(_core.compiled_simd_levels()),
@@ -42,7 +54,7 @@ def build_info() -> dict[str, Any]:
         "available_cpus": _core.available_cpus(),
         "threading": "std::thread fork-join per call",
         "openmp": False,
-        "cuda_compiled": False,
+        **cuda,
         "compiler": _core.compiler(),
     }
 

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core
 from ._blas import ensure_blas
+from ._gpu import cuda_module, ensure_cublas, resolve_device
 from ._io import read_model, write_model
 from ._validation import check_int, check_layer_sizes
 from .codes import unpack_bits
@@ -64,6 +65,9 @@ class DeepHash(BaseEstimator):
         with the same first sizes share their first layers).
     verbose : bool, default=False
         tqdm progress bars while training.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the RBM layers train and :meth:`encode` runs (see :class:`RBM`);
+        :meth:`finetune` uses torch on the CPU, and the offsets are computed on the CPU.
 
     Attributes
     ----------
@@ -101,7 +105,7 @@ class DeepHash(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(4096, 256), *, learning_rate=0.001, momentum=0.9,
                  weight_decay=0.0001, batch_size=100, n_epochs=30, cd_k=1, hashing_reg=0.0,
-                 random_state=None, verbose=False):
+                 random_state=None, verbose=False, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -112,6 +116,7 @@ class DeepHash(BaseEstimator):
         self.hashing_reg = hashing_reg
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     # ------------------------------------------------------------------ checks
     def _layer_sizes(self) -> list[int]:
@@ -123,7 +128,7 @@ class DeepHash(BaseEstimator):
         return RBM(n_hidden, learning_rate=self.learning_rate, momentum=self.momentum,
                    weight_decay=self.weight_decay, batch_size=self.batch_size,
                    n_epochs=self.n_epochs, cd_k=self.cd_k, hashing_reg=self.hashing_reg,
-                   random_state=seed, verbose=self.verbose)
+                   random_state=seed, verbose=self.verbose, device=self.device)
 
     def _check_X(self, X) -> np.ndarray:
         """X of a fitted model: float32, C-contiguous, finite, n_features_in_ columns."""
@@ -369,9 +374,12 @@ class DeepHash(BaseEstimator):
         check_is_fitted(self)
         depth = self._layer_index(layer)
         X = self._check_X(X)
+        layers = (X, self.input_means_, self.components_[:depth + 1], self.offsets_[:depth + 1])
+        if resolve_device(self.device) == "cuda":
+            ensure_cublas()
+            return cuda_module().encode_layers(*layers, 0)
         ensure_blas()
-        return _core.encode_layers(X, self.input_means_, self.components_[:depth + 1],
-                                   self.offsets_[:depth + 1])
+        return _core.encode_layers(*layers)
 
     @property
     def n_bits(self) -> int:

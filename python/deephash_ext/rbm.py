@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import _core
+from . import _core, _gpu
 from ._blas import ensure_blas
 
 __all__ = ["RBM"]
@@ -65,6 +65,12 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Seeds the initial weights, the minibatch order and the sampling.
     verbose : bool, default=False
         Show a tqdm progress bar over epochs and minibatches, with the reconstruction error.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where :meth:`fit`, :meth:`partial_fit` and :meth:`encode` run. On ``"cuda"`` the
+        same step runs in cuBLAS and CUDA kernels with the same random numbers; the
+        weights agree with the CPU's to float rounding (the products sum in another
+        order), and are reproducible from run to run. ``"auto"`` picks CUDA when
+        available. :meth:`transform` and the centring offsets run on the CPU.
 
     Attributes
     ----------
@@ -97,7 +103,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, n_hidden=256, *, learning_rate=0.001, momentum=0.9, weight_decay=0.0001,
                  batch_size=100, n_epochs=30, cd_k=1, hashing_reg=0.0, random_state=None,
-                 verbose=False):
+                 verbose=False, device="cpu"):
         self.n_hidden = n_hidden
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -108,9 +114,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.hashing_reg = hashing_reg
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
+    def _check_params(self) -> str:
+        """Checks the hyper-parameters; returns the device the training runs on."""
         ints = {"n_hidden": 1, "batch_size": 1, "n_epochs": 1, "cd_k": 1}
         for name, low in ints.items():
             value = getattr(self, name)
@@ -129,6 +137,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 interval = {"learning_rate": "> 0", "momentum": "in [0, 1)",
                             "weight_decay": ">= 0", "hashing_reg": "in [0, 1]"}[name]
                 raise ValueError(f"{name} must be {interval}, got {value}")
+        return _gpu.resolve_device(self.device)
 
     def _validate_V(self, V, *, reset: bool) -> np.ndarray:
         """V as C-contiguous float32 in [0, 1]. With reset, n_features_in_ (and feature
@@ -157,18 +166,23 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._n_seen = 0
         self.hidden_offsets_ = np.zeros(self.n_hidden, dtype=np.float32)
 
-    def _train(self, V: np.ndarray, order: np.ndarray, progress=None) -> None:
+    def _train(self, V: np.ndarray, order: np.ndarray, progress=None, device: str = "cpu") -> None:
         batches = -(-len(order) // self.batch_size)
         # One call per chunk of minibatches, so the progress bar moves without callbacks.
         chunk = batches if progress is None else max(1, batches // 20)
+        on_gpu = device == "cuda"
+        if on_gpu:
+            _gpu.ensure_cublas()
+        train = _gpu.cuda_module().rbm_cd_train if on_gpu else _core.rbm_cd_train
+        where = {"device": 0} if on_gpu else {}
         for first in range(0, batches, chunk):
             rows = order[first * self.batch_size:(first + chunk) * self.batch_size]
-            _core.rbm_cd_train(
+            train(
                 self.components_, self.intercept_hidden_, self.intercept_visible_,
                 *self._velocities, V, np.ascontiguousarray(rows, dtype=np.int64),
                 self.batch_size, float(self.learning_rate), float(self.momentum),
                 float(self.weight_decay), float(self.hashing_reg), int(self.cd_k),
-                self._seed, self.n_steps_)
+                self._seed, self.n_steps_, **where)
             done = -(-len(rows) // self.batch_size)
             self.n_steps_ += done
             if progress is not None:
@@ -194,7 +208,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         TypeError
             If a parameter has the wrong type.
         """
-        self._check_params()
+        device = self._check_params()
         V = self._validate_V(V, reset=True)
         ensure_blas()
         rng = check_random_state(self.random_state)
@@ -202,7 +216,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         progress = self._progress(self.n_epochs * -(-len(V) // self.batch_size))
         try:
             for epoch in range(self.n_epochs):
-                self._train(V, rng.permutation(len(V)), progress)
+                self._train(V, rng.permutation(len(V)), progress, device)
                 if progress is not None:
                     progress.set_postfix(epoch=epoch + 1,
                                          reconstruction_error=float(
@@ -226,12 +240,12 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : RBM
         """
         first = not hasattr(self, "components_")
-        self._check_params()  # hyper-parameters may have changed since the last call
+        device = self._check_params()  # hyper-parameters may have changed since the last call
         V = self._validate_V(V, reset=first)
         ensure_blas()
         if first:
             self._initialise(V, check_random_state(self.random_state))
-        self._train(V, np.arange(len(V)))
+        self._train(V, np.arange(len(V)), device=device)
         batch_mean = _core.mean_projection(V, None, self.components_)
         total = self._n_seen + len(V)
         self.hidden_offsets_ = ((self._n_seen * self.hidden_offsets_.astype(np.float64)
@@ -269,6 +283,10 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.n_hidden % 8:
             raise ValueError(f"encode needs n_hidden to be a multiple of 8, got {self.n_hidden}")
         V = self._validate_V(V, reset=False)
+        if _gpu.resolve_device(self.device) == "cuda":
+            _gpu.ensure_cublas()
+            return _gpu.cuda_module().encode_layers(V, None, [self.components_],
+                                                    [self.hidden_offsets_], 0)
         ensure_blas()
         return _core.encode_layers(V, None, [self.components_], [self.hidden_offsets_])
 

@@ -1,0 +1,107 @@
+// bindings.cpp: deephash_ext._cuda, the optional GPU module. Checks, conversions and GIL
+// handling only; the kernels live in the .cu files. Importing it never touches the GPU:
+// device_count() and unavailable_reason() ask the driver when called.
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+
+#include "array_checks.hpp"
+#include "deephash_cuda/knn.hpp"
+
+#ifndef DEEPHASH_CUDA_ARCHITECTURES
+#define DEEPHASH_CUDA_ARCHITECTURES "unknown"
+#endif
+
+namespace py = pybind11;
+using deephash::CodeView;
+using deephash::dist_t;
+using deephash::idx_t;
+using deephash::bindings::require_codes;
+using deephash::bindings::to_numpy;
+using deephash::cuda::DeviceCodes;
+
+namespace {
+
+int checked_device(int device) {
+  std::string reason;
+  const int count = deephash::cuda::device_count(&reason);
+  if (count == 0) throw std::runtime_error("CUDA is not available: " + reason);
+  if (device < 0 || device >= count)
+    throw py::value_error("device must be in [0, " + std::to_string(count) + "), got " + std::to_string(device));
+  return device;
+}
+
+std::unique_ptr<DeviceCodes> make_device_codes(const py::array& codes, int device) {
+  const CodeView view = require_codes(codes, "codes");
+  if (view.n == 0) throw py::value_error("codes must have at least one row");
+  if (view.code_bytes > deephash::cuda::kMaxCodeBytes)
+    throw py::value_error("codes on the GPU have at most " + std::to_string(deephash::cuda::kMaxCodeBytes) +
+                          " bytes per code, got " + std::to_string(view.code_bytes));
+  checked_device(device);
+  py::gil_scoped_release release;
+  return std::make_unique<DeviceCodes>(view, device);
+}
+
+py::tuple search(const DeviceCodes& self, const py::array& queries, long long k) {
+  const CodeView q = require_codes(queries, "queries");
+  if (q.code_bytes != self.code_bytes())
+    throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
+                          std::to_string(self.code_bytes()));
+  if (k < 1 || static_cast<unsigned long long>(k) > self.size())
+    throw py::value_error("k must be in [1, " + std::to_string(self.size()) + "] (len(codes)), got " + std::to_string(k));
+  const auto kk = static_cast<std::size_t>(k);
+  py::array_t<dist_t> distances({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
+  py::array_t<idx_t> indices({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
+  dist_t* dp = distances.mutable_data();
+  idx_t* ip = indices.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (q.n > 0) self.search(q, kk, dp, ip);
+  }
+  return py::make_tuple(distances, indices);
+}
+
+py::tuple range_search(const DeviceCodes& self, const py::array& queries, long long max_distance) {
+  const CodeView q = require_codes(queries, "queries");
+  if (q.code_bytes != self.code_bytes())
+    throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
+                          std::to_string(self.code_bytes()));
+  if (max_distance < 0) throw py::value_error("max_distance must be >= 0, got " + std::to_string(max_distance));
+  const auto radius = static_cast<dist_t>(std::min<long long>(max_distance, 1LL << 30));
+  deephash::RangeResult result;
+  {
+    py::gil_scoped_release release;
+    result = self.range_search(q, radius);
+  }
+  return py::make_tuple(to_numpy(std::move(result.lims)), to_numpy(std::move(result.distances)),
+                        to_numpy(std::move(result.indices)));
+}
+
+}  // namespace
+
+namespace deephash::bindings {
+void bind_rbm_cuda(py::module_& m);
+}
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "deephash_ext CUDA kernels (private, optional; use the deephash_ext package)";
+  m.attr("architectures") = DEEPHASH_CUDA_ARCHITECTURES;
+  m.def("device_count", [] { return deephash::cuda::device_count(nullptr); });
+  m.def("unavailable_reason", [] {
+    std::string reason;
+    return deephash::cuda::device_count(&reason) > 0 ? std::string() : reason;
+  });
+  m.def("device_name", [](int device) { return deephash::cuda::device_name(checked_device(device)); }, py::arg("device"));
+
+  py::class_<DeviceCodes>(m, "DeviceCodes")
+      .def(py::init(&make_device_codes), py::arg("codes"), py::arg("device") = 0)
+      .def("search", &search, py::arg("queries"), py::arg("k"))
+      .def("range_search", &range_search, py::arg("queries"), py::arg("max_distance"))
+      .def_property_readonly("n", &DeviceCodes::size)
+      .def_property_readonly("code_bytes", &DeviceCodes::code_bytes)
+      .def_property_readonly("device", &DeviceCodes::device)
+      .def_property_readonly("nbytes", &DeviceCodes::nbytes);
+
+  deephash::bindings::bind_rbm_cuda(m);
+}

@@ -1,0 +1,129 @@
+"""The optional CUDA module: detection, device choice and cuBLAS loading.
+
+``_cuda`` is imported lazily and silently: a build without nvcc, a machine without a
+driver or without a GPU all give ``cuda_available() == False`` and a reason string, never
+a warning. Device names follow the DESIGN rule: ``"cpu"`` (the default everywhere),
+``"cuda"`` (raises RuntimeError with the reason when CUDA cannot run) and ``"auto"``
+(CUDA when available, else the CPU).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import threading
+from types import ModuleType
+
+__all__ = [
+    "cuda_available",
+    "cuda_module",
+    "cuda_unavailable_reason",
+    "ensure_cublas",
+    "resolve_device",
+]
+
+_DEVICES = ("cpu", "cuda", "auto")
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _probe() -> tuple[ModuleType | None, str | None]:
+    """(the _cuda module or None, the reason CUDA cannot run or None), computed once."""
+    with _lock:
+        if "module" not in _state:
+            module: ModuleType | None = None
+            reason: str | None = None
+            try:
+                from . import _cuda as module  # type: ignore[attr-defined, no-redef]
+            except ImportError as exc:
+                reason = f"deephash_ext was built without CUDA ({exc})"
+            if module is not None:
+                reason = module.unavailable_reason() or None
+            _state["module"], _state["reason"] = module, reason
+        return _state["module"], _state["reason"]  # type: ignore[return-value]
+
+
+def cuda_available() -> bool:
+    """True when the CUDA module was built and a GPU can run it."""
+    return _probe()[1] is None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used (build without CUDA, no driver, no GPU), or None when it can."""
+    return _probe()[1]
+
+
+def cuda_module() -> ModuleType:
+    """The ``_cuda`` module, usable now.
+
+    Raises
+    ------
+    RuntimeError
+        If CUDA cannot be used; the message gives the reason.
+    """
+    module, reason = _probe()
+    if reason is not None or module is None:
+        raise RuntimeError(f"CUDA is not available: {reason}")
+    return module
+
+
+def resolve_device(device: object, name: str = "device") -> str:
+    """``"cpu" | "cuda" | "auto"`` to ``"cpu"`` or ``"cuda"``.
+
+    Raises
+    ------
+    TypeError
+        If ``device`` is not a string.
+    ValueError
+        If it is not one of the three names.
+    RuntimeError
+        If ``"cuda"`` is asked for and CUDA cannot be used (the reason is in the message).
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"{name} must be a string, got {type(device).__name__}")
+    if device not in _DEVICES:
+        raise ValueError(f"{name} must be one of {_DEVICES}, got {device!r}")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda":
+        cuda_module()
+    return device
+
+
+def _cublas_candidates() -> list[str]:
+    """Where libcublas may be: $DEEPHASH_CUBLAS, the nvidia wheels a CUDA torch brings
+    (found on sys.path without importing them), then the loader's own search by soname."""
+    found: list[str] = []
+    if os.environ.get("DEEPHASH_CUBLAS"):
+        found.append(os.environ["DEEPHASH_CUBLAS"])
+    for entry in sys.path:
+        for pattern in ("nvidia/*/lib/libcublas.so*", "nvidia/cublas/lib/libcublas.so*"):
+            found.extend(sorted(glob.glob(os.path.join(entry or ".", pattern)), reverse=True))
+    found.extend(["libcublas.so.13", "libcublas.so.12", "libcublas.so"])
+    return list(dict.fromkeys(p for p in found if "Lt" not in os.path.basename(p)))
+
+
+def ensure_cublas() -> str:
+    """Load cuBLAS into the CUDA module (once; the GPU RBM needs it) and return its path.
+
+    Raises
+    ------
+    RuntimeError
+        If CUDA cannot be used, or no libcublas could be opened (each place tried is named;
+        set ``DEEPHASH_CUBLAS`` to the library's path, or ``pip install nvidia-cublas``).
+    """
+    module = cuda_module()
+    with _lock:
+        loaded = module.cublas_library()
+        if loaded:
+            return str(loaded)
+        errors = []
+        for path in _cublas_candidates():
+            try:
+                module.load_cublas(path)
+                return path
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        raise RuntimeError("cannot load cuBLAS for the GPU RBM; tried:\n  " + "\n  ".join(errors)
+                           + "\nset DEEPHASH_CUBLAS to libcublas.so's path")
