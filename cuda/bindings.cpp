@@ -33,11 +33,7 @@ int checked_device(int device) {
 }
 
 std::unique_ptr<DeviceCodes> make_device_codes(const py::array& codes, int device) {
-  const CodeView view = require_codes(codes, "codes");
-  if (view.n == 0) throw py::value_error("codes must have at least one row");
-  if (view.code_bytes > deephash::cuda::kMaxCodeBytes)
-    throw py::value_error("codes on the GPU have at most " + std::to_string(deephash::cuda::kMaxCodeBytes) +
-                          " bytes per code, got " + std::to_string(view.code_bytes));
+  const CodeView view = require_codes(codes, "codes");  // rows and width: checked by DeviceCodes
   checked_device(device);
   py::gil_scoped_release release;
   return std::make_unique<DeviceCodes>(view, device);

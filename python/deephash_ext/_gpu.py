@@ -9,39 +9,37 @@ a warning. Device names follow the DESIGN rule: ``"cpu"`` (the default everywher
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
 import threading
 from types import ModuleType
 
+from . import _core
+from ._blas import ensure_blas
+
 __all__ = [
     "cuda_available",
     "cuda_module",
     "cuda_unavailable_reason",
+    "encode_layers",
     "ensure_cublas",
     "resolve_device",
 ]
 
 _DEVICES = ("cpu", "cuda", "auto")
-_lock = threading.Lock()
-_state: dict[str, object] = {}
+_lock = threading.Lock()  # one cuBLAS load at a time
 
 
+@functools.cache
 def _probe() -> tuple[ModuleType | None, str | None]:
     """(the _cuda module or None, the reason CUDA cannot run or None), computed once."""
-    with _lock:
-        if "module" not in _state:
-            module: ModuleType | None = None
-            reason: str | None = None
-            try:
-                from . import _cuda as module  # type: ignore[attr-defined, no-redef]
-            except ImportError as exc:
-                reason = f"deephash_ext was built without CUDA ({exc})"
-            if module is not None:
-                reason = module.unavailable_reason() or None
-            _state["module"], _state["reason"] = module, reason
-        return _state["module"], _state["reason"]  # type: ignore[return-value]
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        return None, f"deephash_ext was built without CUDA ({exc})"
+    return _cuda, _cuda.unavailable_reason() or None
 
 
 def cuda_available() -> bool:
@@ -63,7 +61,7 @@ def cuda_module() -> ModuleType:
         If CUDA cannot be used; the message gives the reason.
     """
     module, reason = _probe()
-    if reason is not None or module is None:
+    if module is None or reason is not None:
         raise RuntimeError(f"CUDA is not available: {reason}")
     return module
 
@@ -127,3 +125,13 @@ def ensure_cublas() -> str:
                 errors.append(str(exc))
         raise RuntimeError("cannot load cuBLAS for the GPU RBM; tried:\n  " + "\n  ".join(errors)
                            + "\nset DEEPHASH_CUBLAS to libcublas.so's path")
+
+
+def encode_layers(device: str, X, input_thresholds, weights, offsets):
+    """The thresholded stack encoder (``_core.encode_layers``) on ``device`` ("cpu" or
+    "cuda", as returned by :func:`resolve_device`)."""
+    if device == "cuda":
+        ensure_cublas()
+        return cuda_module().encode_layers(X, input_thresholds, weights, offsets, 0)
+    ensure_blas()
+    return _core.encode_layers(X, input_thresholds, weights, offsets)

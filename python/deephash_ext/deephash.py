@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core
 from ._blas import ensure_blas
-from ._gpu import cuda_module, ensure_cublas, resolve_device
+from ._gpu import encode_layers, resolve_device
 from ._io import read_model, write_model
 from ._validation import check_int, check_layer_sizes
 from .codes import unpack_bits
@@ -374,12 +374,8 @@ class DeepHash(BaseEstimator):
         check_is_fitted(self)
         depth = self._layer_index(layer)
         X = self._check_X(X)
-        layers = (X, self.input_means_, self.components_[:depth + 1], self.offsets_[:depth + 1])
-        if resolve_device(self.device) == "cuda":
-            ensure_cublas()
-            return cuda_module().encode_layers(*layers, 0)
-        ensure_blas()
-        return _core.encode_layers(*layers)
+        return encode_layers(resolve_device(self.device), X, self.input_means_,
+                             self.components_[:depth + 1], self.offsets_[:depth + 1])
 
     @property
     def n_bits(self) -> int:

@@ -283,12 +283,8 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.n_hidden % 8:
             raise ValueError(f"encode needs n_hidden to be a multiple of 8, got {self.n_hidden}")
         V = self._validate_V(V, reset=False)
-        if _gpu.resolve_device(self.device) == "cuda":
-            _gpu.ensure_cublas()
-            return _gpu.cuda_module().encode_layers(V, None, [self.components_],
-                                                    [self.hidden_offsets_], 0)
-        ensure_blas()
-        return _core.encode_layers(V, None, [self.components_], [self.hidden_offsets_])
+        return _gpu.encode_layers(_gpu.resolve_device(self.device), V, None, [self.components_],
+                                  [self.hidden_offsets_])
 
     def reconstruction_error(self, V):
         """Per-sample mean squared error of a mean-field reconstruction.
