@@ -163,6 +163,25 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
+def sigmoid_float32(x: np.ndarray) -> np.ndarray:
+    """The kernels' sigmoid, operation for operation in float32 (activation.hpp): the
+    argument clamped to [-87, 87], exp by range reduction to n ln 2 + r and a degree-7
+    polynomial, then 1 / (1 + exp(-x)). NumPy float32 arithmetic rounds each operation
+    once, as the kernels do (they are compiled without FMA contraction)."""
+    f = np.float32
+    e = np.clip(-np.asarray(x, dtype=f), f(-87.0), f(87.0))
+    n = (e * f(1.44269504088896341) + f(128.5)).astype(np.int32) - 128  # t + 128.5 > 0
+    fn = n.astype(f)
+    r = e - fn * f(0.693359375) + fn * f(2.12194440e-4)
+    p = np.full_like(r, f(1.9875691500e-4))
+    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+              5.0000001201e-1):
+        p = p * r + f(c)
+    p = p * r * r + r + f(1.0)
+    scale = ((n + 127).astype(np.int32) << 23).view(f)
+    return f(1.0) / (f(1.0) + p * scale)
+
+
 def uniform_rank_targets_reference(p: np.ndarray) -> np.ndarray:
     """Hashing-regulariser targets: average of the within-row rank quantile
     (rank + 0.5) / n_cols and the within-column rank quantile (rank + 0.5) / n_rows,

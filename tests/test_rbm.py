@@ -28,6 +28,7 @@ from reference import (
     pack_reference,
     rbm_uniforms_reference,
     sigmoid,
+    sigmoid_float32,
     uniform_rank_targets_reference,
 )
 from sklearn.base import clone
@@ -242,6 +243,77 @@ def test_cd_train_rejects_bad_order(rng):
                                0.0, 0.0, 1, 0, 0)
         for a, b in zip(before, arrays):  # validated before any update
             np.testing.assert_array_equal(a, b)
+
+
+# ======================================================= element-wise kernels per SIMD level
+
+
+def _exact_layer(rng, n_hidden, n_visible):
+    """Weights and biases on a 2^-10 grid small enough that every sgemm sum is exact in
+    float32 whatever its order; biases reach past the sigmoid's +-87 clamp."""
+    W = (rng.integers(-64, 65, (n_hidden, n_visible)) / 1024).astype(np.float32)
+    b = (rng.integers(-100 * 1024, 100 * 1024, n_hidden) / 1024).astype(np.float32)
+    c = (rng.integers(-100 * 1024, 100 * 1024, n_visible) / 1024).astype(np.float32)
+    return W, b, c
+
+
+def test_sigmoid_is_bit_exact_at_every_simd_level(rng, simd_level):
+    """With exact pre-activations, the probabilities equal the float32 reference sigmoid bit
+    for bit at every level; 1021 and 603 units leave vector tails."""
+    W, b, c = _exact_layer(rng, 1021, 603)
+    V = _binary(rng, (37, 603), 0.3)
+    H = _binary(rng, (37, 1021), 0.5)
+    ph = _core.rbm_hidden_probabilities(W, b, V)
+    np.testing.assert_array_equal(ph, sigmoid_float32(V.astype(np.float64) @ W.T + b))
+    pv = _core.rbm_visible_probabilities(W, c, H)
+    np.testing.assert_array_equal(pv, sigmoid_float32(H.astype(np.float64) @ W + c))
+    assert (ph == 1).any() and (ph < 1e-30).any()  # the clamps were reached
+
+
+@pytest.mark.parametrize("hashing_reg", [0.0, 0.3])
+def test_cd_train_is_identical_at_every_simd_level(rng, simd_level, hashing_reg):
+    """Every level's element-wise loops (sigmoid, Bernoulli sampling, bias sums) give the
+    same weights as the scalar ones, bit for bit. Minibatches of 300 rows draw their
+    samples in two chunks; 37 hidden and 53 visible units leave vector tails."""
+    V = rng.random((620, 53)).astype(np.float32)
+    order = rng.permutation(620).astype(np.int64)
+    arrays = _model(rng, 37, 53, scale=0.3)
+
+    def train():
+        out = [a.copy() for a in arrays]
+        _core.rbm_cd_train(*out, V, order, 300, 0.1, 0.5, 0.01, hashing_reg, 2, 7, 0)
+        return out
+
+    got = train()
+    deephash_ext.set_simd_level("scalar")
+    try:
+        scalar = train()
+    finally:
+        deephash_ext.set_simd_level(simd_level)
+    for a, b in zip(got, scalar):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("hashing_reg", [0.0, 0.3])
+def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, hashing_reg):
+    """Minibatches of 300 rows (samples drawn 256 at a time) against the reference."""
+    n_visible, n_hidden, n_rows = 20, 4, 310
+    hyper = dict(batch_size=300, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
+                 hashing_reg=hashing_reg, cd_k=2, first_step=5)
+    for seed in range(100):
+        V = _binary(rng, (n_rows, n_visible))
+        order = rng.permutation(n_rows).astype(np.int64)
+        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
+        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
+        info = ref[-1]
+        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
+            break
+    else:
+        pytest.fail("every draw had a near-boundary decision")
+    got = [a.copy() for a in arrays]
+    _core.rbm_cd_train(*got, V, order, 300, 0.1, 0.5, 0.01, hashing_reg, 2, seed, 5)
+    for g, r in zip(got, ref[:6]):
+        np.testing.assert_allclose(g, r, **TOL)
 
 
 # ==================================================================== inference kernels

@@ -9,24 +9,50 @@
 #include <numeric>
 
 #include "deephash/bitpack.hpp"
-#include "deephash/activation.hpp"
 #include "deephash/blas.hpp"
 #include "deephash/errors.hpp"
+#include "deephash/rbm_elementwise.hpp"
 #include "deephash/rng.hpp"
+#include "deephash/simd.hpp"
 #include "deephash/threads.hpp"
 
 namespace deephash {
 namespace {
 
 constexpr std::size_t kEncodeBlockRows = 512;
+constexpr std::size_t kMaxBatchOnStack = 256;  // samples drawn per bernoulli call
+
 // a[r][c] = sigmoid(a[r][c] + bias[c]) for an n x m block with row stride ld.
 void sigmoid_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const float* bias, int n_threads) {
+  const RbmElementwise& ew = rbm_elementwise(active_level());
   for_ranges(n, m, n_threads, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      float* row = a + r * ld;
-      for (std::size_t c = 0; c < m; ++c) row[c] = sigmoid(row[c] + bias[c]);
-    }
+    for (std::size_t r = r0; r < r1; ++r) ew.sigmoid_bias(a + r * ld, m, bias);
   });
+}
+
+// out[r] = sum over c < m, in order, of a[r * m + c] (double), for r < n. Four rows at a
+// time, so that four independent additions are in flight; each row's order is unchanged.
+void row_sums(const float* a, std::size_t n, std::size_t m, double* out) {
+  std::size_t r = 0;
+  for (; r + 4 <= n; r += 4) {
+    const float* a0 = a + r * m;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (std::size_t c = 0; c < m; ++c) {
+      s0 += a0[c];
+      s1 += a0[m + c];
+      s2 += a0[2 * m + c];
+      s3 += a0[3 * m + c];
+    }
+    out[r] = s0;
+    out[r + 1] = s1;
+    out[r + 2] = s2;
+    out[r + 3] = s3;
+  }
+  for (; r < n; ++r) {
+    double sum = 0.0;
+    for (std::size_t c = 0; c < m; ++c) sum += a[r * m + c];
+    out[r] = sum;
+  }
 }
 
 // out[c] += sum over rows r < n of a[r * ld + c] (double accumulation, rows in order;
@@ -106,7 +132,9 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
   for (std::size_t i = 0; i < n_order; ++i)
     DH_REQUIRE(order[i] >= 0 && static_cast<std::size_t>(order[i]) < n_rows, "order[", i, "] = ", order[i],
                " is not a row of v");
+  const ParallelScope workers(n_threads);  // six parallel calls per minibatch share these
   const std::size_t I = rbm.n_visible, J = rbm.n_hidden, B = std::min(batch_size, n_order);
+  const RbmElementwise& ew = rbm_elementwise(active_level());
   const float lambda = params.hashing_reg;
   const float* W = rbm.components;
   // Operands of the fused gradient dW += P X (one product with K = 2B):
@@ -136,23 +164,22 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     const float* visible_bias = rbm.visible_bias;
     const auto hidden_step = [&](float* probs, std::size_t gibbs, bool sample, bool negate) {
       return [=, &h, &p, &hidden_grad](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+        float drawn[kMaxBatchOnStack];
         for (std::size_t j = row; j < row + rows; ++j) {
           float* pj = probs + j * ld;
-          const float bias = hidden_bias[j];
-          for (std::size_t r = 0; r < bs; ++r) pj[r] = sigmoid(pj[r] + bias);
-          if (sample)
-            for (std::size_t r = 0; r < bs; ++r)
-              h[r * J + j] = uniform(key, (gibbs * batch_size + r) * J + j) < pj[r] ? 1.0f : 0.0f;
-          if (negate) {
-            for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
-            if (lambda == 0) {  // hidden-bias gradient: row j of p = [pos | -ph] is final
-              const float* row_j = p.data() + j * ld;
-              double sum = 0.0;
-              for (std::size_t c = 0; c < ld; ++c) sum += row_j[c];
-              hidden_grad[j] = sum;
+          ew.sigmoid_shift(pj, bs, hidden_bias[j]);
+          if (sample) {  // drawn in chunks along the minibatch, then written to column j of h
+            for (std::size_t r0 = 0; r0 < bs; r0 += kMaxBatchOnStack) {
+              const std::size_t n = std::min(kMaxBatchOnStack, bs - r0);
+              ew.bernoulli(pj + r0, n, key, (gibbs * batch_size + r0) * J + j, J, drawn);
+              for (std::size_t r = 0; r < n; ++r) h[(r0 + r) * J + j] = drawn[r];
             }
           }
+          if (negate)
+            for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
         }
+        // hidden-bias gradient: the rows of p = [pos | -ph] are final
+        if (negate && lambda == 0) row_sums(p.data() + row * ld, rows, ld, hidden_grad.data() + row);
       };
     };
     sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads, hidden_step(pos, 0, true, false));
@@ -164,9 +191,9 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       sgemm(false, false, bs, I, J, 1.0f, h.data(), J, W, I, 0.0f, pv, I, n_threads,
             [=](std::size_t, std::size_t, std::size_t col, std::size_t cols) {
               for (std::size_t r = 0; r < bs; ++r) {
-                for (std::size_t i = col; i < col + cols; ++i) pv[r * I + i] = sigmoid(pv[r * I + i] + visible_bias[i]);
+                ew.sigmoid_bias(pv + r * I + col, cols, visible_bias + col);
                 if (last)  // visible-bias gradient: sum over the minibatch of v - pv
-                  for (std::size_t i = col; i < col + cols; ++i) vgrad[i] += vb[r * I + i] - pv[r * I + i];
+                  ew.accumulate_difference(vgrad + col, vb + r * I + col, pv + r * I + col, cols);
               }
             });
       sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads,
@@ -204,11 +231,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     // lambda = 0); the visible gradient sum(v - pv) was summed in the last pv epilogue.
     if (lambda > 0) {
       for_ranges(J, ld, n_threads, [&](std::size_t j0, std::size_t j1) {
-        for (std::size_t j = j0; j < j1; ++j) {
-          double sum = 0.0;
-          for (std::size_t c = 0; c < ld; ++c) sum += p[j * ld + c];
-          hidden_grad[j] = sum;
-        }
+        row_sums(p.data() + j0 * ld, j1 - j0, ld, hidden_grad.data() + j0);
       });
     }
     for (std::size_t j = 0; j < J; ++j) {
@@ -240,6 +263,7 @@ void mean_projection(const float* x, std::size_t n, std::size_t d, const float* 
                      const float* weights, std::size_t n_out, float* mean, int n_threads) {
   DH_REQUIRE(n >= 1, "mean_projection needs at least one row");
   std::vector<double> sums(n_out, 0.0);
+  const ParallelScope workers(n_threads);
   std::vector<float> z(input_thresholds ? kEncodeBlockRows * d : 0), proj(kEncodeBlockRows * n_out);
   for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
     const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
@@ -262,6 +286,7 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
   std::size_t widest = d;
   for (const auto& layer : layers) widest = std::max(widest, layer.n_out);
   std::vector<float> z(kEncodeBlockRows * widest), y(kEncodeBlockRows * widest);
+  const ParallelScope workers(n_threads);
   for (std::size_t r0 = 0; r0 < n; r0 += kEncodeBlockRows) {
     const std::size_t rows = std::min(kEncodeBlockRows, n - r0);
     const float* in = block_input(x + r0 * d, rows, d, input_thresholds, z.data(), n_threads);

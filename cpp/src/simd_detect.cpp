@@ -31,7 +31,7 @@ SimdLevel cpu_level() {
   const bool os_zmm = (xcr0 & 0xE6u) == 0xE6u;   // + opmask, ZMM_Hi256, Hi16_ZMM
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SimdLevel::Scalar;
   const bool avx2 = (b >> 5) & 1u;
-  const bool avx512 = ((b >> 16) & 1u) /*F*/ && ((b >> 30) & 1u) /*BW*/ &&
+  const bool avx512 = ((b >> 16) & 1u) /*F*/ && ((b >> 17) & 1u) /*DQ*/ && ((b >> 30) & 1u) /*BW*/ &&
                       ((b >> 31) & 1u) /*VL*/ && ((c >> 14) & 1u) /*VPOPCNTDQ*/;
   if (avx512 && os_zmm) return SimdLevel::AVX512;
   if (avx2 && os_ymm) return SimdLevel::AVX2;

@@ -2,11 +2,15 @@
 #include "deephash/threads.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__linux__)
@@ -75,21 +79,117 @@ void set_num_threads(int n) {
   g_threads.store(n, std::memory_order_release);
 }
 
+namespace {
+
+// Runs body(t) and keeps the first exception any part threw.
+class ErrorSlot {
+ public:
+  void run(const std::function<void(int)>& body, int t) {
+    try {
+      body(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+  void rethrow() {
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+// Workers 1..n-1 wait for a new generation, run their part if the call wants them, and
+// count down `pending`; the caller runs part 0 and waits for pending == 0.
+struct ParallelScope::Team {
+  std::mutex mutex;
+  std::condition_variable start, done;
+  const std::function<void(int)>* body = nullptr;
+  int parts = 0, pending = 0;
+  std::uint64_t generation = 0;
+  bool stopping = false, busy = false;
+  ErrorSlot errors;
+  std::vector<std::thread> workers;
+
+  void work(int t) {
+    std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex);
+    for (;;) {
+      start.wait(lock, [&] { return stopping || generation != seen; });
+      if (stopping) return;
+      seen = generation;
+      if (t >= parts) continue;
+      const std::function<void(int)>* job = body;
+      lock.unlock();
+      errors.run(*job, t);
+      lock.lock();
+      if (--pending == 0) done.notify_one();
+    }
+  }
+
+  void run(int n_parts, const std::function<void(int)>& job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      body = &job;
+      parts = n_parts;
+      pending = n_parts - 1;
+      ++generation;
+      busy = true;
+    }
+    start.notify_all();
+    errors.run(job, 0);
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [&] { return pending == 0; });
+    busy = false;
+    lock.unlock();
+    errors.rethrow();
+  }
+};
+
+namespace {
+thread_local ParallelScope::Team* t_team = nullptr;  // the scope in charge on this thread
+}  // namespace
+
+ParallelScope::ParallelScope(int n_threads) : team_(nullptr) {
+  if (n_threads <= 1 || t_team != nullptr) return;
+  auto team = std::make_unique<Team>();
+  try {
+    for (int t = 1; t < n_threads; ++t) team->workers.emplace_back([raw = team.get(), t] { raw->work(t); });
+  } catch (...) {  // could not start every worker: keep the ones that started
+  }
+  if (team->workers.empty()) return;
+  team_ = team.release();
+  t_team = team_;
+}
+
+ParallelScope::~ParallelScope() {
+  if (team_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(team_->mutex);
+    team_->stopping = true;
+  }
+  team_->start.notify_all();
+  for (auto& w : team_->workers) w.join();
+  t_team = nullptr;
+  delete team_;
+}
+
 void run_parallel(int n_workers, const std::function<void(int)>& body) {
   if (n_workers <= 1) {
     body(0);
     return;
   }
-  std::exception_ptr first_error;
-  std::mutex error_mutex;
-  auto guarded = [&](int t) {
-    try {
-      body(t);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!first_error) first_error = std::current_exception();
-    }
-  };
+  ParallelScope::Team* team = t_team;
+  if (team != nullptr && !team->busy && n_workers <= static_cast<int>(team->workers.size()) + 1) {
+    team->run(n_workers, body);
+    return;
+  }
+  ErrorSlot errors;
+  auto guarded = [&](int t) { errors.run(body, t); };
   std::vector<std::thread> workers;
   workers.reserve(static_cast<std::size_t>(n_workers - 1));
   try {
@@ -99,7 +199,7 @@ void run_parallel(int n_workers, const std::function<void(int)>& body) {
   }
   guarded(0);
   for (auto& w : workers) w.join();
-  if (first_error) std::rethrow_exception(first_error);
+  errors.rethrow();
 }
 
 }  // namespace deephash

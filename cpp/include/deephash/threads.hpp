@@ -1,7 +1,7 @@
 // deephash/threads.hpp: the library's own thread count and fork-join helper.
 //
-// The core uses plain std::thread workers started per call and joined before the
-// call returns (no OpenMP, no persistent pool): nothing lingers to spin against torch's
+// The core uses plain std::thread workers started per call (or per ParallelScope) and
+// joined before the call returns (no OpenMP, no process-wide pool): nothing lingers to spin against torch's
 // or BLAS's pools, there is no second OpenMP runtime in the process, and fork() is safe.
 // The default thread count is the number of CPUs this process may run on
 // (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else by the first level of
@@ -20,9 +20,30 @@ void set_num_threads(int n);
 /// CPUs this process may run on.
 int available_cpus();
 
-/// Runs body(t) for t in [0, n_workers): t = 0 on the calling thread, the rest on new
-/// threads. Returns after all finish; rethrows the first exception any body threw.
+/// Runs body(t) for t in [0, n_workers): t = 0 on the calling thread, the rest on the
+/// workers of this thread's ParallelScope when it has enough, else on new threads. Returns after all finish; rethrows the first exception any body threw.
 void run_parallel(int n_workers, const std::function<void(int)>& body);
+
+/// Keeps n_threads - 1 workers for the lifetime of the scope, so that run_parallel calls
+/// made on the opening thread reuse them instead of starting threads (a CD-k step makes
+/// about six parallel calls per minibatch; starting threads cost ~1 ms per minibatch,
+/// measured). Workers sleep on a condition variable between calls (they never spin) and
+/// are joined when the scope ends, so no thread outlives the call that opened it. Calls
+/// made from inside a parallel body, or asking for more threads than the scope holds,
+/// start threads as before. Not copyable; one scope per thread at a time (nested scopes
+/// leave the outer one in charge).
+class ParallelScope {
+ public:
+  explicit ParallelScope(int n_threads);
+  ~ParallelScope();
+  ParallelScope(const ParallelScope&) = delete;
+  ParallelScope& operator=(const ParallelScope&) = delete;
+
+  struct Team;
+
+ private:
+  Team* team_;  // nullptr when this scope is not in charge (one thread, or nested)
+};
 
 /// Half-open range [begin, end) of part t when n items are split into `parts` near-equal parts.
 inline void split_range(std::size_t n, int parts, int t, std::size_t& begin, std::size_t& end) {
