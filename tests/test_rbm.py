@@ -316,6 +316,33 @@ def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, h
         np.testing.assert_allclose(g, r, **TOL)
 
 
+@pytest.mark.parametrize("cd_k", [1, 2])
+def test_cd_train_matches_reference_with_minibatches_wider_than_a_panel(rng, num_threads, cd_k):
+    """Minibatches of 600 rows with 8 hidden and 20 visible units: the hidden products are
+    cut into minibatch (column) panels and the reconstruction into row panels, so every
+    element-wise step must keep to its panel (a panel-blind epilogue applied the sigmoid
+    twice here) and the bias sums must wait for the whole product. (Without the hashing
+    regulariser: ranks among 600 probabilities are too close for a float32 comparison.)"""
+    n_visible, n_hidden, n_rows = 20, 8, 1300
+    hyper = dict(batch_size=600, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
+                 hashing_reg=0.0, cd_k=cd_k, first_step=0)
+    for seed in range(100):
+        V = _binary(rng, (n_rows, n_visible))
+        order = rng.permutation(n_rows).astype(np.int64)
+        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
+        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
+        info = ref[-1]
+        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
+            break
+    else:
+        pytest.fail("every draw had a near-boundary decision")
+    assert info["n_batches"] == 3
+    got = [a.copy() for a in arrays]
+    _core.rbm_cd_train(*got, V, order, 600, 0.1, 0.5, 0.01, 0.0, cd_k, seed, 0)
+    for g, r in zip(got, ref[:6]):
+        np.testing.assert_allclose(g, r, **TOL)
+
+
 # ==================================================================== inference kernels
 
 

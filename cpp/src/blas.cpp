@@ -60,13 +60,19 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
            std::size_t ldc, int n_threads, const PanelEpilogue& epilogue) {
+  sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, PanelEpilogue(), epilogue);
+}
+
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+           std::size_t ldc, int n_threads, const PanelEpilogue& prologue, const PanelEpilogue& epilogue) {
   DH_INTERNAL(g_sgemm != nullptr);
   if (m == 0 || n == 0) return;
   const SgemmFn gemm = g_sgemm;
   const int ta = trans_a ? kTrans : kNoTrans, tb = trans_b ? kTrans : kNoTrans;
   const auto i = [](std::size_t v) { return static_cast<int>(v); };
   // Panels depend only on the shapes, so each element is computed identically at any thread count.
-  const bool split_rows = m >= n;
+  const bool split_rows = splits_rows(m, n);
   const std::size_t extent = split_rows ? m : n;
   const std::size_t panel_size = kGemmPanel;
   const std::size_t panels = (extent + panel_size - 1) / panel_size;
@@ -74,6 +80,7 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
   run_parallel(workers, [&](int t) {
     for (std::size_t p = static_cast<std::size_t>(t); p < panels; p += static_cast<std::size_t>(workers)) {
       const std::size_t begin = p * panel_size, size = std::min(panel_size, extent - begin);
+      if (prologue) split_rows ? prologue(begin, size, 0, n) : prologue(0, m, begin, size);
       if (split_rows) {  // rows [begin, begin + size) of op(A) and C
         const float* a_panel = trans_a ? a + begin : a + begin * lda;
         gemm(kRowMajor, ta, tb, i(size), i(n), i(k), alpha, a_panel, i(lda), b, i(ldb), beta,

@@ -144,6 +144,20 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
   // (B x J), so the reconstruction h W needs no transposed operand (measured faster).
   std::vector<float> x(2 * B * I), p(J * 2 * B), h(B * J), ph0(lambda > 0 ? J * B : 0), t(lambda > 0 ? J * B : 0);
   std::vector<double> hidden_grad(J), visible_grad(I);
+  // Second half of the weight step, on rows [j0, j1): dW -= lr wd W; W += dW. It runs fused
+  // into the next minibatch's positive product (or after the last minibatch), so W is
+  // read and written once per minibatch outside the products.
+  const float decay = params.learning_rate * params.weight_decay;
+  float* w = rbm.components;
+  float* dw = rbm.components_velocity;
+  const auto update_weights = [w, dw, decay, I](std::size_t j0, std::size_t j1) {
+    for (std::size_t e = j0 * I; e < j1 * I; ++e) {
+      const float d = dw[e] - decay * w[e];
+      dw[e] = d;
+      w[e] += d;
+    }
+  };
+  bool update_pending = false;
 
   for (std::size_t step = 0; step * B < n_order; ++step) {
     const std::size_t row0 = step * B, bs = std::min(B, n_order - row0), ld = 2 * bs;
@@ -162,40 +176,59 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     // whatever the layout, the thread count or how the minibatches are split into calls.
     const float* hidden_bias = rbm.hidden_bias;
     const float* visible_bias = rbm.visible_bias;
+    // A panel of a hidden product covers units [row, row + rows) x minibatch rows [col, col + cols).
+    const bool hidden_row_panels = splits_rows(J, bs), visible_column_panels = !splits_rows(bs, I);
     const auto hidden_step = [&](float* probs, std::size_t gibbs, bool sample, bool negate) {
-      return [=, &h, &p, &hidden_grad](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+      return [=, &h, &p, &hidden_grad](std::size_t row, std::size_t rows, std::size_t col, std::size_t cols) {
         float drawn[kMaxBatchOnStack];
         for (std::size_t j = row; j < row + rows; ++j) {
           float* pj = probs + j * ld;
-          ew.sigmoid_shift(pj, bs, hidden_bias[j]);
+          ew.sigmoid_shift(pj + col, cols, hidden_bias[j]);
           if (sample) {  // drawn in chunks along the minibatch, then written to column j of h
-            for (std::size_t r0 = 0; r0 < bs; r0 += kMaxBatchOnStack) {
-              const std::size_t n = std::min(kMaxBatchOnStack, bs - r0);
+            for (std::size_t r0 = col; r0 < col + cols; r0 += kMaxBatchOnStack) {
+              const std::size_t n = std::min(kMaxBatchOnStack, col + cols - r0);
               ew.bernoulli(pj + r0, n, key, (gibbs * batch_size + r0) * J + j, J, drawn);
               for (std::size_t r = 0; r < n; ++r) h[(r0 + r) * J + j] = drawn[r];
             }
           }
           if (negate)
-            for (std::size_t r = 0; r < bs; ++r) pj[r] = -pj[r];
+            for (std::size_t r = col; r < col + cols; ++r) pj[r] = -pj[r];
         }
-        // hidden-bias gradient: the rows of p = [pos | -ph] are final
-        if (negate && lambda == 0) row_sums(p.data() + row * ld, rows, ld, hidden_grad.data() + row);
+        // hidden-bias gradient: with row panels, the rows of p = [pos | -ph] are final here
+        if (negate && lambda == 0 && hidden_row_panels)
+          row_sums(p.data() + row * ld, rows, ld, hidden_grad.data() + row);
       };
     };
-    sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads, hidden_step(pos, 0, true, false));
+    // The previous minibatch's weight update is applied to each row panel of W just before
+    // the panel's positive product reads it (one pass less over W; see update_weights).
+    const bool fuse_update = update_pending && hidden_row_panels;
+    if (update_pending && !fuse_update) for_ranges(J, I, n_threads, update_weights);
+    sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads,
+          fuse_update ? PanelEpilogue([&](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+            update_weights(row, row + rows);
+          }) : PanelEpilogue(),
+          hidden_step(pos, 0, true, false));
+    update_pending = false;
     // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h W + c), ph = sigmoid(W pv^T + b).
     std::fill(visible_grad.begin(), visible_grad.end(), 0.0);
     for (int g = 1; g <= params.cd_k; ++g) {
       const bool last = g == params.cd_k;
       double* vgrad = visible_grad.data();
+      // visible-bias gradient: sum over the minibatch, rows in order, of v - pv; in the
+      // epilogue when panels are columns (each owns its columns), after the product otherwise.
       sgemm(false, false, bs, I, J, 1.0f, h.data(), J, W, I, 0.0f, pv, I, n_threads,
-            [=](std::size_t, std::size_t, std::size_t col, std::size_t cols) {
-              for (std::size_t r = 0; r < bs; ++r) {
+            [=](std::size_t row, std::size_t rows, std::size_t col, std::size_t cols) {
+              for (std::size_t r = row; r < row + rows; ++r) {
                 ew.sigmoid_bias(pv + r * I + col, cols, visible_bias + col);
-                if (last)  // visible-bias gradient: sum over the minibatch of v - pv
+                if (last && visible_column_panels)
                   ew.accumulate_difference(vgrad + col, vb + r * I + col, pv + r * I + col, cols);
               }
             });
+      if (last && !visible_column_panels) {
+        for_ranges(I, bs, n_threads, [=](std::size_t i0, std::size_t i1) {
+          for (std::size_t r = 0; r < bs; ++r) ew.accumulate_difference(vgrad + i0, vb + r * I + i0, pv + r * I + i0, i1 - i0);
+        });
+      }
       sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads,
             hidden_step(neg, static_cast<std::size_t>(g), !last, last));
     }
@@ -213,23 +246,12 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       });
     }
     const float scale = params.learning_rate / static_cast<float>(bs);
-    // dW = momentum dW + lr/B p x;  then dW -= lr wd W;  W += dW in one pass over whole
-    // rows (measured faster than an epilogue on the 512-column panels, whose short row
-    // pieces defeat the hardware prefetcher).
-    const float decay = params.learning_rate * params.weight_decay;
-    float* w = rbm.components;
-    float* dw = rbm.components_velocity;
+    // dW = momentum dW + lr/B p x here; dW -= lr wd W and W += dW follow in update_weights.
     sgemm(false, false, J, I, ld, scale, p.data(), ld, x.data(), I, params.momentum, dw, I, n_threads);
-    for_ranges(J * I, 1, n_threads, [w, dw, decay](std::size_t e0, std::size_t e1) {
-      for (std::size_t e = e0; e < e1; ++e) {
-        const float d = dw[e] - decay * w[e];
-        dw[e] = d;
-        w[e] += d;
-      }
-    });
+    update_pending = true;
     // Biases: row sums of p give sum(pos - ph) (already summed in the epilogue when
-    // lambda = 0); the visible gradient sum(v - pv) was summed in the last pv epilogue.
-    if (lambda > 0) {
+    // lambda = 0 and the panels are rows); the visible gradient sum(v - pv) is summed above.
+    if (lambda > 0 || !hidden_row_panels) {
       for_ranges(J, ld, n_threads, [&](std::size_t j0, std::size_t j1) {
         row_sums(p.data() + j0 * ld, j1 - j0, ld, hidden_grad.data() + j0);
       });
@@ -245,6 +267,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       rbm.visible_bias[i] += rbm.visible_velocity[i];
     }
   }
+  if (update_pending) for_ranges(J, I, n_threads, update_weights);
 }
 
 void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out, int n_threads) {

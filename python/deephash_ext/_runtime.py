@@ -52,7 +52,7 @@ def build_info() -> dict[str, Any]:
         "simd_active": _core.simd_level(),
         "num_threads": _core.num_threads(),
         "available_cpus": _core.available_cpus(),
-        "threading": "std::thread fork-join per call",
+        "threading": "std::thread fork-join per call (one team per RBM training or encoding call)",
         "openmp": False,
         **cuda,
         "compiler": _core.compiler(),

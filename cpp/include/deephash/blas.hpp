@@ -37,6 +37,16 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
            std::size_t ldc, int n_threads, const PanelEpilogue& epilogue);
 
+/// sgemm in which each panel's product is preceded, on the same thread, by `prologue` with
+/// that panel's coordinates in C (for example, to finish writing the rows of op(A) that a
+/// row panel reads) and followed by `epilogue`.
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
+           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+           std::size_t ldc, int n_threads, const PanelEpilogue& prologue, const PanelEpilogue& epilogue);
+
+/// True when sgemm cuts this shape into row panels (rows of op(A) and C), false for column panels.
+inline bool splits_rows(std::size_t m, std::size_t n) { return m >= n; }
+
 constexpr std::size_t kGemmPanel = 512;  // measured: 256 and >= 1024 are slower on the RBM shapes
 
 }  // namespace deephash

@@ -1,8 +1,9 @@
 // deephash/threads.hpp: the library's own thread count and fork-join helper.
 //
-// The core uses plain std::thread workers started per call (or per ParallelScope) and
-// joined before the call returns (no OpenMP, no process-wide pool): nothing lingers to spin against torch's
-// or BLAS's pools, there is no second OpenMP runtime in the process, and fork() is safe.
+// The core uses plain std::thread workers, started per call (or per ParallelScope) and
+// joined before the call returns (no OpenMP, no process-wide pool): nothing lingers to
+// spin against torch's or BLAS's pools, there is no second OpenMP runtime in the process,
+// and fork() is safe.
 // The default thread count is the number of CPUs this process may run on
 // (sched_getaffinity), overridden by DEEPHASH_NUM_THREADS, else by the first level of
 // OMP_NUM_THREADS when it is a valid count. At most 4096 threads.
@@ -21,17 +22,18 @@ void set_num_threads(int n);
 int available_cpus();
 
 /// Runs body(t) for t in [0, n_workers): t = 0 on the calling thread, the rest on the
-/// workers of this thread's ParallelScope when it has enough, else on new threads. Returns after all finish; rethrows the first exception any body threw.
+/// workers of this thread's ParallelScope when it has enough, else on new threads.
+/// Returns after all finish; rethrows the first exception any body threw.
 void run_parallel(int n_workers, const std::function<void(int)>& body);
 
 /// Keeps n_threads - 1 workers for the lifetime of the scope, so that run_parallel calls
-/// made on the opening thread reuse them instead of starting threads (a CD-k step makes
-/// about six parallel calls per minibatch; starting threads cost ~1 ms per minibatch,
-/// measured). Workers sleep on a condition variable between calls (they never spin) and
-/// are joined when the scope ends, so no thread outlives the call that opened it. Calls
-/// made from inside a parallel body, or asking for more threads than the scope holds,
-/// start threads as before. Not copyable; one scope per thread at a time (nested scopes
-/// leave the outer one in charge).
+/// made on the opening thread reuse them instead of starting threads: a CD-k minibatch
+/// makes six parallel calls, and a thread start costs tens to hundreds of microseconds on
+/// a shared VM (measured). Workers sleep on a condition variable between calls (they never
+/// spin) and are joined when the scope ends, so no thread outlives the call that opened
+/// it. Calls made from inside a parallel body, or asking for more threads than the scope
+/// holds, start threads as before. One scope is in charge per thread: a nested scope
+/// leaves the outer one in charge.
 class ParallelScope {
  public:
   explicit ParallelScope(int n_threads);
