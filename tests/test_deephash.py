@@ -239,7 +239,7 @@ def test_reuse_ignores_models_that_do_not_qualify(data, change):
 
 
 def test_fit_is_identical_at_any_thread_count(data, restore_num_threads):
-    """1024 hidden units: more than one 512-wide panel, so two threads really split work."""
+    """1024 hidden units: more than one 512-row panel, so two threads really split work."""
     X, _ = data
     models = []
     for threads in (1, 2):

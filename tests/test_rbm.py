@@ -138,6 +138,21 @@ def test_uniform_rank_targets_are_quantiles(rng):
 
 # ==================================================================== CD-k kernel
 
+def _reference_problem(rng, n_rows, n_visible, n_hidden, n_order, data="binary", **hyper):
+    """Draws (V, order, model arrays, sampling seed) with no near-boundary decision (see the
+    module docstring; most draws qualify) and returns them with the reference result."""
+    for seed in range(100):
+        V = _binary(rng, (n_rows, n_visible)) if data == "binary" else \
+            rng.random((n_rows, n_visible)).astype(np.float32)
+        order = rng.permutation(n_rows)[:n_order].astype(np.int64)
+        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
+        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
+        info = ref[-1]
+        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
+            return V, order, arrays, seed, ref
+    pytest.fail("every draw had a near-boundary decision")
+
+
 # (cd_k, hashing_reg, first_step, batch_size); 29 rows in order, so batch_size 8 leaves a
 # partial last batch of 5 rows (whose samples still use index (g * 8 + r) * n_hidden + j).
 CD_CASES = [
@@ -160,20 +175,9 @@ def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_
     n_visible, n_hidden, n_rows = 20, 16, 40
     hyper = dict(batch_size=batch_size, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
                  hashing_reg=hashing_reg, cd_k=cd_k, first_step=first_step)
-    # Draw a problem (data, model, sampling seed) with no near-boundary decision (see the
-    # module docstring); most draws qualify.
-    for seed in range(100):
-        V = _binary(rng, (n_rows, n_visible)) if data == "binary" else \
-            rng.random((n_rows, n_visible)).astype(np.float32)
-        order = rng.permutation(n_rows)[:29].astype(np.int64)
-        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
-        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
-        info = ref[-1]
-        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
-            break
-    else:
-        pytest.fail("every draw had a near-boundary decision")
-    assert info["n_batches"] == -(-29 // batch_size)
+    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, 29, data,
+                                                     **hyper)
+    assert ref[-1]["n_batches"] == -(-29 // batch_size)
 
     got = [a.copy() for a in arrays]
     kernels, where = rbm_kernels(device)
@@ -300,16 +304,8 @@ def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, h
     n_visible, n_hidden, n_rows = 20, 4, 310
     hyper = dict(batch_size=300, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
                  hashing_reg=hashing_reg, cd_k=2, first_step=5)
-    for seed in range(100):
-        V = _binary(rng, (n_rows, n_visible))
-        order = rng.permutation(n_rows).astype(np.int64)
-        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
-        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
-        info = ref[-1]
-        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
-            break
-    else:
-        pytest.fail("every draw had a near-boundary decision")
+    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, n_rows,
+                                                     **hyper)
     got = [a.copy() for a in arrays]
     _core.rbm_cd_train(*got, V, order, 300, 0.1, 0.5, 0.01, hashing_reg, 2, seed, 5)
     for g, r in zip(got, ref[:6]):
@@ -318,27 +314,19 @@ def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, h
 
 @pytest.mark.parametrize("cd_k", [1, 2])
 def test_cd_train_matches_reference_with_minibatches_wider_than_a_panel(rng, num_threads, cd_k):
-    """Minibatches of 600 rows with 8 hidden and 20 visible units: the hidden products are
+    """Minibatches of 1100 rows with 2 hidden and 20 visible units: the hidden products are
     cut into minibatch (column) panels and the reconstruction into row panels, so every
     element-wise step must keep to its panel (a panel-blind epilogue applied the sigmoid
     twice here) and the bias sums must wait for the whole product. (Without the hashing
-    regulariser: ranks among 600 probabilities are too close for a float32 comparison.)"""
-    n_visible, n_hidden, n_rows = 20, 8, 1300
-    hyper = dict(batch_size=600, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
+    regulariser: ranks among 1100 probabilities are too close for a float32 comparison.)"""
+    n_visible, n_hidden, n_rows = 20, 2, 2300
+    hyper = dict(batch_size=1100, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
                  hashing_reg=0.0, cd_k=cd_k, first_step=0)
-    for seed in range(100):
-        V = _binary(rng, (n_rows, n_visible))
-        order = rng.permutation(n_rows).astype(np.int64)
-        arrays = _model(rng, n_hidden, n_visible, scale=0.3)
-        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
-        info = ref[-1]
-        if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
-            break
-    else:
-        pytest.fail("every draw had a near-boundary decision")
-    assert info["n_batches"] == 3
+    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, n_rows,
+                                                     **hyper)
+    assert ref[-1]["n_batches"] == 3
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, 600, 0.1, 0.5, 0.01, 0.0, cd_k, seed, 0)
+    _core.rbm_cd_train(*got, V, order, 1100, 0.1, 0.5, 0.01, 0.0, cd_k, seed, 0)
     for g, r in zip(got, ref[:6]):
         np.testing.assert_allclose(g, r, **TOL)
 
@@ -460,7 +448,7 @@ def test_training_raises_exact_log_likelihood(rng):
 
 def _fit_big(threads, random_state=0, **kwargs):
     deephash_ext.set_num_threads(threads)
-    V = _binary(np.random.default_rng(11), (250, 600), 0.3)  # batches of 100, 100, 50
+    V = _binary(np.random.default_rng(11), (250, 2100), 0.3)  # batches of 100, 100, 50
     params = dict(n_hidden=1024, batch_size=100, n_epochs=1, cd_k=2, hashing_reg=0.3,
                   learning_rate=0.05, random_state=random_state)
     params.update(kwargs)
@@ -468,8 +456,8 @@ def _fit_big(threads, random_state=0, **kwargs):
 
 
 def test_fit_is_identical_at_any_thread_count(restore_num_threads):
-    """Panels of 512 rows/columns and element-wise passes of >= 32768 elements per thread:
-    1024 hidden units x 600 features x 100 rows per batch use 2-3 threads."""
+    """Panels of 512 rows or 1024 columns and element-wise passes of >= 32768 elements per
+    thread: 1024 hidden units x 2100 features x 100 rows per batch use 2-3 threads."""
     ref, V = _fit_big(1)
     for threads in (2, 3):
         model, _ = _fit_big(threads)

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 
@@ -74,11 +75,14 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
   // Panels depend only on the shapes, so each element is computed identically at any thread count.
   const bool split_rows = splits_rows(m, n);
   const std::size_t extent = split_rows ? m : n;
-  const std::size_t panel_size = kGemmPanel;
+  const std::size_t panel_size = split_rows ? kGemmRowPanel : kGemmColumnPanel;
   const std::size_t panels = (extent + panel_size - 1) / panel_size;
   const int workers = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), panels));
-  run_parallel(workers, [&](int t) {
-    for (std::size_t p = static_cast<std::size_t>(t); p < panels; p += static_cast<std::size_t>(workers)) {
+  // Panels go, in order, to whichever worker is free, so a thread slowed by another process
+  // does not hold the others back; any thread computes a panel the same way.
+  std::atomic<std::size_t> next_panel{0};
+  run_parallel(workers, [&](int) {
+    for (std::size_t p; (p = next_panel.fetch_add(1, std::memory_order_relaxed)) < panels;) {
       const std::size_t begin = p * panel_size, size = std::min(panel_size, extent - begin);
       if (prologue) split_rows ? prologue(begin, size, 0, n) : prologue(0, m, begin, size);
       if (split_rows) {  // rows [begin, begin + size) of op(A) and C
