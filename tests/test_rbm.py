@@ -446,21 +446,23 @@ def test_training_raises_exact_log_likelihood(rng):
 # ==================================================================== reproducibility
 
 
-def _fit_big(threads, random_state=0, **kwargs):
+def _fit_big(threads, random_state=0, n_features=600, **kwargs):
     deephash_ext.set_num_threads(threads)
-    V = _binary(np.random.default_rng(11), (250, 2100), 0.3)  # batches of 100, 100, 50
+    V = _binary(np.random.default_rng(11), (250, n_features), 0.3)  # batches of 100, 100, 50
     params = dict(n_hidden=1024, batch_size=100, n_epochs=1, cd_k=2, hashing_reg=0.3,
                   learning_rate=0.05, random_state=random_state)
     params.update(kwargs)
     return RBM(**params).fit(V), V
 
 
-def test_fit_is_identical_at_any_thread_count(restore_num_threads):
-    """Panels of 512 rows or 1024 columns and element-wise passes of >= 32768 elements per
-    thread: 1024 hidden units x 2100 features x 100 rows per batch use 2-3 threads."""
-    ref, V = _fit_big(1)
+@pytest.mark.parametrize("n_features", [600, 4200])
+def test_fit_is_identical_at_any_thread_count(restore_num_threads, n_features):
+    """Panels of 512 rows or columns (1024 columns from 4096 on: 4200 features) and
+    element-wise passes of >= 32768 elements per thread: 1024 hidden units x 100 rows per
+    batch use 2-3 threads."""
+    ref, V = _fit_big(1, n_features=n_features)
     for threads in (2, 3):
-        model, _ = _fit_big(threads)
+        model, _ = _fit_big(threads, n_features=n_features)
         for name in ("components_", "intercept_hidden_", "intercept_visible_",
                      "hidden_offsets_"):
             np.testing.assert_array_equal(getattr(model, name), getattr(ref, name),

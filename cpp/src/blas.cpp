@@ -75,7 +75,7 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
   // Panels depend only on the shapes, so each element is computed identically at any thread count.
   const bool split_rows = splits_rows(m, n);
   const std::size_t extent = split_rows ? m : n;
-  const std::size_t panel_size = split_rows ? kGemmRowPanel : kGemmColumnPanel;
+  const std::size_t panel_size = split_rows ? kGemmRowPanel : column_panel(n);
   const std::size_t panels = (extent + panel_size - 1) / panel_size;
   const int workers = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), panels));
   // Panels go, in order, to whichever worker is free, so a thread slowed by another process

@@ -21,7 +21,7 @@ std::string blas_library();
 
 /**
  * Row-major C = alpha * op(A) * op(B) + beta * C, with op(A) m x k, op(B) k x n, computed in
- * panels of kGemmRowPanel rows or kGemmColumnPanel columns (rows when m >= n) spread over
+ * panels of kGemmRowPanel rows or column_panel(n) columns (rows when m >= n) spread over
  * n_threads.
  * Throws std::logic_error if no BLAS library is loaded.
  */
@@ -50,9 +50,13 @@ inline bool splits_rows(std::size_t m, std::size_t n) { return m >= n; }
 
 // Panel sizes, fixed by the shape alone. Row panels: 256 and 1024 rows were measured slower on
 // the RBM shapes (1024 leaves a thread idle on 1024 hidden units). Column panels: each one
-// re-packs all of op(A), so 1024 columns (measured ~2.5 % faster per CD-1 epoch than 512 on
-// 4096 visible units) amortise that better; it caps a 4096-column product at 4 workers.
+// re-packs all of op(A), so wide panels amortise that better (1024 columns measured ~2.5 %
+// faster per CD-1 epoch than 512 on 4096 visible units), but only where they still give
+// four panels or more (2048 x 1024 encoder layers would otherwise lose a thread).
 constexpr std::size_t kGemmRowPanel = 512;
-constexpr std::size_t kGemmColumnPanel = 1024;
+constexpr std::size_t kGemmColumnPanel = 512, kGemmWideColumnPanel = 1024;
+inline std::size_t column_panel(std::size_t n) {
+  return n >= 4 * kGemmWideColumnPanel ? kGemmWideColumnPanel : kGemmColumnPanel;
+}
 
 }  // namespace deephash
