@@ -136,7 +136,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
   const std::size_t I = rbm.n_visible, J = rbm.n_hidden, B = std::min(batch_size, n_order);
   const RbmElementwise& ew = rbm_elementwise(active_level());
   const float lambda = params.hashing_reg;
-  const float* W = rbm.components;
+  float* const W = rbm.components;
   // Operands of the fused gradient dW += P X (one product with K = 2B):
   //   x (2B x I, row-major) = [v; pv];  p (J x 2B, hidden-major) = [pos^T | -ph^T].
   // Hidden statistics are kept hidden-major (J x B): the products W v^T (M = J) run
@@ -148,13 +148,12 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
   // into the next minibatch's positive product (or after the last minibatch), so W is
   // read and written once per minibatch outside the products.
   const float decay = params.learning_rate * params.weight_decay;
-  float* w = rbm.components;
-  float* dw = rbm.components_velocity;
-  const auto update_weights = [w, dw, decay, I](std::size_t j0, std::size_t j1) {
+  float* const dW = rbm.components_velocity;
+  const auto update_weights = [W, dW, decay, I](std::size_t j0, std::size_t j1) {
     for (std::size_t e = j0 * I; e < j1 * I; ++e) {
-      const float d = dw[e] - decay * w[e];
-      dw[e] = d;
-      w[e] += d;
+      const float d = dW[e] - decay * W[e];
+      dW[e] = d;
+      W[e] += d;
     }
   };
   bool update_pending = false;
@@ -247,7 +246,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     }
     const float scale = params.learning_rate / static_cast<float>(bs);
     // dW = momentum dW + lr/B p x here; dW -= lr wd W and W += dW follow in update_weights.
-    sgemm(false, false, J, I, ld, scale, p.data(), ld, x.data(), I, params.momentum, dw, I, n_threads);
+    sgemm(false, false, J, I, ld, scale, p.data(), ld, x.data(), I, params.momentum, dW, I, n_threads);
     update_pending = true;
     // Biases: row sums of p give sum(pos - ph) (already summed in the epilogue when
     // lambda = 0 and the panels are rows); the visible gradient sum(v - pv) is summed above.
