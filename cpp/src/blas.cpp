@@ -55,18 +55,18 @@ std::string blas_library() {
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
            std::size_t ldc, int n_threads) {
-  sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, PanelEpilogue());
+  sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, PanelHook());
 }
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelEpilogue& epilogue) {
-  sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, PanelEpilogue(), epilogue);
+           std::size_t ldc, int n_threads, const PanelHook& epilogue) {
+  sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, n_threads, PanelHook(), epilogue);
 }
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelEpilogue& prologue, const PanelEpilogue& epilogue) {
+           std::size_t ldc, int n_threads, const PanelHook& prologue, const PanelHook& epilogue) {
   DH_INTERNAL(g_sgemm != nullptr);
   if (m == 0 || n == 0) return;
   const SgemmFn gemm = g_sgemm;

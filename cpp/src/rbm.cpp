@@ -203,9 +203,9 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     const bool fuse_update = update_pending && hidden_row_panels;
     if (update_pending && !fuse_update) for_ranges(J, I, n_threads, update_weights);
     sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads,
-          fuse_update ? PanelEpilogue([&](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
+          fuse_update ? PanelHook([&](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
             update_weights(row, row + rows);
-          }) : PanelEpilogue(),
+          }) : PanelHook(),
           hidden_step(pos, 0, true, false));
     update_pending = false;
     // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h W + c), ph = sigmoid(W pv^T + b).
@@ -225,14 +225,16 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
             });
       if (last && !visible_column_panels) {
         for_ranges(I, bs, n_threads, [=](std::size_t i0, std::size_t i1) {
-          for (std::size_t r = 0; r < bs; ++r) ew.accumulate_difference(vgrad + i0, vb + r * I + i0, pv + r * I + i0, i1 - i0);
+          for (std::size_t r = 0; r < bs; ++r)
+            ew.accumulate_difference(vgrad + i0, vb + r * I + i0, pv + r * I + i0, i1 - i0);
         });
       }
       sgemm(false, true, J, bs, I, 1.0f, W, I, pv, I, 0.0f, neg, ld, n_threads,
             hidden_step(neg, static_cast<std::size_t>(g), !last, last));
     }
-    // p = [(1 - lambda) ph0 + lambda t | -ph] (the negation was done in the epilogue), targets ranked on ph0 (hidden-major: the
-    // transpose of the minibatch-major targets, ties broken the same way).
+    // p = [(1 - lambda) ph0 + lambda t | -ph] (the negation was done in the epilogue), targets
+    // ranked on ph0 (hidden-major: the transpose of the minibatch-major targets, ties broken
+    // the same way).
     if (lambda > 0) {
       for (std::size_t j = 0; j < J; ++j) std::memcpy(&ph0[j * bs], pos + j * ld, bs * sizeof(float));
       uniform_rank_targets(ph0.data(), J, bs, t.data(), n_threads);

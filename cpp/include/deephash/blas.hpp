@@ -29,21 +29,22 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
            std::size_t ldc, int n_threads);
 
-/// Runs after each panel of C is written, on the thread that wrote it (while the panel is
-/// still in cache): rows [row, row + rows) x columns [col, col + cols) of C are final.
-using PanelEpilogue = std::function<void(std::size_t row, std::size_t rows, std::size_t col, std::size_t cols)>;
+/// Work on one panel of C, rows [row, row + rows) x columns [col, col + cols), run on the
+/// panel's thread. As an epilogue it runs after the panel is written (the panel is final and
+/// still in cache); as a prologue, before the panel's product.
+using PanelHook = std::function<void(std::size_t row, std::size_t rows, std::size_t col, std::size_t cols)>;
 
 /// sgemm followed, panel by panel, by `epilogue`.
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelEpilogue& epilogue);
+           std::size_t ldc, int n_threads, const PanelHook& epilogue);
 
 /// sgemm in which each panel's product is preceded, on the same thread, by `prologue` with
 /// that panel's coordinates in C (for example, to finish writing the rows of op(A) that a
 /// row panel reads) and followed by `epilogue`.
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelEpilogue& prologue, const PanelEpilogue& epilogue);
+           std::size_t ldc, int n_threads, const PanelHook& prologue, const PanelHook& epilogue);
 
 /// True when sgemm cuts this shape into row panels (rows of op(A) and C), false for column panels.
 inline bool splits_rows(std::size_t m, std::size_t n) { return m >= n; }
