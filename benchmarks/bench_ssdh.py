@@ -66,18 +66,18 @@ def retrieval(model, X_db, y_db, X_q, y_q) -> dict[str, float]:
 
 def no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) -> float:
     """The SSDH network without H: ReLU layers -> linear classifier, trained the same way."""
-    from deephash_ext import ssdh
-    from deephash_ext._torch_common import seeded_generator
+    from deephash_ext._torch import ssdh_net
+    from deephash_ext._torch.common import seeded_generator
 
     generator, rng = seeded_generator(seed)
     layers, width = [], X_tr.shape[1]
     for size in params["hidden_layer_sizes"]:
         linear = torch.nn.Linear(width, size)
-        ssdh._init_linear(torch, linear, generator, relu=True)
+        ssdh_net.init_linear(torch, linear, generator, relu=True)
         layers += [linear, torch.nn.ReLU()]
         width = size
     out = torch.nn.Linear(width, 10)
-    ssdh._init_linear(torch, out, generator, relu=False)
+    ssdh_net.init_linear(torch, out, generator, relu=False)
     net = torch.nn.Sequential(*layers, out)
     opt = torch.optim.Adam(net.parameters(), lr=params["learning_rate"])
     X, y = torch.from_numpy(X_tr), torch.from_numpy(y_tr.astype(np.int64))
@@ -85,8 +85,8 @@ def no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) -> float:
         order = torch.from_numpy(rng.permutation(len(X)))
         for start in range(0, len(X), params["batch_size"]):
             rows = order[start:start + params["batch_size"]]
-            loss = ssdh._e1_softmax(net(X[rows]), y[rows])
-            loss = loss + 0.5 * params["weight_decay"] * ssdh._weight_penalty(net)
+            loss = ssdh_net.e1_softmax(net(X[rows]), y[rows])
+            loss = loss + 0.5 * params["weight_decay"] * ssdh_net.weight_penalty(net)
             opt.zero_grad()
             loss.backward()
             opt.step()

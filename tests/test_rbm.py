@@ -677,16 +677,48 @@ BAD_V = {
 }
 
 
+OUT_OF_RANGE = ("above-1", "below-0", "one-bad-cell")
+
+
 @pytest.mark.parametrize("kind", list(BAD_V))
 @pytest.mark.parametrize("method", ["fit", "partial_fit", "transform", "encode",
                                     "reconstruction_error"])
 def test_invalid_V_raises(kind, method):
+    """Training rejects values outside [0, 1]; every method rejects non-finite values."""
     model = RBM(n_hidden=8, n_epochs=1, random_state=0)
     if method in ("transform", "encode", "reconstruction_error"):
+        if kind in OUT_OF_RANGE:
+            pytest.skip("new data outside [0, 1] is clipped: see the test below")
         model.fit(V_OK)
-    match = r"\[0, 1\]" if kind in ("above-1", "below-0", "one-bad-cell") else "(?i)nan|inf"
+    match = r"\[0, 1\]" if kind in OUT_OF_RANGE else "(?i)nan|inf"
     with pytest.raises(ValueError, match=match):
         getattr(model, method)(BAD_V[kind])
+
+
+@pytest.mark.parametrize("kind", OUT_OF_RANGE)
+@pytest.mark.parametrize("method", ["transform", "encode", "reconstruction_error"])
+def test_new_data_outside_unit_interval_is_clipped(kind, method):
+    model = RBM(n_hidden=8, n_epochs=1, random_state=0).fit(V_OK)
+    V = BAD_V[kind]
+    got = getattr(model, method)(V)
+    np.testing.assert_array_equal(got, getattr(model, method)(np.clip(V, 0.0, 1.0)))
+
+
+def test_minmax_rbm_logistic_pipeline_scores_every_fold():
+    """MinMaxScaler -> RBM -> LogisticRegression in cross_val_score: the scaler maps the held
+    out folds slightly outside [0, 1]; before clipping every such fold scored NaN."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    X = rng.normal(size=(120, 12)) + y[:, None]
+    pipe = make_pipeline(MinMaxScaler(), RBM(n_hidden=8, n_epochs=3, learning_rate=0.05,
+                                             random_state=0), LogisticRegression())
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert np.isfinite(scores).all() and scores.mean() > 0.5
 
 
 def test_boundary_values_0_and_1_are_valid():

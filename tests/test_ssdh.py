@@ -16,6 +16,8 @@ import deephash_ext
 import numpy as np
 import pytest
 from deephash_ext import _io, ssdh
+from deephash_ext._random import stream_key
+from deephash_ext._torch import ssdh_net
 from deephash_ext.ssdh import DLBHC, SSDH, coarse_to_fine_search
 from sklearn.base import clone
 from sklearn.exceptions import DataConversionWarning, NotFittedError
@@ -73,7 +75,7 @@ def test_e1_softmax_by_hand():
     logits = _t([[0.0, np.log(3.0)], [0.0, 0.0]])
     target = torch.tensor([1, 0])
     expected = (np.log(4 / 3) + np.log(2)) / 2  # softmax rows (1/4, 3/4) and (1/2, 1/2)
-    assert float(ssdh._e1_softmax(logits, target)) == pytest.approx(expected, rel=1e-6)
+    assert float(ssdh_net.e1_softmax(logits, target)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_e1_multilabel_by_hand():
@@ -81,27 +83,27 @@ def test_e1_multilabel_by_hand():
     yhat = _t([[1.5, -0.2, 0.4, 0.3], [2.0, 0.5, 0.0, 1.0]])
     # row 0: 0 (y=1, yhat>=1), 0 (y=0, yhat<=0), 0.5*0.6^2, 0.5*0.3^2      = 0.225
     # row 1: 0.5*2^2, 0.5*0.5^2, 0 (y=0, yhat=0), 0 (y=1, yhat=1)         = 2.125
-    assert float(ssdh._e1_multilabel(yhat, y)) == pytest.approx((0.225 + 2.125) / 2, rel=1e-6)
+    assert float(ssdh_net.e1_multilabel(yhat, y)) == pytest.approx((0.225 + 2.125) / 2, rel=1e-6)
     # p = 1: row 0 = 0.5*(0.6 + 0.3), row 1 = 0.5*(2 + 0.5)
-    assert float(ssdh._e1_multilabel(yhat, y, p=1.0)) == pytest.approx((0.45 + 1.25) / 2,
+    assert float(ssdh_net.e1_multilabel(yhat, y, p=1.0)) == pytest.approx((0.45 + 1.25) / 2,
                                                                        rel=1e-6)
 
 
 def test_e2_e3_by_hand():
     a = _t([[0.0, 1.0, 0.5, 0.5], [0.75, 0.75, 0.75, 0.75]])
     # E2: row 0 (0.25 + 0.25) / 4 = 0.125, row 1 4 * 0.0625 / 4 = 0.0625; mean over rows
-    assert float(ssdh._e2(a)) == pytest.approx((0.125 + 0.0625) / 2)
+    assert float(ssdh_net.e2(a)) == pytest.approx((0.125 + 0.0625) / 2)
     # E3: row means 0.5 and 0.75 -> (0 + 0.0625) / 2
-    assert float(ssdh._e3(a)) == pytest.approx(0.03125)
+    assert float(ssdh_net.e3(a)) == pytest.approx(0.03125)
 
 
 def test_objective_combines_the_terms():
     logits = _t([[0.2, -0.1, 0.4]])
     target = torch.tensor([2])
     a = _t([[0.1, 0.9, 0.6, 0.3]])
-    e1, e2, e3 = (float(ssdh._e1_softmax(logits, target)), float(ssdh._e2(a)),
-                  float(ssdh._e3(a)))
-    total = ssdh._objective(logits, target, a, multilabel=False, alpha=2.0, beta=3.0, gamma=5.0)
+    e1, e2, e3 = (float(ssdh_net.e1_softmax(logits, target)), float(ssdh_net.e2(a)),
+                  float(ssdh_net.e3(a)))
+    total = ssdh_net.objective(logits, target, a, multilabel=False, alpha=2.0, beta=3.0, gamma=5.0)
     assert float(total) == pytest.approx(2 * e1 - 3 * e2 + 5 * e3, rel=1e-6)
 
 
@@ -110,14 +112,14 @@ def test_weight_penalty_counts_weights_not_biases():
     with torch.no_grad():
         for param in net.parameters():
             param.fill_(2.0)
-    assert float(ssdh._weight_penalty(net).detach()) == pytest.approx(4.0 * (6 + 3))
+    assert float(ssdh_net.weight_penalty(net).detach()) == pytest.approx(4.0 * (6 + 3))
 
 
 # ==================================================================== what the terms do
 
 
 def _activations(data, **params):
-    return SSDH(random_state=0, **{**FAST, **params}).fit(*data).transform(data[0])
+    return SSDH(**{"random_state": 0, **FAST, **params}).fit(*data).transform(data[0])
 
 
 def test_e2_pushes_activations_to_0_or_1(data):
@@ -127,13 +129,19 @@ def test_e2_pushes_activations_to_0_or_1(data):
 
 
 def test_e3_balances_the_bits(data):
-    plain = _activations(data, beta=0.0, gamma=0.0)
-    balanced = _activations(data, beta=0.0, gamma=5.0)
+    """E3 penalises each code's mean activation away from 0.5, so codes hold about half
+    ones. Averaged over three seeds: one seed alone can give the plain model a balanced
+    overall rate by chance (seed 0 does, at 0.0007)."""
 
     def imbalance(a):
         return abs((a > 0.5).mean() - 0.5), np.abs((a > 0.5).mean(axis=1) - 0.5).mean()
 
-    (rate_plain, per_code_plain), (rate_bal, per_code_bal) = imbalance(plain), imbalance(balanced)
+    plain, balanced = [], []
+    for seed in range(3):
+        plain.append(imbalance(_activations(data, beta=0.0, gamma=0.0, random_state=seed)))
+        balanced.append(imbalance(_activations(data, beta=0.0, gamma=5.0, random_state=seed)))
+    (rate_plain, per_code_plain), (rate_bal, per_code_bal) = (np.mean(plain, axis=0),
+                                                              np.mean(balanced, axis=0))
     assert rate_bal < rate_plain
     assert per_code_bal < per_code_plain
 
@@ -441,7 +449,7 @@ def test_column_vector_y_warns_and_is_single_label(data):
     ("learning_rate", 0.0, ValueError),
     ("learning_rate", np.inf, ValueError),
     ("device", "gpu", ValueError),
-    ("device", 0, ValueError),
+    ("device", 0, TypeError),
     ("backbone", "resnet", TypeError),
 ])
 def test_bad_parameters(data, fitted, name, value, exc):
@@ -489,13 +497,16 @@ def test_not_fitted():
 
 
 def test_torch_common_helpers():
-    from deephash_ext import _torch_common as tc
+    from deephash_ext._torch import common as tc
 
     assert tc.resolve_device("cpu") == torch.device("cpu")
     assert tc.resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert tc.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    for bad in ("gpu", "cpu:0", 3, None):
+    for bad in ("gpu", "cpu:0"):
         with pytest.raises(ValueError, match="device"):
+            tc.resolve_device(bad)
+    for bad in (3, None):  # not a name at all: the type is wrong
+        with pytest.raises(TypeError, match="device"):
             tc.resolve_device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="device"):
@@ -504,7 +515,7 @@ def test_torch_common_helpers():
     g2, r2 = tc.seeded_generator(5)
     assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
     np.testing.assert_array_equal(r1.permutation(10), r2.permutation(10))
-    assert tc.seed_from_random_state(5) != tc.seed_from_random_state(6)
+    assert stream_key(5) != stream_key(6)
     net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     arrays = tc.state_dict_to_arrays(net, prefix="m.")
     assert arrays["m.0.weight"].dtype == np.float32
@@ -549,7 +560,7 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_auto_device_picks_cuda_when_torch_sees_a_gpu(monkeypatch):
     """The selection rule, checked without a GPU: "auto" and "cuda" resolve to CUDA as soon as
     torch reports one (the GPU run itself needs a machine with a GPU)."""
-    from deephash_ext import _torch_common as tc
+    from deephash_ext._torch import common as tc
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert tc.resolve_device("auto") == torch.device("cuda")

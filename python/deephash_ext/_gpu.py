@@ -2,9 +2,9 @@
 
 ``_cuda`` is imported lazily and silently: a build without nvcc, a machine without a
 driver or without a GPU all give ``cuda_available() == False`` and a reason string, never
-a warning. Device names follow the DESIGN rule: ``"cpu"`` (the default everywhere),
-``"cuda"`` (raises RuntimeError with the reason when CUDA cannot run) and ``"auto"``
-(CUDA when available, else the CPU).
+a warning. Device names and their meaning are checked in one place,
+:func:`deephash_ext._validation.check_device_name`; here ``"auto"`` means this module's
+kernels when :func:`cuda_available`, else the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import ModuleType
 
 from . import _core
 from ._blas import ensure_blas
+from ._validation import check_device_name
 
 __all__ = [
     "cuda_available",
@@ -28,7 +29,6 @@ __all__ = [
     "resolve_device",
 ]
 
-_DEVICES = ("cpu", "cuda", "auto")
 _lock = threading.Lock()  # one cuBLAS load at a time
 
 
@@ -78,15 +78,12 @@ def resolve_device(device: object, name: str = "device") -> str:
     RuntimeError
         If ``"cuda"`` is asked for and CUDA cannot be used (the reason is in the message).
     """
-    if not isinstance(device, str):
-        raise TypeError(f"{name} must be a string, got {type(device).__name__}")
-    if device not in _DEVICES:
-        raise ValueError(f"{name} must be one of {_DEVICES}, got {device!r}")
-    if device == "auto":
+    kind = check_device_name(device, name)
+    if kind == "auto":
         return "cuda" if cuda_available() else "cpu"
-    if device == "cuda":
+    if kind == "cuda":
         cuda_module()
-    return device
+    return kind
 
 
 def _cublas_candidates() -> list[str]:

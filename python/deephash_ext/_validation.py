@@ -13,7 +13,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_codes", "check_float_rows", "check_int", "check_layer_sizes", "check_queries"]
+__all__ = [
+    "DEVICES",
+    "check_bool",
+    "check_class_labels",
+    "check_codes",
+    "check_device_name",
+    "check_float_rows",
+    "check_int",
+    "check_layer_sizes",
+    "check_queries",
+    "check_real",
+    "check_real_array",
+    "check_finite_model",
+]
+
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None,
@@ -23,10 +38,109 @@ def check_int(value: object, name: str, *, minimum: int | None = None,
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     out = int(value)
     if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
-        lo = "-inf" if minimum is None else minimum
-        hi = "inf" if maximum is None else maximum
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {out}")
+        if maximum is None:
+            raise ValueError(f"{name} must be >= {minimum}, got {out}")
+        if minimum is None:
+            raise ValueError(f"{name} must be <= {maximum}, got {out}")
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {out}")
     return out
+
+
+def check_real(value: object, name: str, *, low: float | None = None,
+               high: float | None = None, low_open: bool = False,
+               high_open: bool = False) -> float:
+    """Return ``value`` as a finite Python float in the interval given by ``low`` / ``high``
+    (closed ends unless ``low_open`` / ``high_open``), or raise TypeError / ValueError
+    naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    out = float(value)
+    too_low = low is not None and (out <= low if low_open else out < low)
+    too_high = high is not None and (out >= high if high_open else out > high)
+    if not np.isfinite(out) or too_low or too_high:
+        interval = (("(" if low_open or low is None else "[")
+                    + ("-inf" if low is None else f"{low:g}") + ", "
+                    + ("inf" if high is None else f"{high:g}")
+                    + (")" if high_open or high is None else "]"))
+        raise ValueError(f"{name} must be finite and in {interval}, got {value!r}")
+    return out
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` as a bool (``bool`` or ``numpy.bool_`` only), else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_real_array(values: object, name: str) -> np.ndarray:
+    """``values`` as an array of real numbers (integers or floats) without NaN."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN")
+    return array
+
+
+def check_class_labels(labels: object, name: str, *, n_samples: int | None = None,
+                       min_classes: int = 1) -> np.ndarray:
+    """1-D class labels (any comparable dtype but complex; NaN is no label), with
+    ``n_samples`` entries when given and at least ``min_classes`` distinct values."""
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per item), got shape {array.shape}")
+    if array.dtype.kind == "c" or array.dtype == object and array.size and not all(
+            isinstance(v, (str, numbers.Integral)) for v in array):
+        raise TypeError(f"{name} must hold class labels (integers or strings), got dtype "
+                        f"{array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity (they cannot be class labels)")
+    if n_samples is not None and array.shape[0] != n_samples:
+        raise ValueError(f"{name} must have one entry per sample ({n_samples}), got "
+                         f"{array.shape[0]}")
+    if min_classes > 1:
+        classes = np.unique(array)
+        if classes.size < min_classes:
+            raise ValueError(f"{name} must contain at least {min_classes} classes, got "
+                             f"{classes.size} class{'es' if classes.size != 1 else ''} "
+                             f"{classes.tolist()}")
+    return array
+
+
+def check_device_name(device: object, name: str = "device", *, torch_forms: bool = False) -> str:
+    """Check a device name before any heavy import; return its kind: "cpu", "cuda" or "auto".
+
+    Every estimator takes ``device`` in ``{"cpu", "cuda", "auto"}`` with one meaning:
+    ``"cpu"`` runs on the CPU; ``"cuda"`` runs on the GPU and raises RuntimeError (with the
+    reason) when the estimator's GPU engine cannot run here; ``"auto"`` is ``"cuda"`` when
+    that engine can run, else ``"cpu"``. The engine is deephash_ext's CUDA module for the
+    RBM kernels (RBM, DeepHash, search; see :func:`deephash_ext.cuda_available`) and torch
+    for the torch heads (SSDH, DLBHC, DRHN; ``torch.cuda.is_available()``). With
+    ``torch_forms`` (the torch heads), ``"cuda:N"`` and ``torch.device`` objects are also
+    accepted.
+    """
+    if isinstance(device, str):
+        kind, colon, index = device.strip().lower().partition(":")
+        if kind in DEVICES and (not colon or (torch_forms and kind == "cuda"
+                                              and index.isdigit())):
+            return kind
+    elif torch_forms and (type(device).__module__.startswith("torch")
+                          and type(device).__name__ == "device"):
+        kind = str(getattr(device, "type", ""))
+        if kind in ("cpu", "cuda"):
+            return kind
+    else:
+        raise TypeError(f"{name} must be a string, got {type(device).__name__}")
+    extra = " (or 'cuda:N' / a torch.device)" if torch_forms else ""
+    raise ValueError(f"{name} must be one of {DEVICES}{extra}, got {device!r}")
+
+
+def check_finite_model(arrays: Sequence[np.ndarray], what: str, remedy: str) -> None:
+    """RuntimeError when training left a non-finite value in ``arrays`` (it diverged)."""
+    for array in arrays:
+        if not np.isfinite(array).all():
+            raise RuntimeError(f"{what} diverged (non-finite weights); {remedy}")
 
 
 def check_layer_sizes(value: object, name: str, *, minimum: int = 1, multiple: int = 1,

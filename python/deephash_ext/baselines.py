@@ -25,9 +25,9 @@ import scipy.linalg
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._random import check_rng, draw_random_state
 from ._validation import check_codes, check_int
 from .codes import code_bytes, pack_bits
 
@@ -37,16 +37,6 @@ _PQ_CENTROIDS = 256  # one byte per sub-quantiser id
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _check_random_state(random_state: object) -> np.random.RandomState:
-    """check_random_state, with a message that names the parameter."""
-    try:
-        return check_random_state(random_state)
-    except ValueError as exc:
-        raise ValueError(
-            f"random_state must be None, an integer or a numpy.random.RandomState, got "
-            f"{random_state!r}") from exc
 
 
 def _check_fit_data(estimator: BaseEstimator, X: object) -> np.ndarray:
@@ -202,7 +192,7 @@ class LSH(BaseEstimator):
             ``X`` is not a finite 2-D array.
         """
         n_bits = 8 * code_bytes(self.n_bits)
-        rng = _check_random_state(self.random_state)
+        rng = check_rng(self.random_state)
         X = _check_fit_data(self, X)
         _set_n_features(self, X)
         gaussian = rng.standard_normal((X.shape[1], n_bits))
@@ -320,7 +310,7 @@ class ITQ(BaseEstimator):
         """
         n_bits = 8 * code_bytes(self.n_bits)
         n_iter = _check_n_iter(self.n_iter, 0)
-        rng = _check_random_state(self.random_state)
+        rng = check_rng(self.random_state)
         X = _check_fit_data(self, X)
         if n_bits > min(X.shape):
             raise ValueError(
@@ -494,7 +484,7 @@ class BPBC(BaseEstimator):
         """
         n_bits = 8 * code_bytes(self.n_bits)
         n_iter = _check_n_iter(self.n_iter, 0)
-        rng = _check_random_state(self.random_state)
+        rng = check_rng(self.random_state)
         X = _check_fit_data(self, X)
         n, d = X.shape
         d1, d2 = self._resolve_shape(d)
@@ -641,7 +631,7 @@ class PQ(BaseEstimator):
         """
         n_sub = code_bytes(self.n_bits)
         n_iter = _check_n_iter(self.n_iter, 1)
-        rng = _check_random_state(self.random_state)
+        rng = check_rng(self.random_state)
         X = _check_fit_data(self, X)
         n, d = X.shape
         if d % n_sub:
@@ -655,11 +645,11 @@ class PQ(BaseEstimator):
         _set_n_features(self, X)
 
         sub = d // n_sub
-        seeds = rng.randint(np.iinfo(np.int32).max, size=n_sub)
+        seeds = [draw_random_state(rng) for _ in range(n_sub)]
         centers = np.empty((n_sub, _PQ_CENTROIDS, sub), dtype=np.float32)
         for m in range(n_sub):
             kmeans = KMeans(n_clusters=_PQ_CENTROIDS, n_init=1, max_iter=n_iter,
-                            random_state=int(seeds[m]))
+                            random_state=seeds[m])
             with warnings.catch_warnings():
                 # A sub-space with fewer than 256 distinct sub-vectors (e.g. the all-zero blocks
                 # of Fisher Vectors) gets duplicate centroids: harmless for ADC, so not a warning.

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_write
+from ._validation import check_bool, check_int
 
 if TYPE_CHECKING:
     from sklearn.utils import Bunch
@@ -89,22 +90,6 @@ _Recipe = dict[str, Any]
 # ---------------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------------
-
-def _check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    out = int(value)
-    if out < minimum or (maximum is not None and out > maximum):
-        hi = "inf" if maximum is None else maximum
-        raise ValueError(f"{name} must be in [{minimum}, {hi}], got {out}")
-    return out
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
 
 def _check_path(path: object, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
@@ -503,8 +488,8 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
     >>> data.X_train.shape, data.X_query.shape, data.X_db.shape  # doctest: +SKIP
     ((21, 32), (5, 32), (10, 32))
     """
-    n_instances = _check_int(n_instances, "n_instances", 2)
-    n_views = _check_int(n_views, "n_views", 2)
+    n_instances = check_int(n_instances, "n_instances", minimum=2)
+    n_views = check_int(n_views, "n_views", minimum=2)
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction,
                                                                      numbers.Real):
         raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__} "
@@ -517,14 +502,14 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
         raise ValueError(
             f"test_fraction={test_fraction} with n_instances={n_instances} gives {n_test} "
             "test instances; each side of the split needs at least one instance")
-    random_state = _check_int(random_state, "random_state", 0, 2**32 - 1)
+    random_state = check_int(random_state, "random_state", minimum=0, maximum=2**32 - 1)
     cache_path_dir = (_default_cache_dir() if cache_dir is None
                       else _check_path(cache_dir, "cache_dir"))
-    verbose = _check_bool(verbose, "verbose")
-    n_components = _check_int(n_components, "n_components", 1)
-    pca_dims = _check_int(pca_dims, "pca_dims", 1, 128)
-    max_keypoints = _check_int(max_keypoints, "max_keypoints", 1)
-    root_sift = _check_bool(root_sift, "root_sift")
+    verbose = check_bool(verbose, "verbose")
+    n_components = check_int(n_components, "n_components", minimum=1)
+    pca_dims = check_int(pca_dims, "pca_dims", minimum=1, maximum=128)
+    max_keypoints = check_int(max_keypoints, "max_keypoints", minimum=1)
+    root_sift = check_bool(root_sift, "root_sift")
 
     import cv2
     import sklearn

@@ -14,14 +14,14 @@ import os
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core
 from ._blas import ensure_blas
 from ._gpu import encode_layers, resolve_device
 from ._io import read_model, write_model
-from ._validation import check_int, check_layer_sizes
+from ._random import check_rng, draw_random_state
+from ._validation import check_finite_model, check_int, check_layer_sizes, check_real
 from .codes import unpack_bits
 from .rbm import RBM
 
@@ -32,8 +32,23 @@ _FORMAT_VERSION = 1
 _LOSSES = ("double_margin", "single_margin")
 
 
-def _seed(rng: np.random.RandomState) -> int:
-    return int(rng.randint(0, 2**31 - 1))
+def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Layer 0's input ``[X > means]`` as float32 0/1 rows (the RBM trains on floats),
+    thresholded by the same C++ kernel as every encoder. ``X``: C-contiguous float32."""
+    n_features = X.shape[1]
+    pad = -n_features % 8  # the kernel packs whole bytes; padded columns give 0 (0 > 0 is false)
+    if pad:
+        X = np.pad(X, ((0, 0), (0, pad)))
+        means = np.pad(means, (0, pad))
+    return unpack_bits(_core.pack_threshold(X, means), n_features).astype(np.float32)
+
+
+def _next_layer_input(device: str, Z: np.ndarray, W: np.ndarray,
+                      offsets: np.ndarray) -> np.ndarray:
+    """The codes of one layer for its binary input ``Z``, as float32 0/1 rows: the next
+    layer's training input, computed by the encoder that :meth:`DeepHash.encode` uses."""
+    return unpack_bits(encode_layers(device, Z, None, [W], [offsets]),
+                       W.shape[0]).astype(np.float32)
 
 
 class DeepHash(BaseEstimator):
@@ -136,12 +151,7 @@ class DeepHash(BaseEstimator):
 
     def _layer_index(self, layer) -> int:
         n_layers = len(self.components_)
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-            raise TypeError(f"layer must be an integer, got {type(layer).__name__}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer must be in [{-n_layers}, {n_layers - 1}] for a "
-                             f"{n_layers}-layer model, got {layer}")
-        return int(layer) % n_layers
+        return check_int(layer, "layer", minimum=-n_layers, maximum=n_layers - 1) % n_layers
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, *, reuse=None):
@@ -170,30 +180,27 @@ class DeepHash(BaseEstimator):
             2-D array. A failed fit leaves a fitted model as it was.
         """
         sizes = self._layer_sizes()
-        self._rbm(sizes[0], 0)._check_params()  # every RBM parameter, before any work
+        device = self._rbm(sizes[0], 0)._check_params()  # every RBM parameter, before any work
         X = check_array(X, dtype=np.float32, order="C", estimator=self)
         ensure_blas()
-        rng = check_random_state(self.random_state)
+        rng = check_rng(self.random_state)
         means = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        Z = (X > means).astype(np.float32)
+        Z = _input_bits(X, means)
         shared = self._reusable_layers(reuse, sizes, means)
         components, offsets, visible = [], [], []
         for depth, size in enumerate(sizes):
-            seed = _seed(rng)  # drawn for every layer, so later layers get the same seeds
+            seed = draw_random_state(rng)  # drawn for every layer: later layers get the same seeds
             if depth < shared:  # shared arrays: no code path modifies fitted arrays in place
                 components.append(reuse.components_[depth])
                 offsets.append(reuse.offsets_[depth])
                 visible.append(reuse.intercepts_visible_[depth])
-                if depth + 1 < len(sizes):
-                    Z = unpack_bits(_core.encode_layers(Z, None, [components[-1]], [offsets[-1]]),
-                                    size).astype(np.float32)
-                continue
-            rbm = self._rbm(size, seed).fit(Z)
-            components.append(rbm.components_)
-            offsets.append(rbm.hidden_offsets_)
-            visible.append(rbm.intercept_visible_)
+            else:
+                rbm = self._rbm(size, seed).fit(Z)
+                components.append(rbm.components_)
+                offsets.append(rbm.hidden_offsets_)
+                visible.append(rbm.intercept_visible_)
             if depth + 1 < len(sizes):
-                Z = unpack_bits(rbm.encode(Z), size).astype(np.float32)
+                Z = _next_layer_input(device, Z, components[-1], offsets[-1])
         validate_data(self, X, skip_check_array=True, reset=True)
         self.input_means_ = means
         self.components_ = components
@@ -222,14 +229,15 @@ class DeepHash(BaseEstimator):
             shared += 1
         return shared
 
-    def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray]) -> list[np.ndarray]:
+    def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray],
+                         device: str) -> list[np.ndarray]:
         """Offsets of every layer (SPEC 2.5) for ``components``, computed on ``X``."""
         offsets: list[np.ndarray] = []
         Z, thresholds = X, self.input_means_  # each layer's input, carried forward once
         for depth, W in enumerate(components):
             offsets.append(_core.mean_projection(Z, thresholds, W))
             if depth + 1 < len(components):
-                codes = _core.encode_layers(Z, thresholds, [W], [offsets[-1]])
+                codes = encode_layers(device, Z, thresholds, [W], [offsets[-1]])
                 Z, thresholds = unpack_bits(codes, W.shape[0]).astype(np.float32), None
         return offsets
 
@@ -303,26 +311,25 @@ class DeepHash(BaseEstimator):
                                  f"got {margins.tolist()}")
         n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
         matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
-            raise TypeError(f"learning_rate must be a real number, got "
-                            f"{type(learning_rate).__name__}")
-        if not np.isfinite(learning_rate) or learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
         if labels is None and len(X) < 3:
             raise ValueError("X needs at least 3 rows to sample non-matching pairs")
         if random_state is None:
-            random_state = _seed(check_random_state(self.random_state))
-        rng = check_random_state(random_state)
+            random_state = draw_random_state(check_rng(self.random_state))
+        rng = check_rng(random_state)
         show = self.verbose if verbose is None else verbose
 
-        from ._finetune import siamese_finetune  # imports torch
+        device = resolve_device(self.device)
+        from ._torch.siamese import siamese_finetune  # imports torch
         components, margins_used, history = siamese_finetune(
-            (X > self.input_means_).astype(np.float32), self.components_,
+            _input_bits(X, self.input_means_), self.components_,
             [-o for o in self.offsets_], pairs, labels, loss=loss, margins=margins,
             n_epochs=n_epochs, matching_per_batch=matching_per_batch,
-            learning_rate=float(learning_rate), rng=rng, verbose=show)
+            learning_rate=learning_rate, rng=rng, verbose=show)
+        check_finite_model(components, "Siamese fine-tuning",
+                           "lower learning_rate or the margins (the model is unchanged)")
         ensure_blas()
-        offsets = self._centred_offsets(X, components)
+        offsets = self._centred_offsets(X, components, device)
         self.components_ = components
         self.offsets_ = offsets
         self.margins_ = [float(m) for m in margins_used]

@@ -17,6 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._io import read_model, write_model
+from ._torch import import_torch
+from ._validation import check_bool, check_class_labels, check_device_name, check_int, check_real
 from .codes import pack_bits_padded
 
 __all__ = ["DRHN"]
@@ -27,39 +29,6 @@ _SIZE = 32  # the paper's input: 32 x 32 pixels
 _CHANNELS = (1, 3)
 _SHORTCUTS = ("projection", "identity")
 _STATE_PREFIX = "state/"
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(value: object, name: str, low: float, high: float | None, *,
-                low_open: bool = False, high_open: bool = True) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    out = float(value)
-    bad = (not np.isfinite(out) or (out <= low if low_open else out < low)
-           or (high is not None and (out >= high if high_open else out > high)))
-    if bad:
-        interval = (("(" if low_open else "[") + f"{low:g}, "
-                    + ("inf)" if high is None else f"{high:g}" + (")" if high_open else "]")))
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return out
-
-
-def _require_torch():
-    """torch, or an ImportError that says how to install it (before any torch-based import)."""
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(
-            "DRHN needs PyTorch: pip install 'deephash_ext[torch]' (on a CPU-only machine, "
-            "install the CPU build of torch first)") from error
-    return torch
 
 
 def _check_images(images: object, n_channels: int | None = None) -> np.ndarray:
@@ -91,15 +60,9 @@ def _check_images(images: object, n_channels: int | None = None) -> np.ndarray:
 
 
 def _check_labels(labels: object, n: int) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"labels must be 1-D (n_samples,), got shape {y.shape}")
+    y = check_class_labels(labels, "labels", n_samples=n, min_classes=2)
     if y.dtype.kind not in "iu":
         raise TypeError(f"labels must hold integer class labels, got dtype {y.dtype}")
-    if y.shape[0] != n:
-        raise ValueError(f"labels must have one entry per image ({n}), got {y.shape[0]}")
-    if np.unique(y).size < 2:
-        raise ValueError(f"labels must contain at least 2 classes, got {np.unique(y).tolist()}")
     return y
 
 
@@ -258,27 +221,27 @@ class DRHN(ClassifierMixin, BaseEstimator):
                             f"{type(widths).__name__}")
         if len(widths) == 0:
             raise ValueError("widths must name at least one group")
-        return tuple(_check_int(w, "widths", 1) for w in widths)
+        return tuple(check_int(w, "widths", minimum=1) for w in widths)
 
     def _check_params(self) -> None:
-        _check_int(self.n_bits, "n_bits", 1)
-        _check_int(self.depth, "depth", 1)
+        check_int(self.n_bits, "n_bits", minimum=1)
+        check_int(self.depth, "depth", minimum=1)
         widths = self._widths()
         if self.shortcut not in _SHORTCUTS:
             raise ValueError(f"shortcut must be one of {_SHORTCUTS}, got {self.shortcut!r}")
         if self.shortcut == "identity" and list(widths) != sorted(widths):
             raise ValueError(f"shortcut='identity' needs non-decreasing widths (zero-padded "
                              f"channels), got {widths}")
-        _check_int(self.n_epochs, "n_epochs", 1)
-        _check_int(self.batch_size, "batch_size", 2)
-        _check_real(self.learning_rate, "learning_rate", 0.0, None, low_open=True)
-        _check_real(self.weight_decay, "weight_decay", 0.0, None)
-        _check_real(self.momentum, "momentum", 0.0, 1.0)
-        if not isinstance(self.mirror, (bool, np.bool_)):
-            raise TypeError(f"mirror must be a bool, got {type(self.mirror).__name__}")
+        check_int(self.n_epochs, "n_epochs", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=2)
+        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_real(self.weight_decay, "weight_decay", low=0.0)
+        check_real(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        check_bool(self.mirror, "mirror")
+        check_device_name(self.device, torch_forms=True)
 
     def _device(self):
-        from ._torch_common import resolve_device
+        from ._torch.common import resolve_device
         return resolve_device(self.device)
 
     def _hash_units(self) -> int | None:
@@ -286,7 +249,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         return int(self.n_bits)
 
     def _network(self, n_channels: int, n_classes: int, generator):
-        from ._drhn_torch import build_network
+        from ._torch.drhn_net import build_network
         return build_network(n_channels, self._widths(), int(self.depth), self._hash_units(),
                              n_classes, self.shortcut, generator)
 
@@ -320,8 +283,8 @@ class DRHN(ClassifierMixin, BaseEstimator):
         if len(X) < 2:
             raise ValueError(f"images must contain at least 2 images to train, got {len(X)}")
         y = _check_labels(labels, len(X))
-        _require_torch()
-        from ._torch_common import seeded_generator, state_dict_to_arrays
+        import_torch("DRHN")
+        from ._torch.common import seeded_generator, state_dict_to_arrays
         device = self._device()
         classes, targets = np.unique(y, return_inverse=True)
         mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
@@ -331,7 +294,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         X = (X - mean[:, None, None]) / std[:, None, None]  # a new array: never the input
         generator, rng = seeded_generator(self.random_state)
         net = self._network(X.shape[1], len(classes), generator)
-        from ._drhn_torch import train_network
+        from ._torch.drhn_net import train_network
         history = train_network(
             net, X, targets.astype(np.int64), n_epochs=int(self.n_epochs),
             batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
@@ -356,8 +319,8 @@ class DRHN(ClassifierMixin, BaseEstimator):
         ``shortcut``.
         """
         check_is_fitted(self)
-        _require_torch()
-        from ._torch_common import arrays_to_state_dict
+        import_torch("DRHN")
+        from ._torch.common import arrays_to_state_dict
         net = self._network(self.n_channels_in_, len(self.classes_), None)
         net.load_state_dict(arrays_to_state_dict(self.network_state_), strict=True)
         return net.eval()
@@ -367,7 +330,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         X = _check_images(images, self.n_channels_in_)
         X = (X - self.channel_mean_[:, None, None]) / self.channel_std_[:, None, None]
         net = self.to_torch()
-        from ._drhn_torch import predict_batches
+        from ._torch.drhn_net import predict_batches
         return predict_batches(net, X, self._device())
 
     def transform(self, images):
@@ -414,13 +377,11 @@ class DRHN(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of float32, shape (n, n_classes)
+        proba : ndarray of float64, shape (n, n_classes)
+            float64, as scikit-learn classifiers and :meth:`SSDH.predict_proba` return.
         """
-        logits = self._forward(images)[1].astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        proba /= proba.sum(axis=1, keepdims=True)
-        return proba.astype(np.float32)
+        from ._torch.common import softmax_rows
+        return softmax_rows(self._forward(images)[1])
 
     def predict(self, images):
         """Most probable class of each image.

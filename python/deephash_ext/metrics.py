@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ._validation import check_class_labels, check_int, check_real_array
+
 __all__ = [
     "average_precision",
     "four_recall_at_4",
@@ -51,15 +53,6 @@ _BLOCK_ENTRIES = 1 << 20
 # --------------------------------------------------------------------------------------------
 # argument checks (every message names the parameter)
 # --------------------------------------------------------------------------------------------
-
-def _check_int(value: object, name: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    out = int(value)
-    if minimum is not None and out < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {out}")
-    return out
-
 
 def _check_boolean_matrix(values: object, name: str, ndim: int) -> np.ndarray:
     """``values`` as a bool array of ``ndim`` dimensions; bool or 0/1 integers accepted."""
@@ -114,30 +107,12 @@ def _check_n_relevant(n_relevant: object, rel: np.ndarray) -> np.ndarray:
 
 
 def _check_depth(value: object, name: str, length: int) -> int:
-    depth = _check_int(value, name, minimum=1)
+    depth = check_int(value, name, minimum=1)
     if depth > length:
         raise ValueError(
             f"{name}={depth} exceeds the ranking length L={length}: the ranking is too short; "
             f"search with k >= {depth}")
     return depth
-
-
-def _check_real(values: object, name: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.dtype.kind == "f" and np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN")
-    return array
-
-
-def _check_labels(labels: object, name: str) -> np.ndarray:
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per item), got shape {array.shape}")
-    if array.dtype.kind in "fc" and np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN (NaN never equals itself, so it cannot be a label)")
-    return array
 
 
 def _label_kind(labels: np.ndarray) -> str:
@@ -184,7 +159,7 @@ def rank_by_distance(distances: object) -> np.ndarray:
     >>> rank_by_distance([2, 1, 2, 1])
     array([1, 3, 0, 2])
     """
-    array = _check_real(distances, "distances")
+    array = check_real_array(distances, "distances")
     if array.ndim not in (1, 2):
         raise ValueError(f"distances must be 1-D (n,) or 2-D (nq, n), got shape {array.shape}")
     return np.argsort(array, axis=-1, kind="stable").astype(np.int64, copy=False)
@@ -240,8 +215,8 @@ def relevance_from_labels(indices: object, query_labels: object,
         raise TypeError(f"indices must hold integer ids, got dtype {ids.dtype}")
     if ids.ndim != 2:
         raise ValueError(f"indices must be 2-D (nq, L), got shape {ids.shape}")
-    q_labels = _check_labels(query_labels, "query_labels")
-    d_labels = _check_labels(db_labels, "db_labels")
+    q_labels = check_class_labels(query_labels, "query_labels")
+    d_labels = check_class_labels(db_labels, "db_labels")
     if q_labels.shape[0] != ids.shape[0]:
         raise ValueError(f"query_labels must have one label per row of indices "
                          f"({ids.shape[0]}), got shape {q_labels.shape}")
@@ -521,7 +496,7 @@ def _precision_within_radius(distances: object, relevance: object, r: int, *,
     if dist.shape != rel.shape:
         raise ValueError(f"distances must have the shape of relevance {rel.shape}, got shape "
                          f"{dist.shape}")
-    r = _check_int(r, "r", minimum=0)
+    r = check_int(r, "r", minimum=0)
     if rel.shape[1] < 1:
         raise ValueError("distances must have at least one column (ranked item) per query")
     if dist.min() < 0:
@@ -628,7 +603,7 @@ def roc_auc_pairs(distances: object, is_match: object) -> float:
     >>> roc_auc_pairs([1, 3, 3, 4], [True, True, False, False])
     0.875
     """
-    d = _check_real(distances, "distances")
+    d = check_real_array(distances, "distances")
     if d.ndim != 1:
         raise ValueError(f"distances must be 1-D (n_pairs,), got shape {d.shape}")
     match = _check_boolean_matrix(is_match, "is_match", 1)
@@ -709,7 +684,7 @@ def retrieval_report(indices: object, query_labels: object, db_labels: object,
     ranks = []
     for R in (recall_ranks if not isinstance(recall_ranks, numbers.Integral)
               else [recall_ranks]):
-        ranks.append(_check_int(R, "recall_ranks", minimum=1))
+        ranks.append(check_int(R, "recall_ranks", minimum=1))
     relevance, n_relevant = relevance_from_labels(indices, query_labels, db_labels)
     L, nb = relevance.shape[1], np.asarray(db_labels).shape[0]
     full = L == nb

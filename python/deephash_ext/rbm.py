@@ -6,17 +6,36 @@ module holds the estimator state as NumPy arrays and follows the scikit-learn co
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _core, _gpu
 from ._blas import ensure_blas
+from ._random import check_rng, draw_stream_key
+from ._validation import check_finite_model, check_int, check_real
 
 __all__ = ["RBM"]
+
+
+@contextmanager
+def _unchanged_on_failure(estimator: BaseEstimator) -> Iterator[None]:
+    """Restore every attribute of ``estimator`` if the block raises (Ctrl-C included).
+
+    Arrays (and lists of arrays) are copied first, because training updates them in place.
+    """
+    saved = {name: (value.copy() if isinstance(value, np.ndarray)
+                    else [v.copy() for v in value] if isinstance(value, list) else value)
+             for name, value in vars(estimator).items()}
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        raise
 
 
 def _check_unit_interval(V: np.ndarray) -> None:
@@ -119,29 +138,18 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> str:
         """Checks the hyper-parameters; returns the device the training runs on."""
-        ints = {"n_hidden": 1, "batch_size": 1, "n_epochs": 1, "cd_k": 1}
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-        bounds = {"learning_rate": (0.0, None, False), "momentum": (0.0, 1.0, True),
-                  "weight_decay": (0.0, None, True), "hashing_reg": (0.0, 1.0, True)}
-        for name, (low, high, low_inclusive) in bounds.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-            if not np.isfinite(value) or (value < low if low_inclusive else value <= low) or (
-                    high is not None and (value >= high if name == "momentum" else value > high)):
-                interval = {"learning_rate": "> 0", "momentum": "in [0, 1)",
-                            "weight_decay": ">= 0", "hashing_reg": "in [0, 1]"}[name]
-                raise ValueError(f"{name} must be {interval}, got {value}")
+        for name in ("n_hidden", "batch_size", "n_epochs"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.cd_k, "cd_k", minimum=1)
+        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_real(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        check_real(self.weight_decay, "weight_decay", low=0.0)
+        check_real(self.hashing_reg, "hashing_reg", low=0.0, high=1.0)
         return _gpu.resolve_device(self.device)
 
     def _validate_V(self, V, *, reset: bool) -> np.ndarray:
-        """V as C-contiguous float32 in [0, 1]. With reset, n_features_in_ (and feature
-        names) change only after every check has passed, so a failed fit changes nothing."""
+        """Training data: V as C-contiguous float32 in [0, 1]. With reset, n_features_in_
+        (and feature names) change only after every check has passed."""
         if not reset:
             V = validate_data(self, V, dtype=np.float32, order="C", reset=False)
             _check_unit_interval(V)
@@ -150,6 +158,18 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         _check_unit_interval(checked)
         validate_data(self, V, skip_check_array=True, reset=True)
         return checked
+
+    def _inference_V(self, V) -> np.ndarray:
+        """New data for transform / encode: C-contiguous float32, finite, clipped to [0, 1].
+
+        Clipping (not rejecting) values just outside [0, 1] is what pipelines need: a
+        ``MinMaxScaler`` fitted on the training folds maps other folds slightly beyond its
+        range, and scikit-learn's ``BernoulliRBM`` accepts such values too.
+        """
+        V = validate_data(self, V, dtype=np.float32, order="C", reset=False)
+        if V.size and (V.min() < 0.0 or V.max() > 1.0):
+            V = np.clip(V, 0.0, 1.0)
+        return V
 
     # ------------------------------------------------------------------ training
     def _initialise(self, V: np.ndarray, rng: np.random.RandomState) -> None:
@@ -161,7 +181,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.intercept_visible_ = np.log(p / (1 - p)).astype(np.float32)
         self._velocities = [np.zeros_like(self.components_), np.zeros_like(self.intercept_hidden_),
                             np.zeros_like(self.intercept_visible_)]
-        self._seed = int(rng.randint(0, 2**62))
+        self._seed = draw_stream_key(rng)
         self.n_steps_ = 0
         self._n_seen = 0
         self.hidden_offsets_ = np.zeros(self.n_hidden, dtype=np.float32)
@@ -207,25 +227,31 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             If a parameter is out of range, or ``V`` is not finite or not within [0, 1].
         TypeError
             If a parameter has the wrong type.
+        RuntimeError
+            If training diverged (non-finite weights: lower ``learning_rate``).
+
+        A fit that fails or is interrupted (KeyboardInterrupt) leaves the estimator as it was.
         """
         device = self._check_params()
-        V = self._validate_V(V, reset=True)
-        ensure_blas()
-        rng = check_random_state(self.random_state)
-        self._initialise(V, rng)
-        progress = self._progress(self.n_epochs * -(-len(V) // self.batch_size))
-        try:
-            for epoch in range(self.n_epochs):
-                self._train(V, rng.permutation(len(V)), progress, device)
+        with _unchanged_on_failure(self):
+            V = self._validate_V(V, reset=True)
+            ensure_blas()
+            rng = check_rng(self.random_state)
+            self._initialise(V, rng)
+            progress = self._progress(self.n_epochs * -(-len(V) // self.batch_size))
+            try:
+                for epoch in range(self.n_epochs):
+                    self._train(V, rng.permutation(len(V)), progress, device)
+                    self._check_finite()
+                    if progress is not None:
+                        progress.set_postfix(epoch=epoch + 1,
+                                             reconstruction_error=float(
+                                                 self.reconstruction_error(V[:256]).mean()))
+            finally:
                 if progress is not None:
-                    progress.set_postfix(epoch=epoch + 1,
-                                         reconstruction_error=float(
-                                             self.reconstruction_error(V[:256]).mean()))
-        finally:
-            if progress is not None:
-                progress.close()
-        self.hidden_offsets_ = _core.mean_projection(V, None, self.components_)
-        self._n_seen = len(V)
+                    progress.close()
+            self.hidden_offsets_ = _core.mean_projection(V, None, self.components_)
+            self._n_seen = len(V)
         return self
 
     def partial_fit(self, V, y=None):
@@ -233,25 +259,39 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         The first call initialises the model from ``random_state``. The centring offsets
         become a running mean over all data seen, each batch projected with the weights
-        after its own update (:meth:`fit` recomputes them exactly).
+        after its own update (:meth:`fit` recomputes them exactly). A call that fails or is
+        interrupted leaves the estimator as it was (its arrays are copied first).
 
         Returns
         -------
         self : RBM
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :meth:`fit`; also if ``V`` has another number of features than before.
+        RuntimeError
+            If training diverged (non-finite weights: lower ``learning_rate``).
         """
         first = not hasattr(self, "components_")
         device = self._check_params()  # hyper-parameters may have changed since the last call
-        V = self._validate_V(V, reset=first)
-        ensure_blas()
-        if first:
-            self._initialise(V, check_random_state(self.random_state))
-        self._train(V, np.arange(len(V)), device=device)
-        batch_mean = _core.mean_projection(V, None, self.components_)
-        total = self._n_seen + len(V)
-        self.hidden_offsets_ = ((self._n_seen * self.hidden_offsets_.astype(np.float64)
-                                 + len(V) * batch_mean) / total).astype(np.float32)
-        self._n_seen = total
+        with _unchanged_on_failure(self):
+            V = self._validate_V(V, reset=first)
+            ensure_blas()
+            if first:
+                self._initialise(V, check_rng(self.random_state))
+            self._train(V, np.arange(len(V)), device=device)
+            self._check_finite()
+            batch_mean = _core.mean_projection(V, None, self.components_)
+            total = self._n_seen + len(V)
+            self.hidden_offsets_ = ((self._n_seen * self.hidden_offsets_.astype(np.float64)
+                                     + len(V) * batch_mean) / total).astype(np.float32)
+            self._n_seen = total
         return self
+
+    def _check_finite(self) -> None:
+        check_finite_model([self.components_, self.intercept_hidden_, self.intercept_visible_],
+                           "RBM training", "lower learning_rate (the model is unchanged)")
 
     def _progress(self, total: int):
         if not self.verbose:
@@ -261,9 +301,14 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def transform(self, V):
-        """Hidden probabilities ``P(h = 1 | v)``, float32 of shape (n_samples, n_hidden)."""
+        """Hidden probabilities ``P(h = 1 | v)``, float32 of shape (n_samples, n_hidden).
+
+        ``V`` must be finite; values outside [0, 1] are clipped into it (as in
+        :meth:`encode` and :meth:`reconstruction_error`), while :meth:`fit` and
+        :meth:`partial_fit` reject them.
+        """
         check_is_fitted(self)
-        V = self._validate_V(V, reset=False)
+        V = self._inference_V(V)
         ensure_blas()
         return _core.rbm_hidden_probabilities(self.components_, self.intercept_hidden_, V)
 
@@ -282,7 +327,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if self.n_hidden % 8:
             raise ValueError(f"encode needs n_hidden to be a multiple of 8, got {self.n_hidden}")
-        V = self._validate_V(V, reset=False)
+        V = self._inference_V(V)
         return _gpu.encode_layers(_gpu.resolve_device(self.device), V, None, [self.components_],
                                   [self.hidden_offsets_])
 
@@ -293,7 +338,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         the training monitor (deterministic; it is not a likelihood).
         """
         check_is_fitted(self)
-        V = self._validate_V(V, reset=False)
+        V = self._inference_V(V)
         ensure_blas()
         h = _core.rbm_hidden_probabilities(self.components_, self.intercept_hidden_, V)
         v = _core.rbm_visible_probabilities(self.components_, self.intercept_visible_, h)

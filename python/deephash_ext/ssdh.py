@@ -22,23 +22,27 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import (
-    assert_all_finite,
-    check_array,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._io import read_model, write_model
 from ._search import search
-from ._torch_common import (
+from ._torch import import_torch, ssdh_net
+from ._torch.common import (
     arrays_to_state_dict,
     resolve_device,
     seeded_generator,
+    softmax_rows,
     state_dict_to_arrays,
     to_numpy_float32,
 )
-from ._validation import check_float_rows, check_int, check_layer_sizes
+from ._validation import (
+    check_class_labels,
+    check_device_name,
+    check_float_rows,
+    check_int,
+    check_layer_sizes,
+    check_real,
+)
 from .codes import pack_bits_padded
 
 __all__ = ["DLBHC", "SSDH", "coarse_to_fine_search"]
@@ -46,123 +50,9 @@ __all__ = ["DLBHC", "SSDH", "coarse_to_fine_search"]
 _FORMAT = "deephash_ext.SSDH"
 _FORMAT_VERSION = 1
 _INFER_ROWS = 2048  # rows per forward pass at inference
-_DEVICES = ("cpu", "cuda", "auto")
-
-
-# ============================================================================ losses
-# Private so that tests can check them against hand-computed values. Every term is an
-# average over the rows of the minibatch (see the SSDH docstring for the formulas).
-
-def _e1_softmax(logits, target):
-    """Softmax cross-entropy ``-(1/B) sum_n ln softmax(logits_n)[target_n]``."""
-    import torch.nn.functional as F
-    return F.cross_entropy(logits, target)
-
-
-def _e1_multilabel(outputs, y, p: float = 2.0):
-    """The SSDH multi-label loss, ``(1/B) sum_n sum_m l(y_nm, yhat_nm)``.
-
-    ``l = 0`` if ``y = 1 and yhat >= 1`` or ``y = 0 and yhat <= 0``, else
-    ``0.5 |y - yhat|^p``; i.e. ``0.5 * (y relu(1 - yhat)^p + (1 - y) relu(yhat)^p)``.
-    """
-    import torch
-    err = y * torch.relu(1.0 - outputs) + (1.0 - y) * torch.relu(outputs)
-    return 0.5 * err.pow(p).sum(dim=1).mean()
-
-
-def _e2(a):
-    """``(1/B) sum_n (1/K) ||a_n - 0.5||^2``: large when activations sit near 0 or 1."""
-    return (a - 0.5).pow(2).mean()
-
-
-def _e3(a):
-    """``(1/B) sum_n (mean_k a_nk - 0.5)^2``: small when each code is half ones."""
-    return (a.mean(dim=1) - 0.5).pow(2).mean()
-
-
-def _weight_penalty(network):
-    """``sum ||W||^2`` over the parameters with two or more dimensions (no biases)."""
-    total = None
-    for parameter in network.parameters():
-        if parameter.ndim >= 2 and parameter.requires_grad:
-            term = parameter.pow(2).sum()
-            total = term if total is None else total + term
-    return total
-
-
-def _objective(outputs, target, a, *, multilabel: bool, alpha: float, beta: float,
-               gamma: float, p: float = 2.0):
-    """``alpha E1 - beta E2 + gamma E3`` for one minibatch (weight decay not included)."""
-    e1 = _e1_multilabel(outputs, target, p) if multilabel else _e1_softmax(outputs, target)
-    return alpha * e1 - beta * _e2(a) + gamma * _e3(a)
-
-
-# ============================================================================ network
-
-def _forward(network, x):
-    """(features, a_H, classifier outputs) of a batch."""
-    import torch
-    features = network["features"](x)
-    a = torch.sigmoid(network["hash"](features))
-    return features, a, network["classifier"](a)
-
-
-def _init_linear(torch, layer, generator, relu: bool) -> None:
-    """He-uniform (ReLU layers) or U(+-1/sqrt(fan_in)) weights, zero biases."""
-    fan_in = layer.weight.shape[1]
-    bound = float(np.sqrt(6.0 / fan_in)) if relu else float(1.0 / np.sqrt(fan_in))
-    with torch.no_grad():
-        layer.weight.uniform_(-bound, bound, generator=generator)
-        layer.bias.zero_()
-
-
-def _build_network(torch, *, n_inputs: int | None, hidden: list[int], backbone,
-                   feature_dim: int, n_bits: int, n_outputs: int, generator):
-    """A ModuleDict {features, hash, classifier} on the CPU, new layers seeded by generator."""
-    nn = torch.nn
-    if backbone is not None:
-        features = backbone
-    else:
-        layers: list[Any] = []
-        width = n_inputs
-        for size in hidden:
-            linear = nn.Linear(width, size)
-            if generator is not None:
-                _init_linear(torch, linear, generator, relu=True)
-            layers += [linear, nn.ReLU()]
-            width = size
-        features = nn.Sequential(*layers)
-    hash_layer = nn.Linear(feature_dim, n_bits)
-    classifier = nn.Linear(n_bits, n_outputs)
-    if generator is not None:
-        _init_linear(torch, hash_layer, generator, relu=False)
-        _init_linear(torch, classifier, generator, relu=False)
-    return nn.ModuleDict({"features": features, "hash": hash_layer, "classifier": classifier})
 
 
 # ============================================================================ checks
-
-def _check_real(value, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    out = float(value)
-    if not np.isfinite(out) or out < minimum or (strict and out == minimum):
-        relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be finite and {relation} {minimum}, got {value!r}")
-    return out
-
-
-def _check_device_name(device) -> None:
-    """The cheap part of the device check, before torch is imported."""
-    if isinstance(device, str):
-        kind = device.strip().lower().split(":", 1)[0]
-        if kind in _DEVICES:
-            return
-    elif type(device).__module__.startswith("torch") and type(device).__name__ == "device":
-        return
-    raise ValueError(f"device must be one of {_DEVICES} (or 'cuda:N' / a torch.device), got "
-                     f"{device!r}")
-
 
 def _check_labels(y, n_samples: int) -> tuple[np.ndarray, bool]:
     """(y, multilabel): 1-D class labels, or a 2-D 0/1 indicator matrix (float32)."""
@@ -193,17 +83,12 @@ def _check_labels(y, n_samples: int) -> tuple[np.ndarray, bool]:
             raise ValueError(f"y (indicator matrix) must contain both 0 and 1, got only "
                              f"{array.flat[0]}")
         return np.ascontiguousarray(array, dtype=np.float32), True
-    if array.dtype.kind == "c":
-        raise TypeError(f"y must hold class labels, got dtype {array.dtype}")
-    if array.dtype.kind == "f":
-        assert_all_finite(array, input_name="y")
+    array = check_class_labels(array, "y")
     kind = type_of_target(array, input_name="y")
     if kind not in ("binary", "multiclass"):
         raise ValueError(f"Unknown label type {kind!r}: y must hold class labels (integers or "
                          "strings; floats only with integral values)")
-    if np.unique(array).size < 2:
-        raise ValueError(f"y must contain at least 2 classes, got 1 class ({array[0]!r})")
-    return array, False
+    return check_class_labels(array, "y", min_classes=2), False
 
 
 # ============================================================================ estimator
@@ -343,16 +228,18 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
                                               and callable(self.backbone)):
             raise TypeError(f"backbone must be a torch.nn.Module or None, got "
                             f"{type(self.backbone).__name__}")
-        _check_device_name(self.device)
+        check_device_name(self.device, torch_forms=True)
         return dict(
             n_bits=n_bits, hidden=hidden,
-            alpha=_check_real(self.alpha, "alpha"), beta=_check_real(self.beta, "beta"),
-            gamma=_check_real(self.gamma, "gamma"),
-            weight_decay=_check_real(self.weight_decay, "weight_decay"),
-            p=_check_real(self.p, "p", minimum=1.0),
+            alpha=check_real(self.alpha, "alpha", low=0.0),
+            beta=check_real(self.beta, "beta", low=0.0),
+            gamma=check_real(self.gamma, "gamma", low=0.0),
+            weight_decay=check_real(self.weight_decay, "weight_decay", low=0.0),
+            p=check_real(self.p, "p", low=1.0),
             n_epochs=check_int(self.n_epochs, "n_epochs", minimum=1),
             batch_size=check_int(self.batch_size, "batch_size", minimum=1),
-            learning_rate=_check_real(self.learning_rate, "learning_rate", strict=True))
+            learning_rate=check_real(self.learning_rate, "learning_rate", low=0.0,
+                                     low_open=True))
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray:
         nd = self.backbone is not None
@@ -401,8 +288,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             target = target.astype(np.int64).ravel()
             n_outputs = classes.size
 
-        from ._finetune import import_torch
-        torch = import_torch()
+        torch = import_torch("SSDH")
         device = resolve_device(self.device)
         generator, rng = seeded_generator(self.random_state)
         seed = generator.initial_seed()
@@ -415,7 +301,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
                 feature_dim = self._backbone_width(torch, backbone, X, device)
             else:
                 feature_dim = params["hidden"][-1] if params["hidden"] else X.shape[1]
-            network = _build_network(
+            network = ssdh_net.build_network(
                 torch, n_inputs=X.shape[1], hidden=params["hidden"], backbone=backbone,
                 feature_dim=feature_dim, n_bits=params["n_bits"], n_outputs=n_outputs,
                 generator=generator).to(device)
@@ -457,10 +343,10 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             for start in range(0, n, batch):
                 rows = order[start:start + batch]
                 xb, yb = X_all[rows].to(device), y_all[rows].to(device)
-                _, a, outputs = _forward(network, xb)
-                loss = _objective(outputs, yb, a, multilabel=multilabel, **weights)
+                _, a, outputs = ssdh_net.forward(network, xb)
+                loss = ssdh_net.objective(outputs, yb, a, multilabel=multilabel, **weights)
                 if decay:
-                    penalty = _weight_penalty(network)
+                    penalty = ssdh_net.weight_penalty(network)
                     if penalty is not None:
                         loss = loss + 0.5 * decay * penalty
                 optimizer.zero_grad(set_to_none=True)
@@ -481,8 +367,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         """One of (features, a_H, outputs) for X, float32, computed in blocks of rows."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        from ._finetune import import_torch
-        torch = import_torch()
+        torch = import_torch("SSDH")
         device = torch.device(self.device_)
         self.network_.eval()
         parts = []
@@ -490,7 +375,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             for start in range(0, X.shape[0], _INFER_ROWS):
                 xb = torch.from_numpy(np.require(X[start:start + _INFER_ROWS],
                                                  requirements="W")).to(device)
-                parts.append(to_numpy_float32(_forward(self.network_, xb)[which]))
+                parts.append(to_numpy_float32(ssdh_net.forward(self.network_, xb)[which]))
         if not parts:
             width = {1: self.network_["hash"].out_features,
                      2: self.network_["classifier"].out_features}.get(which, 0)
@@ -535,10 +420,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Softmax class probabilities, shape (n, n_classes), columns ordered as
         ``classes_``. Single-label models only (a multi-label model has no such method:
         its outputs are not probabilities)."""
-        logits = self._outputs(X, 2).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        return prob / prob.sum(axis=1, keepdims=True)
+        return softmax_rows(self._outputs(X, 2))
 
     def predict(self, X) -> np.ndarray:
         """Class labels (single-label: argmax of the logits), or for multi-label the 0/1
@@ -647,10 +529,9 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             out_w = arrays["net.classifier.weight"]
         except (KeyError, TypeError) as error:
             raise ValueError(f"{where!r} is an incomplete SSDH model file: {error}") from error
-        from ._finetune import import_torch
-        torch = import_torch()
+        torch = import_torch("SSDH")
         target = resolve_device(params["device"])
-        network = _build_network(
+        network = ssdh_net.build_network(
             torch, n_inputs=input_shape[0], hidden=hidden, backbone=model.backbone,
             feature_dim=int(hash_w.shape[1]), n_bits=int(hash_w.shape[0]),
             n_outputs=int(out_w.shape[0]), generator=None)

@@ -11,20 +11,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["import_torch", "siamese_finetune"]
+from . import import_torch
+
+__all__ = ["siamese_finetune"]
 
 _MARGIN_PAIRS = 20_000  # pairs sampled to set the margins (the paper's Fig. 4 uses 20,000)
-
-
-def import_torch():
-    """torch, or an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(
-            "Siamese fine-tuning needs PyTorch: pip install 'deephash_ext[torch]' (on a "
-            "CPU-only machine, install the CPU build of torch first)") from error
-    return torch
 
 
 def _other_items(rng: np.random.RandomState, n: int, first: np.ndarray,
@@ -71,7 +62,7 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
     new weights (float32 arrays), the margins used and the mean loss of every epoch; the
     inputs are not modified.
     """
-    torch = import_torch()
+    torch = import_torch("DeepHash fine-tuning")
     weights = [torch.nn.Parameter(torch.from_numpy(np.array(W, dtype=np.float32)))
                for W in components]
     offsets = [torch.nn.Parameter(torch.from_numpy(np.array(b, dtype=np.float32)))
