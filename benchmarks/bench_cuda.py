@@ -3,7 +3,7 @@
 Usage (on the GPU machine, with nvcc and a CUDA build of torch)::
 
     pip install --no-build-isolation .
-    python benchmarks/bench_cuda.py              # the grid (several minutes)
+    python benchmarks/bench_cuda.py              # the full grid (several minutes)
     python benchmarks/bench_cuda.py --quick      # n = 200,000, nq = 1000: a smoke run
     python benchmarks/bench_cuda.py --no-rbm     # search only
 

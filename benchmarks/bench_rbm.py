@@ -3,7 +3,7 @@
 Usage::
 
     pip install . torch==2.13.0
-    python benchmarks/bench_rbm.py            # the sizes (about 4 minutes)
+    python benchmarks/bench_rbm.py            # the full sizes (about 4 minutes)
     python benchmarks/bench_rbm.py --quick    # small sizes, a smoke run
 
 Training: one CD-1 epoch over n x d binary data into h hidden units, minibatches of 100:

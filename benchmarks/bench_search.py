@@ -2,7 +2,7 @@
 
 A third column times a plain hand-written AVX-512 loop (benchmarks/_naive_avx512.c, compiled
 here with cc): blocks of the database stay in cache across the queries, the query is broadcast,
-8 codes at a time are filtered against the current k-th distance. It is the bar the product
+8 codes at a time are filtered against the current k-th distance. It is the reference the library
 must clear at every width; it runs on batches (nq > 1) with the same thread count.
 
 Usage::

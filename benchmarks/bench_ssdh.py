@@ -12,7 +12,7 @@ Data: ``sklearn.datasets.load_digits`` (1797 8x8 images, 10 classes), features =
 values / 16; a stratified split with 1/3 held out as queries (``random_state=0``); the
 remaining 2/3 are the training set and the retrieval database.
 
-Protocols (SPEC 3), test queries against the training database, relevance = same label:
+Protocols (docs/algorithms.md, sec. 6), test queries vs the training set, relevance = same label:
 mAP over the full Hamming ranking (ties by index), precision@10 and @100 of that ranking,
 precision within Hamming radius 2 (inclusive; a query whose ball is empty counts 0), and
 the classifier's test accuracy. The "no hash layer" network has the same ReLU feature

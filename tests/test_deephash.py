@@ -1,4 +1,4 @@
-"""DeepHash (SPEC section 2): the fitted stack against NumPy, determinism, model files,
+"""DeepHash (docs/algorithms.md, sec. 2): the fitted stack against NumPy, determinism, model files,
 Siamese fine-tuning (torch, optional) and argument errors.
 
 All data are small clustered float32 sets generated here (instances x views, each view a
@@ -174,7 +174,7 @@ def test_encode_matches_numpy_reference(data, fitted):
 
 
 def test_offsets_are_training_mean_projections(data, fitted):
-    """SPEC 2.5: each offset is the training-set mean of its unit's projection (the next
+    """docs/algorithms.md, sec. 2.5: each offset is the training mean of its projection (the next
     layer is trained on, and centred with, the previous layer's codes)."""
     X, _ = data
     z = (X > fitted.input_means_).astype(np.float64)

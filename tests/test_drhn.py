@@ -1,4 +1,4 @@
-"""DRHN (SPEC section 4, seed 002): architecture, block formula, image layouts, the code rule
+"""DRHN (docs/algorithms.md, sec. 5): architecture, block formula, image layouts, the code rule
 and padding, model files, determinism, learning, errors, and the lazy torch import.
 
 Most models are tiny (widths (4, 8), a few dozen images, one or two epochs); the tests of

@@ -1,4 +1,4 @@
-"""SSDH / DLBHC (SPEC section 3): the losses against hand-computed values, what E2 and E3
+"""SSDH / DLBHC (docs/algorithms.md, sec. 4): the losses against hand-computed values, what E2, E3
 do to the codes, the code rule, model files, determinism, coarse-to-fine search against
 NumPy, and argument errors.
 

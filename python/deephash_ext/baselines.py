@@ -133,7 +133,7 @@ class LSH(BaseEstimator):
 
     ``fit`` draws ``n_bits`` Gaussian directions and scales each to unit norm; it uses
     ``X`` only for its number of features. Bit ``j`` of a code is ``x @ projections_[:, j]
-    > 0``: no centring (SPEC 2, baselines), so for data far from the origin many bits are
+    > 0``: no centring (docs/algorithms.md, sec. 3.1), so for data far from the origin many bits are
     nearly constant, as in the classic scheme.
 
     Parameters

@@ -98,7 +98,7 @@ def _demo(args) -> int:
     _print_row(rows[-1])
 
     # The input of every DeepHash network: the descriptor binarised at the training means
-    # (SPEC 2.1), an upper reference for what the RBM stack can keep.
+    # (docs/algorithms.md, sec. 2.1), an upper reference for what the RBM stack can keep.
     means = data.X_train.mean(axis=0)
     rows.append(_hamming_row(lambda X: binarize(X, means), data, "FV > training means", 8192))
     _print_row(rows[-1])
@@ -197,7 +197,7 @@ def _demo(args) -> int:
 
 
 def _print_claims(rows, ablation) -> None:
-    """The paper's claims (SPEC 2.8), checked on the rows just measured."""
+    """The paper's claims (docs/algorithms.md, sec. 2.8), checked on the rows just measured."""
     def find(prefix, bits):
         return next((r for r in rows if r["scheme"].startswith(prefix) and r["bits"] == bits),
                     None)

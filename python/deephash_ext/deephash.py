@@ -1,4 +1,4 @@
-"""DeepHash: stacked hashing-regularised RBMs with Siamese fine-tuning (SPEC section 2).
+"""DeepHash: stacked hashing-regularised RBMs with Siamese fine-tuning (docs/algorithms.md, sec. 2).
 
 Unsupervised phase (C++ core): binarise the input at the training means, train each RBM
 layer greedily with CD-k on the previous layer's codes, centre every layer. Fine-tuning
@@ -54,17 +54,17 @@ def _next_layer_input(device: str, Z: np.ndarray, W: np.ndarray,
 class DeepHash(BaseEstimator):
     """Deep binary hashing of global descriptors (DeepHash, Lin et al. 2017).
 
-    :meth:`fit` (unsupervised, SPEC 2.1-2.6): ``z0 = [X > input_means_]``; each layer is an
+    :meth:`fit` (docs/algorithms.md, sec. 2.1-2.6): ``z0 = [X > input_means_]``; each layer is an
     :class:`~deephash_ext.RBM` trained by CD-k (momentum, weight decay, optional hashing
     regulariser) on the binary codes of the layer below, then centred: bit ``j`` of layer
     ``l`` is 1 iff ``z_{l-1} . components_[l][j] > offsets_[l][j]``, where the offset is the
     training-set mean of that projection.
 
-    :meth:`finetune` (weakly supervised, SPEC 2.7): the stack becomes a feed-forward
+    :meth:`finetune` (pairs; docs/algorithms.md, sec. 2.7): the stack becomes a feed-forward
     sigmoid network ``a_l = sigmoid(a_{l-1} W_l^T - offsets_l)`` trained in torch on pairs
     with a contrastive loss summed over all layers; then every layer is centred again.
 
-    :meth:`encode` returns packed codes (SPEC section 1) from any layer, computed in C++
+    :meth:`encode` returns packed codes (docs/algorithms.md, sec. 1) from any layer, computed in C++
     in blocks of rows (no float matrix per layer for the whole input).
 
     Parameters
@@ -231,7 +231,7 @@ class DeepHash(BaseEstimator):
 
     def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray],
                          device: str) -> list[np.ndarray]:
-        """Offsets of every layer (SPEC 2.5) for ``components``, computed on ``X``."""
+        """Offsets of every layer (docs/algorithms.md, sec. 2.5) for ``components``, on ``X``."""
         offsets: list[np.ndarray] = []
         Z, thresholds = X, self.input_means_  # each layer's input, carried forward once
         for depth, W in enumerate(components):
@@ -244,7 +244,7 @@ class DeepHash(BaseEstimator):
     def finetune(self, X, pairs, pair_labels=None, *, loss="double_margin", margins=None,
                  n_epochs=5, matching_per_batch=33, learning_rate=0.001, random_state=None,
                  verbose=None):
-        """Siamese fine-tuning (SPEC 2.7) in torch, then re-centring on ``X``.
+        """Siamese fine-tuning (docs/algorithms.md, sec. 2.7) in torch, then re-centring on ``X``.
 
         The stack is unrolled into ``a_0 = [X > input_means_]``,
         ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` with ``b_l = -offsets_[l]`` at the start. For a
@@ -366,7 +366,7 @@ class DeepHash(BaseEstimator):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, X, layer=-1):
-        """Packed codes of layer ``layer`` (default: the last), SPEC section 1.
+        """Packed codes of layer ``layer`` (default: the last), docs/algorithms.md, sec. 1.
 
         Parameters
         ----------

@@ -1,4 +1,4 @@
-"""DRHN: a deep residual hashing network for 32 x 32 images (seed 002, SPEC section 4).
+"""DRHN: a deep residual hashing network for 32 x 32 images (docs/algorithms.md, sec. 5).
 
 A CIFAR-style residual network whose global-average-pooled features feed a sigmoid hash
 layer and a softmax classifier; it is trained on class labels alone (point-wise, no pairs),
@@ -69,7 +69,7 @@ def _check_labels(labels: object, n: int) -> np.ndarray:
 class DRHN(ClassifierMixin, BaseEstimator):
     """Deep Residual Hashing Network (Jimenez-Lepe and Mendez-Vazquez 2017).
 
-    Network (Table 1 and eq. 4 of the paper; SPEC section 4), for the default ``widths``:
+    Network (Table 1 and eq. 4 of the paper; docs/algorithms.md, sec. 5.1), default ``widths``:
 
     * stem: ``BN(ReLU(conv3x3(x)))`` to 16 channels (Table 1's first row, in that order);
     * six residual groups of ``depth`` blocks each, at 16, 32, 64, 64, 64 and 128
@@ -96,7 +96,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
     Convolutions start He-normal; linear layers uniform in +-1/sqrt(fan_in). Images are
     standardised per channel with the training mean and standard deviation (stored).
 
-    Codes (eq. 6, SPEC section 1): bit ``j`` is 1 iff ``H_j > 0.5`` (strict), packed least
+    Codes (eq. 6; docs/algorithms.md, sec. 5.3): bit ``j`` = ``H_j > 0.5`` (strict), packed least
     significant bit first. ``n_bits`` need not be a multiple of 8 (the paper reports 12-bit
     codes): the code is padded to whole bytes with zero bits (bits ``n_bits`` to
     ``8 * ceil(n_bits / 8) - 1`` are always 0), which leaves every Hamming distance

@@ -1,4 +1,4 @@
-"""A binary restricted Boltzmann machine with a hashing regulariser (DeepHash, SPEC 2.2-2.5).
+"""A binary RBM with a hashing regulariser (DeepHash; docs/algorithms.md, sec. 2.2-2.5).
 
 The C++ core does the work (contrastive divergence, ranks, thresholded encoding); this
 module holds the estimator state as NumPy arrays and follows the scikit-learn contract.
@@ -49,17 +49,17 @@ def _check_unit_interval(V: np.ndarray) -> None:
 class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Binary RBM trained by contrastive divergence (CD-k) with a hashing regulariser.
 
-    Training (SPEC 2.3): minibatch CD-k with momentum and weight decay. The positive phase
+    Training (docs/algorithms.md, sec. 2.3): minibatch CD-k, momentum, weight decay. Positive phase
     uses hidden probabilities, the chain samples binary hidden states, and reconstructions
     are probabilities (not samples), which lowers the variance of the negative statistics
     (Hinton's practical guide, sec. 3). Sampling uses a counter-based generator keyed by
     ``random_state``, the step and the element, so training is reproducible at any thread
     count. Every matrix product runs in BLAS (scipy-openblas32).
 
-    With ``hashing_reg = lambda > 0`` (SPEC 2.4) the cross-entropy between the hidden
+    With ``hashing_reg > 0`` (docs/algorithms.md, sec. 2.4) the cross-entropy between the hidden
     probabilities of a minibatch and a target matrix whose rows and columns are uniformly
     distributed (rank-based) is added, pushing each bit to fire half of the time. After
-    training, the centring offsets (SPEC 2.5) are the training-set means of ``V @
+    training, the centring offsets (docs/algorithms.md, sec. 2.5) are the training means of ``V @
     components_.T``; :meth:`encode` sets bit ``j`` iff ``V @ components_[j] >
     hidden_offsets_[j]``.
 
@@ -313,7 +313,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return _core.rbm_hidden_probabilities(self.components_, self.intercept_hidden_, V)
 
     def encode(self, V):
-        """Packed codes (SPEC 2.5): bit ``j`` iff ``V @ components_[j] > hidden_offsets_[j]``.
+        """Codes (docs/algorithms.md, sec. 2.5): bit j iff V @ components_[j] > hidden_offsets_[j].
 
         Returns
         -------

@@ -1,10 +1,10 @@
-"""SSDH and DLBHC: supervised semantics-preserving deep hashing (SPEC section 3).
+"""SSDH and DLBHC: supervised semantics-preserving deep hashing (docs/algorithms.md, sec. 4).
 
 A feature network (an MLP over precomputed descriptors, or any torch backbone) feeds a
 latent layer H of ``n_bits`` sigmoid units, and a linear classifier sits on H. Training is
 point-wise (no pairs or triplets): a classification loss, plus two terms that push the
 activations of H towards 0 or 1 and balance each code's bits. The code of an item is
-``a_H > 0.5``, packed as in SPEC section 1.
+``a_H > 0.5``, packed as in docs/algorithms.md, sec. 1.
 
 torch is imported only when a model is fitted, loaded or used, so ``import
 deephash_ext.ssdh`` stays light.
@@ -98,7 +98,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     The network is ``features(X) -> a_H = sigmoid(features W_H + b_H) -> yhat = a_H W_C +
     b_C`` with ``n_bits`` latent units. The code of an item is bit ``k`` = ``a_H[k] > 0.5``
-    (strictly), packed least significant bit first (SPEC section 1). With ``beta = gamma =
+    (strictly), packed LSB first (docs/algorithms.md, sec. 1). With ``beta = gamma =
     0`` this is DLBHC (Lin et al., CVPRW 2015): see :class:`DLBHC`.
 
     Training minimises, for every minibatch ``B`` of ``|B|`` rows (all terms are means over
@@ -387,7 +387,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         return self._outputs(X, 1)
 
     def encode(self, X) -> np.ndarray:
-        """Packed codes: bit ``k`` = ``a_H[k] > 0.5`` (strictly), LSB first (SPEC 1).
+        """Packed codes, bit ``k`` = ``a_H[k] > 0.5``, LSB first (docs/algorithms.md, sec. 1).
 
         Returns
         -------

@@ -48,7 +48,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
               std::uint64_t seed, std::uint64_t first_step, int n_threads);
 
 /**
- * Targets of the hashing regulariser (SPEC 2.4): the rank of p[r][j] within row r
+ * Hashing-regulariser targets (docs/algorithms.md, sec. 2.4): the rank of p[r][j] within row r
  * (ties by column) maps to (rank + 0.5) / n_cols, within column j (ties by row) to
  * (rank + 0.5) / n_rows; t is the average of the two.
  */
@@ -72,7 +72,7 @@ struct EncoderLayer {
 
 /**
  * Mean over the n rows of x (n x d) of (z . weights^T), z = [x > input_thresholds] when
- * thresholds are given, else x: the centring offsets of SPEC 2.5. Processed in row blocks.
+ * thresholds are given, else x (centring offsets, docs/algorithms.md, sec. 2.5). In row blocks.
  */
 void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
                      const float* weights, std::size_t n_out, float* mean, int n_threads);

@@ -1,6 +1,6 @@
 // deephash/types.hpp: scalar types and the packed-code contract shared by every part.
 //
-// Packed codes (SPEC section 1):
+// Packed codes (docs/algorithms.md, sec. 1):
 //   * a code of nbits bits is code_bytes = nbits / 8 bytes (uint8), one row per item;
 //   * bit j of a row is bit (j % 8) of byte (j / 8): least significant bit first, the
 //     layout of faiss binary indexes and numpy.packbits(..., bitorder="little");

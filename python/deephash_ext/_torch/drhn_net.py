@@ -1,4 +1,4 @@
-"""The DRHN network and its training loop, in torch (seed 002, SPEC section 4).
+"""The DRHN network and its training loop, in torch (docs/algorithms.md, sec. 5).
 
 Imported only from the methods of :class:`deephash_ext.DRHN`, so that
 ``import deephash_ext.drhn`` never loads torch. This module imports torch at the top: its

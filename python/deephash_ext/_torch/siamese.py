@@ -1,4 +1,4 @@
-"""Siamese fine-tuning of an unrolled RBM stack (SPEC 2.7), in torch.
+"""Siamese fine-tuning of an unrolled RBM stack (docs/algorithms.md, sec. 2.7), in torch.
 
 Imported only by :meth:`deephash_ext.DeepHash.finetune`, so that ``import deephash_ext``
 never loads torch. The network, the losses and the minibatch sampling live here; the
