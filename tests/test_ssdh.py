@@ -15,7 +15,7 @@ import sys
 import deephash_ext
 import numpy as np
 import pytest
-from deephash_ext import _io, ssdh
+from deephash_ext import _io
 from deephash_ext._random import stream_key
 from deephash_ext._torch import ssdh_net
 from deephash_ext.ssdh import DLBHC, SSDH, coarse_to_fine_search

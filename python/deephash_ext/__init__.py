@@ -6,7 +6,8 @@ imports torch and never warns.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._core import __version__
 from ._gpu import cuda_available, cuda_unavailable_reason
@@ -48,25 +49,30 @@ __all__ = [
 
 
 if TYPE_CHECKING:
+    from . import baselines as baselines
+    from . import cli as cli
+    from . import datasets as datasets
+    from . import metrics as metrics
     from .deephash import DeepHash
     from .drhn import DRHN
     from .rbm import RBM
     from .ssdh import DLBHC, SSDH, coarse_to_fine_search
 
 
-def __getattr__(name: str):
-    # The estimators import scikit-learn: load them on first use, so that
-    # `import deephash_ext` and search stay light.
-    if name == "RBM":
-        from .rbm import RBM
-        return RBM
-    if name == "DeepHash":
-        from .deephash import DeepHash
-        return DeepHash
-    if name == "DRHN":
-        from .drhn import DRHN
-        return DRHN
-    if name in ("SSDH", "DLBHC", "coarse_to_fine_search"):
-        from . import ssdh
-        return getattr(ssdh, name)
+# Loaded on first use (they import scikit-learn), so that `import deephash_ext` and search
+# stay light: public names to the module defining them, and the public submodules.
+_LAZY_NAMES = {"RBM": "rbm", "DeepHash": "deephash", "DRHN": "drhn", "SSDH": "ssdh",
+               "DLBHC": "ssdh", "coarse_to_fine_search": "ssdh"}
+_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "metrics")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'deephash_ext' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_NAMES, *_LAZY_SUBMODULES})

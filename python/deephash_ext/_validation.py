@@ -19,13 +19,13 @@ __all__ = [
     "check_class_labels",
     "check_codes",
     "check_device_name",
+    "check_finite_model",
     "check_float_rows",
     "check_int",
     "check_layer_sizes",
     "check_queries",
     "check_real",
     "check_real_array",
-    "check_finite_model",
 ]
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -90,8 +90,8 @@ def check_class_labels(labels: object, name: str, *, n_samples: int | None = Non
     array = np.asarray(labels)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per item), got shape {array.shape}")
-    if array.dtype.kind == "c" or array.dtype == object and array.size and not all(
-            isinstance(v, (str, numbers.Integral)) for v in array):
+    if array.dtype.kind == "c" or (array.dtype == object and array.size and not all(
+            isinstance(v, (str, numbers.Integral)) for v in array)):
         raise TypeError(f"{name} must hold class labels (integers or strings), got dtype "
                         f"{array.dtype}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -137,10 +137,11 @@ def check_device_name(device: object, name: str = "device", *, torch_forms: bool
 
 
 def check_finite_model(arrays: Sequence[np.ndarray], what: str, remedy: str) -> None:
-    """RuntimeError when training left a non-finite value in ``arrays`` (it diverged)."""
+    """RuntimeError when training left a non-finite value (weight or loss) in ``arrays``:
+    it diverged. The caller has not stored anything yet, or restores the model."""
     for array in arrays:
         if not np.isfinite(array).all():
-            raise RuntimeError(f"{what} diverged (non-finite weights); {remedy}")
+            raise RuntimeError(f"{what} diverged (non-finite weights or loss); {remedy}")
 
 
 def check_layer_sizes(value: object, name: str, *, minimum: int = 1, multiple: int = 1,

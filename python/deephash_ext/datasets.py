@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_write
+from ._optional import require
 from ._validation import check_bool, check_int
 
 if TYPE_CHECKING:
@@ -511,6 +512,8 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
     max_keypoints = check_int(max_keypoints, "max_keypoints", minimum=1)
     root_sift = check_bool(root_sift, "root_sift")
 
+    for module in ("cv2", "skimage"):  # before any work: the data build needs both
+        require(module, "load_instances (the bundled benchmark data)", "demo")
     import cv2
     import sklearn
     from sklearn.utils import Bunch

@@ -177,7 +177,11 @@ class DeepHash(BaseEstimator):
         ------
         ValueError, TypeError
             If a parameter is invalid (the message names it) or ``X`` is not a finite
-            2-D array. A failed fit leaves a fitted model as it was.
+            2-D array.
+        RuntimeError
+            If a layer's training diverged (lower ``learning_rate``).
+
+        A fit that fails or is interrupted leaves a fitted model as it was.
         """
         sizes = self._layer_sizes()
         device = self._rbm(sizes[0], 0)._check_params()  # every RBM parameter, before any work
@@ -296,6 +300,9 @@ class DeepHash(BaseEstimator):
             If torch is not installed.
         ValueError, TypeError
             If an argument is invalid (the message names it). The model is unchanged then.
+        RuntimeError
+            If fine-tuning diverged (a non-finite loss or weight: lower ``learning_rate`` or
+            the margins). The model is unchanged then, also when interrupted.
         """
         check_is_fitted(self)
         X = self._check_X(X)
@@ -305,10 +312,11 @@ class DeepHash(BaseEstimator):
         n_layers = len(self.components_)
         if margins is not None:
             margins = np.asarray(margins, dtype=np.float64)
-            if margins.shape != (n_layers,) or not np.all(np.isfinite(margins)) or np.any(
-                    margins <= 0):
-                raise ValueError(f"margins must be {n_layers} positive numbers (one per layer), "
-                                 f"got {margins.tolist()}")
+            with np.errstate(over="ignore"):  # the network computes in float32
+                in_float32 = np.isfinite(margins.astype(np.float32))
+            if margins.shape != (n_layers,) or not np.all(in_float32) or np.any(margins <= 0):
+                raise ValueError(f"margins must be {n_layers} positive numbers (one per layer) "
+                                 f"within the float32 range, got {margins.tolist()}")
         n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
         matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
@@ -326,7 +334,7 @@ class DeepHash(BaseEstimator):
             [-o for o in self.offsets_], pairs, labels, loss=loss, margins=margins,
             n_epochs=n_epochs, matching_per_batch=matching_per_batch,
             learning_rate=learning_rate, rng=rng, verbose=show)
-        check_finite_model(components, "Siamese fine-tuning",
+        check_finite_model([*components, np.asarray(history)], "Siamese fine-tuning",
                            "lower learning_rate or the margins (the model is unchanged)")
         ensure_blas()
         offsets = self._centred_offsets(X, components, device)

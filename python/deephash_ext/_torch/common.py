@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from .._random import stream_key
 from .._validation import check_device_name
 from . import import_torch
