@@ -155,7 +155,7 @@ def _sample_region(photos: Sequence[np.ndarray], probabilities: np.ndarray,
     """One instance: int64 (photo, x0, y0, side), by rejection sampling (see _REGION_SIDE)."""
     import cv2
 
-    sift = cv2.SIFT_create()
+    sift = cv2.SIFT_create()  # type: ignore[attr-defined]  # missing from the cv2 stubs
     best, best_count = None, -1
     for _ in range(_MAX_REDRAWS):
         p = int(rng.choice(len(photos), p=probabilities))
@@ -225,7 +225,7 @@ def _sift(image: np.ndarray, max_keypoints: int) -> np.ndarray:
     """
     import cv2
 
-    sift = cv2.SIFT_create()
+    sift = cv2.SIFT_create()  # type: ignore[attr-defined]  # missing from the cv2 stubs
     keypoints = sift.detect(image, None)
     keypoints = sorted(keypoints, key=lambda k: (-k.response, k.pt[0], k.pt[1], k.size,
                                                  k.angle, k.octave))[:max_keypoints]

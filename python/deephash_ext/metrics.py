@@ -345,7 +345,7 @@ def _ap_sums(rel: np.ndarray) -> np.ndarray:
         rows_here = part.shape[0]
         if np.count_nonzero(part) * 10 >= part.size:  # dense: hits so far at every rank
             hits = np.cumsum(part, axis=1, dtype=count_dtype)
-            hits *= part
+            hits = hits * part
             out[start:start + rows_here] = (hits / ranks).sum(axis=1)
             continue
         flat = np.flatnonzero(part)

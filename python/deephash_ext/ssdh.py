@@ -415,7 +415,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _single_label(self) -> bool:
         return not getattr(self, "multilabel_", False)
 
-    @available_if(_single_label)
+    @available_if(_single_label)  # type: ignore[untyped-decorator]  # sklearn is untyped
     def predict_proba(self, X) -> np.ndarray:
         """Softmax class probabilities, shape (n, n_classes), columns ordered as
         ``classes_``. Single-label models only (a multi-label model has no such method:
@@ -504,7 +504,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
                                   version=_FORMAT_VERSION, article="an")
         where = os.fspath(path)
         kinds = {"SSDH": SSDH, "DLBHC": DLBHC}
-        klass = kinds.get(meta.get("class"))
+        klass = kinds.get(str(meta.get("class")))
         if klass is None or not issubclass(klass, cls):
             raise ValueError(f"{where!r} holds a {meta.get('class')!r} model, not a "
                              f"{cls.__name__}")

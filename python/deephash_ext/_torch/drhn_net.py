@@ -190,7 +190,8 @@ def train_network(net: DRHNNet, images: np.ndarray, targets: np.ndarray, *, n_ep
     """
     net.to(device)
     net.train()
-    decayed, plain = [], []
+    decayed: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, parameter in net.named_parameters():
         is_weight = name.endswith("weight") and parameter.ndim > 1
         (decayed if is_weight else plain).append(parameter)

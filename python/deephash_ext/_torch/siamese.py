@@ -8,6 +8,7 @@ estimator checks the arguments and re-centres the layers afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
                for b in biases]
     items = torch.from_numpy(np.ascontiguousarray(Z0, dtype=np.float32))
 
-    def layer_distances(left: np.ndarray, right: np.ndarray) -> list:
+    def layer_distances(left: np.ndarray, right: np.ndarray) -> list[Any]:
         """Squared distances ||a_l - a'_l||^2 of each pair at every layer (one forward pass
         over the distinct rows of the minibatch)."""
         rows, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
@@ -83,7 +84,8 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
         return out
 
     if margins is None:  # Fig. 4: mean of the two medians, per layer, before fine-tuning
-        matching, non_matching = [[] for _ in weights], [[] for _ in weights]
+        matching: list[list[np.ndarray]] = [[] for _ in weights]
+        non_matching: list[list[np.ndarray]] = [[] for _ in weights]
         seen = 0
         with torch.no_grad():
             for left, right, y in _minibatches(pairs, labels, len(Z0), 3 * matching_per_batch,
@@ -113,7 +115,7 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
             total, count = 0.0, 0
             for left, right, y in _minibatches(pairs, labels, len(Z0), matching_per_batch, rng):
                 target = torch.from_numpy(y)
-                value = 0.0
+                value: Any = 0.0  # a tensor after the first layer
                 for d, m in zip(layer_distances(left, right), margin_list):
                     pull = d if loss == "single_margin" else torch.relu(d - m)
                     value = value + (target * pull + (1 - target) * torch.relu(m - d)).mean()
