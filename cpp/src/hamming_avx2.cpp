@@ -6,6 +6,7 @@
 // No standard-library code is instantiated here (it could leak AVX2 into shared code).
 #include <immintrin.h>
 
+#include "deephash/code_width.hpp"
 #include "deephash/hamming.hpp"
 
 namespace deephash {
@@ -75,14 +76,9 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
 void scan_word_major_avx2(const std::uint64_t* words, std::size_t ld, std::size_t n,
                           std::size_t n_words, const std::uint64_t* query, idx_t base,
                           dist_t threshold, EmitFn emit, void* sink) {
-  switch (n_words) {
-    case 1: return scan<1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 2: return scan<2>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 4: return scan<4>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 8: return scan<8>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 16: return scan<16>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    default: return scan<0>(words, ld, n, n_words, query, base, threshold, emit, sink);
-  }
+  with_word_count(n_words, [&](auto width) {
+    scan<decltype(width)::value>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  });
 }
 
 }  // namespace deephash

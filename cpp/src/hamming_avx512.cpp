@@ -6,6 +6,7 @@
 // No standard-library code is instantiated here (it could leak AVX-512 into shared code).
 #include <immintrin.h>
 
+#include "deephash/code_width.hpp"
 #include "deephash/hamming.hpp"
 
 namespace deephash {
@@ -92,7 +93,8 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
   for (; i + 8 * kUnroll <= n; i += 8 * kUnroll) {
     __m512i lowest = distances8<kWords, kPitch>(words, ld, i, n_words, q, query);
     for (std::size_t u = 1; u < kUnroll; ++u)
-      lowest = _mm512_min_epu32(lowest, distances8<kWords, kPitch>(words, ld, i + 8 * u, n_words, q, query));
+      // (the masked form names its pass-through operand: GCC 12 warns about the plain one's)
+      lowest = _mm512_mask_min_epu64(lowest, 0xFF, lowest, distances8<kWords, kPitch>(words, ld, i + 8 * u, n_words, q, query));
     if (_mm512_cmplt_epu64_mask(lowest, limit) == 0) continue;
     threshold = emit_groups<kWords, kPitch>(words, ld, i, kUnroll, n_words, query, base, threshold, emit, sink);
     limit = _mm512_set1_epi64(threshold);
@@ -175,37 +177,28 @@ void scan_rows(const std::uint8_t* rows, std::size_t n, const std::uint64_t* que
 void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n,
                       std::size_t code_bytes, const std::uint64_t* query, idx_t base,
                       dist_t threshold, EmitFn emit, void* sink) {
-  if (stride == code_bytes) {
-    switch (code_bytes) {
-      case 16: return scan_rows<2>(rows, n, query, base, threshold, emit, sink);
-      case 32: return scan_rows<4>(rows, n, query, base, threshold, emit, sink);
-      case 64: return scan_rows<8>(rows, n, query, base, threshold, emit, sink);
-      case 128: return scan_rows<16>(rows, n, query, base, threshold, emit, sink);
-      default: break;
+  with_code_bytes(code_bytes, [&](auto width) {
+    constexpr std::size_t kWords = decltype(width)::value;
+    if constexpr (kWords >= 2) {  // 16, 32, 64 or 128 contiguous bytes
+      if (stride == code_bytes) return scan_rows<kWords>(rows, n, query, base, threshold, emit, sink);
     }
-  }
-  scan_rows_scalar(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    scan_rows_scalar(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+  });
 }
 
 void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::size_t n,
                             std::size_t n_words, const std::uint64_t* query, idx_t base,
                             dist_t threshold, EmitFn emit, void* sink) {
-  switch (n_words) {
-    case 1: return scan<1, 8>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 2:
-      if (ld == block_pitch(2)) return scan<2, 4, block_pitch(2)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<2, 4>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 4:
-      if (ld == block_pitch(4)) return scan<4, 2, block_pitch(4)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<4, 2>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 8:
-      if (ld == block_pitch(8)) return scan<8, 1, block_pitch(8)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<8, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 16:
-      if (ld == block_pitch(16)) return scan<16, 1, block_pitch(16)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<16, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    default: return scan<0, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-  }
+  with_word_count(n_words, [&](auto width) {
+    // Short codes test several groups of 8 per compare (kUnroll * kWords <= 8 words).
+    constexpr std::size_t kWords = decltype(width)::value;
+    constexpr std::size_t kUnroll = kWords == 0 || kWords >= 8 ? 1 : 8 / kWords;
+    if constexpr (kWords >= 2) {  // the constant-pitch fast path (block_pitch)
+      if (ld == block_pitch(kWords))
+        return scan<kWords, kUnroll, block_pitch(kWords)>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    }
+    scan<kWords, kUnroll>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  });
 }
 
 }  // namespace deephash
