@@ -14,6 +14,10 @@
 namespace deephash {
 namespace {
 
+// A thread start costs ~30-50 us, the time of ~1M multiply-adds: smaller products stay on
+// fewer threads (the panels, and so the results, do not change).
+constexpr std::size_t kMinGemmWorkPerThread = std::size_t{1} << 20;
+
 // CBLAS enum values (identical in every CBLAS).
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
@@ -77,7 +81,10 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
   const std::size_t extent = split_rows ? m : n;
   const std::size_t panel_size = split_rows ? kGemmRowPanel : column_panel(n);
   const std::size_t panels = (extent + panel_size - 1) / panel_size;
-  const int workers = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), panels));
+  // One worker per panel, and no more than give each kMinGemmWorkPerThread multiply-adds.
+  const std::size_t by_work = std::max<std::size_t>(1, m * n * std::max<std::size_t>(k, 1) / kMinGemmWorkPerThread);
+  const int workers = static_cast<int>(
+      std::min({static_cast<std::size_t>(std::max(n_threads, 1)), panels, by_work}));
   // Panels go, in order, to whichever worker is free, so a thread slowed by another process
   // does not hold the others back; any thread computes a panel the same way.
   std::atomic<std::size_t> next_panel{0};
