@@ -15,9 +15,9 @@
 #include <climits>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
+#include "deephash/code_width.hpp"
 #include "deephash/errors.hpp"
 #include "deephash_cuda/check.cuh"
 #include "deephash_cuda/device_buffer.cuh"
@@ -273,19 +273,6 @@ int grid_for(std::int64_t work) {
   return static_cast<int>(std::clamp<std::int64_t>((work + kThreads - 1) / kThreads, 1, 65535));
 }
 
-// Calls f(std::integral_constant<int, W>) with W = words for the common widths, else W = 0.
-template <class F>
-void with_words(std::size_t words, F&& f) {
-  switch (words) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 8: return f(std::integral_constant<int, 8>{});
-    case 16: return f(std::integral_constant<int, 16>{});
-    default: return f(std::integral_constant<int, 0>{});
-  }
-}
-
 // Queries as zero-padded words, row-major (the byte order of words_major_kernel on a
 // little-endian host).
 std::vector<std::uint64_t> query_words(const CodeView& q, std::size_t first, std::size_t count, std::size_t words) {
@@ -328,8 +315,8 @@ class Searcher {
     DeviceBuffer<unsigned long long> hist(static_cast<std::size_t>(nq_) * bins_);
     DH_CUDA_CHECK(cudaMemsetAsync(hist.data(), 0, static_cast<std::size_t>(nq_) * bins_ * sizeof(unsigned long long), stream_));
     const std::size_t shared = static_cast<std::size_t>(tile_) * bins_ * sizeof(unsigned int);
-    with_words(words_, [&](auto w) {
-      histogram_kernel<decltype(w)::value><<<grid(), kThreads, shared, stream_>>>(scan(), bins_, hist.data());
+    with_word_count(words_, [&](auto w) {
+      histogram_kernel<static_cast<int>(decltype(w)::value)><<<grid(), kThreads, shared, stream_>>>(scan(), bins_, hist.data());
     });
     DH_CUDA_CHECK_LAUNCH();
     kth_distance_kernel<<<grid_for(nq_), kThreads, 0, stream_>>>(hist.data(), nq_, bins_, static_cast<std::int64_t>(k),
@@ -349,8 +336,8 @@ class Searcher {
 
   // Pass 2: per-chunk offsets; returns per-query totals (#(d < t), #(d == t)) on the host.
   void count() {
-    with_words(words_, [&](auto w) {
-      count_kernel<decltype(w)::value><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), lt_.data(), eq_.data());
+    with_word_count(words_, [&](auto w) {
+      count_kernel<static_cast<int>(decltype(w)::value)><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), lt_.data(), eq_.data());
     });
     DH_CUDA_CHECK_LAUNCH();
     exclusive_scan_kernel<<<grid_for(nq_), kThreads, 0, stream_>>>(lt_.data(), eq_.data(), chunks_, nq_);
@@ -374,8 +361,8 @@ class Searcher {
     DH_CUDA_CHECK(cudaMemcpyAsync(region_.data(), region.data(), region.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_));
     if (total == 0) return stream_wait();
     DeviceBuffer<Key> keys(total), sorted(total);
-    with_words(words_, [&](auto w) {
-      compact_kernel<decltype(w)::value><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), need_.data(), lt_.data(),
+    with_word_count(words_, [&](auto w) {
+      compact_kernel<static_cast<int>(decltype(w)::value)><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), need_.data(), lt_.data(),
                                                                          eq_.data(), chunks_, region_.data(), keys.data());
     });
     DH_CUDA_CHECK_LAUNCH();
@@ -440,8 +427,8 @@ std::string device_name(int device) {
 DeviceCodes::DeviceCodes(const CodeView& codes, int device)
     : n_(codes.n), code_bytes_(codes.code_bytes), words_(words_for_bytes(codes.code_bytes)), device_(device) {
   DH_REQUIRE(n_ >= 1, "codes must have at least one row");
-  DH_REQUIRE(code_bytes_ >= 1 && code_bytes_ <= kMaxCodeBytes, "codes on the GPU have 1 to ", kMaxCodeBytes,
-             " bytes per code, got ", code_bytes_);
+  DH_REQUIRE(code_bytes_ >= 1 && code_bytes_ <= kMaxCodeBytes, "codes on the GPU must have at most ", kMaxCodeBytes,
+             " bytes per code (and at least 1), got ", code_bytes_);
   DH_REQUIRE(n_ < kMaxCodes, "at most 2**40 codes fit a GPU database, got ", n_);
   DeviceScope scope(device_);
   DeviceBuffer<std::uint64_t> words(n_ * words_);
@@ -473,10 +460,16 @@ DeviceCodes::~DeviceCodes() {
   }
 }
 
-void DeviceCodes::search(const CodeView& queries, std::size_t k, dist_t* distances, idx_t* indices) const {
+void DeviceCodes::check_search_args(const CodeView& queries, idx_t k) const {
   DH_REQUIRE(queries.code_bytes == code_bytes_, "queries have ", queries.code_bytes, " bytes per code but codes have ",
              code_bytes_);
-  DH_REQUIRE(k >= 1 && k <= n_, "k must be in [1, ", n_, "], got ", k);
+  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= n_, "k must be in [1, ", n_, "] (len(codes)), got ", k);
+}
+
+void DeviceCodes::search(const CodeView& queries, idx_t k_signed, dist_t* distances, idx_t* indices) const {
+  check_search_args(queries, k_signed);
+  const auto k = static_cast<std::size_t>(k_signed);
+  if (queries.n == 0) return;
   DeviceScope scope(device_);
   Stream stream;
   Searcher searcher(words_major_, n_, code_bytes_, words_, stream.get());
@@ -493,11 +486,12 @@ void DeviceCodes::search(const CodeView& queries, std::size_t k, dist_t* distanc
   }
 }
 
-RangeResult DeviceCodes::range_search(const CodeView& queries, dist_t max_distance) const {
+RangeResult DeviceCodes::range_search(const CodeView& queries, std::int64_t max_distance) const {
   DH_REQUIRE(queries.code_bytes == code_bytes_, "queries have ", queries.code_bytes, " bytes per code but codes have ",
              code_bytes_);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
-  const int radius = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(max_distance), 8 * code_bytes_));
+  // No distance exceeds the code's bits, so a larger radius means the same.
+  const int radius = static_cast<int>(std::min<std::int64_t>(max_distance, static_cast<std::int64_t>(8 * code_bytes_)));
   RangeResult result;
   result.lims.assign(1, 0);
   DeviceScope scope(device_);

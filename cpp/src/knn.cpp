@@ -39,11 +39,6 @@ struct Plan {
 };
 
 Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel level) {
-  DH_REQUIRE(queries.code_bytes == database.code_bytes, "queries have ", queries.code_bytes,
-             " bytes per code but the database has ", database.code_bytes);
-  DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte");
-  DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
-             "row stride is smaller than the code width");
   Plan plan{database, words_for_bytes(database.code_bytes),
             database.code_bytes == 8 && database.stride == 8, scan_kernel(level),
             scan_rows_kernel(level), {}};
@@ -152,9 +147,24 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
 
 }  // namespace
 
-void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t k,
+void check_code_views(const CodeView& queries, const CodeView& database) {
+  DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte per code");
+  DH_REQUIRE(queries.code_bytes == database.code_bytes, "queries have ", queries.code_bytes,
+             " bytes per code but codes have ", database.code_bytes);
+  DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
+             "row stride is smaller than the code width");
+}
+
+void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k) {
+  check_code_views(queries, database);
+  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= database.n, "k must be in [1, ", database.n,
+             "] (len(codes)), got ", k);
+}
+
+void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k_signed,
                  dist_t* distances, idx_t* indices, SimdLevel level, int n_threads) {
-  DH_REQUIRE(k >= 1 && k <= database.n, "k must be in [1, ", database.n, "] (the database size), got ", k);
+  check_knn_args(queries, database, k_signed);
+  const auto k = static_cast<std::size_t>(k_signed);
   if (queries.n == 0) return;
   const Plan plan = make_plan(queries, database, level);
   auto found = collect<TopKCollector>(plan, queries.n, n_threads, [k] { return TopKCollector(k); });
@@ -164,16 +174,17 @@ void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t 
   }
 }
 
-RangeResult range_hamming(const CodeView& queries, const CodeView& database, dist_t max_distance,
+RangeResult range_hamming(const CodeView& queries, const CodeView& database, std::int64_t max_distance,
                           SimdLevel level, int n_threads) {
+  check_code_views(queries, database);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
   RangeResult result;
   result.lims.assign(queries.n + 1, 0);
   if (queries.n == 0 || database.n == 0) return result;
   const Plan plan = make_plan(queries, database, level);
   // Distances never exceed 8 * code_bytes, so larger radii are all the same (and cannot overflow).
-  const auto cap = static_cast<dist_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
-  const dist_t radius = std::min(max_distance, cap);
+  const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
+  const auto radius = static_cast<dist_t>(std::min(max_distance, cap));
   auto found = collect<RangeCollector>(plan, queries.n, n_threads, [radius] { return RangeCollector(radius); });
   std::size_t total = 0;
   for (std::size_t q = 0; q < queries.n; ++q) {
