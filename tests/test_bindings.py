@@ -20,8 +20,16 @@ def _rbm_arrays(rng: np.random.Generator, n_hidden: int = 8, n_visible: int = 6)
 
 
 def _cd_kwargs(**changes):
-    kwargs = dict(batch_size=10, learning_rate=0.1, momentum=0.5, weight_decay=0.0,
-                  hashing_reg=0.0, cd_k=1, seed=0, first_step=0)
+    kwargs = dict(
+        batch_size=10,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.0,
+        hashing_reg=0.0,
+        cd_k=1,
+        seed=0,
+        first_step=0,
+    )
     kwargs.update(changes)
     return kwargs
 
@@ -40,21 +48,36 @@ def test_rbm_fit_with_out_of_range_integers_names_the_parameter(param, value):
     _raises_naming(ValueError, param, lambda: model.fit(V))
 
 
-@pytest.mark.parametrize("param, value, exc", [
-    ("cd_k", 2**31, ValueError), ("cd_k", -1, ValueError), ("cd_k", 0, ValueError),
-    ("cd_k", 1.0, TypeError), ("cd_k", True, TypeError), ("batch_size", 0, ValueError),
-    ("batch_size", -5, ValueError), ("batch_size", "10", TypeError), ("seed", -1, ValueError),
-    ("seed", 2**64, ValueError), ("seed", None, TypeError), ("first_step", -3, ValueError),
-    ("first_step", 2**70, ValueError), ("learning_rate", "fast", TypeError),
-    ("momentum", None, TypeError), ("hashing_reg", [0.1], TypeError)])
+@pytest.mark.parametrize(
+    "param, value, exc",
+    [
+        ("cd_k", 2**31, ValueError),
+        ("cd_k", -1, ValueError),
+        ("cd_k", 0, ValueError),
+        ("cd_k", 1.0, TypeError),
+        ("cd_k", True, TypeError),
+        ("batch_size", 0, ValueError),
+        ("batch_size", -5, ValueError),
+        ("batch_size", "10", TypeError),
+        ("seed", -1, ValueError),
+        ("seed", 2**64, ValueError),
+        ("seed", None, TypeError),
+        ("first_step", -3, ValueError),
+        ("first_step", 2**70, ValueError),
+        ("learning_rate", "fast", TypeError),
+        ("momentum", None, TypeError),
+        ("hashing_reg", [0.1], TypeError),
+    ],
+)
 def test_rbm_cd_train_converts_each_scalar_by_name(rng, param, value, exc):
     ensure_blas()
     arrays = _rbm_arrays(rng)
     before = [a.copy() for a in arrays]
     V = (rng.random((10, 6)) < 0.5).astype(np.float32)
     order = np.arange(10, dtype=np.int64)
-    _raises_naming(exc, param,
-                   lambda: _core.rbm_cd_train(*arrays, V, order, **_cd_kwargs(**{param: value})))
+    _raises_naming(
+        exc, param, lambda: _core.rbm_cd_train(*arrays, V, order, **_cd_kwargs(**{param: value}))
+    )
     for a, b in zip(before, arrays):  # checked before any update
         np.testing.assert_array_equal(a, b)
 
@@ -67,9 +90,17 @@ def test_rbm_cd_train_takes_its_scalars_by_keyword_only(rng):
     with pytest.raises(TypeError):
         _core.rbm_cd_train(*arrays, V, order, 10, 0.1, 0.5, 0.0, 0.0, 1, 0, 0)
     # numpy scalars are accepted (they are what a model's parameters often are)
-    _core.rbm_cd_train(*arrays, V, order, **_cd_kwargs(batch_size=np.int64(10),
-                                                       learning_rate=np.float32(0.1),
-                                                       cd_k=np.uint8(2), seed=np.uint64(2**63)))
+    _core.rbm_cd_train(
+        *arrays,
+        V,
+        order,
+        **_cd_kwargs(
+            batch_size=np.int64(10),
+            learning_rate=np.float32(0.1),
+            cd_k=np.uint8(2),
+            seed=np.uint64(2**63),
+        ),
+    )
 
 
 def test_cuda_rbm_cd_train_checks_scalars_the_same_way(rng):
@@ -81,32 +112,44 @@ def test_cuda_rbm_cd_train_checks_scalars_the_same_way(rng):
     V = (rng.random((10, 6)) < 0.5).astype(np.float32)
     order = np.arange(10, dtype=np.int64)
     # the scalars are converted before the device is touched, with or without a GPU
-    _raises_naming(ValueError, "cd_k", lambda: _cuda.rbm_cd_train(
-        *arrays, V, order, **_cd_kwargs(cd_k=2**31), device=0))
-    _raises_naming(TypeError, "seed", lambda: _cuda.rbm_cd_train(
-        *arrays, V, order, **_cd_kwargs(seed=1.5), device=0))
+    _raises_naming(
+        ValueError,
+        "cd_k",
+        lambda: _cuda.rbm_cd_train(*arrays, V, order, **_cd_kwargs(cd_k=2**31), device=0),
+    )
+    _raises_naming(
+        TypeError,
+        "seed",
+        lambda: _cuda.rbm_cd_train(*arrays, V, order, **_cd_kwargs(seed=1.5), device=0),
+    )
 
 
 CODES = np.random.default_rng(3).integers(0, 256, (10, 4), dtype=np.uint8)
 QUERIES = CODES[:3].copy()
 
 
-@pytest.mark.parametrize("call, exc, name", [
-    (lambda: _core.knn_hamming(CODES, QUERIES, 2**70), ValueError, "k"),
-    (lambda: _core.knn_hamming(CODES, QUERIES, -(2**70)), ValueError, "k"),
-    (lambda: _core.knn_hamming(CODES, QUERIES, 0), ValueError, "k must be in [1, 10]"),
-    (lambda: _core.knn_hamming(CODES, QUERIES, 11), ValueError, "k must be in [1, 10]"),
-    (lambda: _core.knn_hamming(CODES, QUERIES, 2.0), TypeError, "k must be an integer"),
-    (lambda: _core.knn_hamming(CODES, QUERIES, np.bool_(True)), TypeError, "k must be"),
-    (lambda: _core.knn_hamming(CODES, QUERIES[:, :3], 1), ValueError,
-     "queries have 3 bytes per code but codes have 4"),
-    (lambda: _core.knn_hamming(CODES, QUERIES[:0, :3], 1), ValueError, "queries have 3 bytes"),
-    (lambda: _core.range_hamming(CODES, QUERIES, -1), ValueError, "max_distance must be >= 0"),
-    (lambda: _core.range_hamming(CODES, QUERIES, "1"), TypeError, "max_distance"),
-    (lambda: _core.range_hamming(CODES, QUERIES[:, :3], 1), ValueError, "queries have 3 bytes"),
-    (lambda: _core.set_num_threads(2**40), ValueError, "n must be in [1, 4096]"),
-    (lambda: _core.set_num_threads(2.0), TypeError, "n must be an integer"),
-])
+@pytest.mark.parametrize(
+    "call, exc, name",
+    [
+        (lambda: _core.knn_hamming(CODES, QUERIES, 2**70), ValueError, "k"),
+        (lambda: _core.knn_hamming(CODES, QUERIES, -(2**70)), ValueError, "k"),
+        (lambda: _core.knn_hamming(CODES, QUERIES, 0), ValueError, "k must be in [1, 10]"),
+        (lambda: _core.knn_hamming(CODES, QUERIES, 11), ValueError, "k must be in [1, 10]"),
+        (lambda: _core.knn_hamming(CODES, QUERIES, 2.0), TypeError, "k must be an integer"),
+        (lambda: _core.knn_hamming(CODES, QUERIES, np.bool_(True)), TypeError, "k must be"),
+        (
+            lambda: _core.knn_hamming(CODES, QUERIES[:, :3], 1),
+            ValueError,
+            "queries have 3 bytes per code but codes have 4",
+        ),
+        (lambda: _core.knn_hamming(CODES, QUERIES[:0, :3], 1), ValueError, "queries have 3 bytes"),
+        (lambda: _core.range_hamming(CODES, QUERIES, -1), ValueError, "max_distance must be >= 0"),
+        (lambda: _core.range_hamming(CODES, QUERIES, "1"), TypeError, "max_distance"),
+        (lambda: _core.range_hamming(CODES, QUERIES[:, :3], 1), ValueError, "queries have 3 bytes"),
+        (lambda: _core.set_num_threads(2**40), ValueError, "n must be in [1, 4096]"),
+        (lambda: _core.set_num_threads(2.0), TypeError, "n must be an integer"),
+    ],
+)
 def test_search_bindings_name_the_parameter(call, exc, name):
     _raises_naming(exc, name, call)
 

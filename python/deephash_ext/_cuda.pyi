@@ -22,6 +22,7 @@ def unavailable_reason() -> str:
     """Why CUDA cannot be used, or "" when a device is visible."""
 
 def device_name(device: int | np.integer) -> str: ...
+
 @final
 class DeviceCodes:
     """A database of packed codes resident in GPU memory."""

@@ -71,10 +71,14 @@ def rbm_hidden_probabilities(
     components: NDArray[np.float32], hidden_bias: NDArray[np.float32] | None, V: NDArray[np.float32]
 ) -> NDArray[np.float32]: ...
 def rbm_visible_probabilities(
-    components: NDArray[np.float32], visible_bias: NDArray[np.float32] | None, H: NDArray[np.float32]
+    components: NDArray[np.float32],
+    visible_bias: NDArray[np.float32] | None,
+    H: NDArray[np.float32],
 ) -> NDArray[np.float32]: ...
 def mean_projection(
-    X: NDArray[np.float32], input_thresholds: NDArray[np.float32] | None, weights: NDArray[np.float32]
+    X: NDArray[np.float32],
+    input_thresholds: NDArray[np.float32] | None,
+    weights: NDArray[np.float32],
 ) -> NDArray[np.float32]: ...
 def encode_layers(
     X: NDArray[np.float32],

@@ -9,7 +9,9 @@ def sgemm_nt(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float
 def uniform_rank_targets(P: NDArray[np.float32]) -> NDArray[np.float32]:
     """Targets of the hashing regulariser for a probability matrix P."""
 
-def rbm_uniforms(seed: int | np.integer, step: int | np.integer, n: int | np.integer) -> NDArray[np.float32]:
+def rbm_uniforms(
+    seed: int | np.integer, step: int | np.integer, n: int | np.integer
+) -> NDArray[np.float32]:
     """The n uniform numbers of training step `step` under `seed`."""
 
 def threads_started() -> int:
