@@ -72,7 +72,6 @@ void bind_rbm(py::module_& m) {
         const auto n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
         if (static_cast<std::size_t>(weights.shape(1)) != d)
           throw py::value_error("weights have " + std::to_string(weights.shape(1)) + " columns, X has " + std::to_string(d));
-        if (n == 0) throw py::value_error("X has no rows");
         const float* thr = optional_f32(input_thresholds, "input_thresholds", d);
         const auto n_out = static_cast<std::size_t>(weights.shape(0));
         py::array_t<float> out(static_cast<py::ssize_t>(n_out));

@@ -285,7 +285,7 @@ void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, 
 
 void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
                      const float* weights, std::size_t n_out, float* mean, int n_threads) {
-  DH_REQUIRE(n >= 1, "mean_projection needs at least one row");
+  DH_REQUIRE(n >= 1, "X must have at least one row (mean_projection), got 0");
   std::vector<double> sums(n_out, 0.0);
   const ParallelScope workers(n_threads);
   std::vector<float> z(input_thresholds ? kEncodeBlockRows * d : 0), proj(kEncodeBlockRows * n_out);
