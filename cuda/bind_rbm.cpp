@@ -26,8 +26,7 @@ void bind_rbm_cuda(py::module_& m) {
         py::gil_scoped_release release;
         cuda::cd_train(c.rbm, c.v, c.n_rows, c.order, c.n_order, c.batch_size, c.params, c.seed, c.first_step, device);
       },
-      "CD-k training on GPU `device`, in place on the eight (host) arrays; as _core.rbm_cd_train.",
-      py::arg("device"));
+      "CD-k training on GPU `device`, in place on the eight (host) arrays; as _core.rbm_cd_train.", py::arg("device"));
 
   m.def(
       "encode_layers",

@@ -18,8 +18,8 @@ using deephash::CodeView;
 using deephash::dist_t;
 using deephash::idx_t;
 using deephash::bindings::int_arg;
-using deephash::bindings::saturated_int_arg;
 using deephash::bindings::require_codes;
+using deephash::bindings::saturated_int_arg;
 using deephash::bindings::to_numpy;
 using deephash::cuda::DeviceCodes;
 
@@ -85,8 +85,9 @@ PYBIND11_MODULE(_cuda, m) {
     std::string reason;
     return deephash::cuda::device_count(&reason) > 0 ? std::string() : reason;
   });
-  m.def("device_name", [](const py::object& device) { return deephash::cuda::device_name(checked_device(device)); },
-        py::arg("device"));
+  m.def(
+      "device_name", [](const py::object& device) { return deephash::cuda::device_name(checked_device(device)); },
+      py::arg("device"));
 
   py::class_<DeviceCodes>(m, "DeviceCodes")
       .def(py::init(&make_device_codes), py::arg("codes"), py::arg("device") = 0)

@@ -28,16 +28,14 @@ inline std::string shape_of(const py::array& a) {
 /// A uint8 (n, code_bytes) array whose rows are contiguous, with a non-negative row stride.
 inline CodeView require_codes(const py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<std::uint8_t>>(a) || a.dtype().kind() != 'u' || a.itemsize() != 1)
-    throw py::type_error(std::string(name) + " must be a uint8 array, got dtype " +
-                         std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(name) + " must be a uint8 array, got dtype " + std::string(py::str(a.dtype())));
   if (a.ndim() != 2)
     throw py::value_error(std::string(name) + " must be 2-D (n, code_bytes), got shape " + shape_of(a));
   if (a.shape(1) < 1)
     throw py::value_error(std::string(name) + " must have at least one byte per code, got shape " + shape_of(a));
   // An empty matrix has no layout to check (NumPy may give it zero strides).
   if (a.shape(0) > 0 && ((a.shape(0) > 1 && a.strides(0) < a.shape(1)) || (a.shape(1) > 1 && a.strides(1) != 1)))
-    throw py::value_error(std::string(name) +
-                          " rows must be contiguous; pass numpy.ascontiguousarray(" + name + ")");
+    throw py::value_error(std::string(name) + " rows must be contiguous; pass numpy.ascontiguousarray(" + name + ")");
   const auto n = static_cast<std::size_t>(a.shape(0));
   const auto width = static_cast<std::size_t>(a.shape(1));
   const std::size_t stride = n > 1 ? static_cast<std::size_t>(a.strides(0)) : width;
@@ -105,12 +103,10 @@ inline float float_arg(const py::handle& value, const char* name) {
 /// A C-contiguous float32 array of the given ndim.
 inline void require_float32(const py::array& a, const char* name, py::ssize_t ndim) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
-    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
-                         std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " + std::string(py::str(a.dtype())));
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
 }
 
 /// Hands a vector to NumPy without copying: the array owns it through a capsule.
@@ -118,8 +114,8 @@ template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& values) {
   auto* owned = new std::vector<T>(std::move(values));
   py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>({static_cast<py::ssize_t>(owned->size())}, {static_cast<py::ssize_t>(sizeof(T))},
-                        owned->data(), owner);
+  return py::array_t<T>({static_cast<py::ssize_t>(owned->size())}, {static_cast<py::ssize_t>(sizeof(T))}, owned->data(),
+                        owner);
 }
 
 }  // namespace deephash::bindings

@@ -30,8 +30,8 @@ void bind_info(py::module_& m) {
   m.def("num_threads", [] { return num_threads(); });
   m.attr("max_threads") = kMaxThreads;
   m.def(
-      "set_num_threads", [](const py::object& n) { set_num_threads(static_cast<int>(int_arg(n, "n", 1, kMaxThreads))); },
-      py::arg("n"));
+      "set_num_threads",
+      [](const py::object& n) { set_num_threads(static_cast<int>(int_arg(n, "n", 1, kMaxThreads))); }, py::arg("n"));
   m.def("available_cpus", [] { return available_cpus(); });
   m.def("compiler", [] {
 #if defined(__clang__)

@@ -2,17 +2,17 @@
 #include <pybind11/stl.h>
 
 #include "array_checks.hpp"
-#include "rbm_checks.hpp"
 #include "deephash/blas.hpp"
 #include "deephash/rbm.hpp"
 #include "deephash/threads.hpp"
+#include "rbm_checks.hpp"
 
 namespace deephash::bindings {
 namespace {
 
 // P(h | v) (hidden = true, input V, bias over hidden units) or P(v | h) (input H).
-py::array_t<float> layer_probabilities(const py::array& components, const py::object& bias_obj,
-                                       const py::array& input, bool hidden) {
+py::array_t<float> layer_probabilities(const py::array& components, const py::object& bias_obj, const py::array& input,
+                                       bool hidden) {
   require_float32(components, "components", 2);
   const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
   const std::size_t n_in = hidden ? I : J, n_out = hidden ? J : I;
@@ -20,8 +20,14 @@ py::array_t<float> layer_probabilities(const py::array& components, const py::ob
   const float* in = f32_2d(input, hidden ? "V" : "H", n_in);
   const auto n = static_cast<std::size_t>(input.shape(0));
   auto* weights = const_cast<float*>(static_cast<const float*>(components.data()));  // read only
-  RbmArrays rbm{I, J, weights, hidden ? const_cast<float*>(bias) : nullptr,
-                hidden ? nullptr : const_cast<float*>(bias), nullptr, nullptr, nullptr};
+  RbmArrays rbm{I,
+                J,
+                weights,
+                hidden ? const_cast<float*>(bias) : nullptr,
+                hidden ? nullptr : const_cast<float*>(bias),
+                nullptr,
+                nullptr,
+                nullptr};
   py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n_out)});
   float* outp = out.mutable_data();
   const int threads = num_threads();
@@ -71,7 +77,8 @@ void bind_rbm(py::module_& m) {
         require_float32(weights, "weights", 2);
         const auto n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
         if (static_cast<std::size_t>(weights.shape(1)) != d)
-          throw py::value_error("weights have " + std::to_string(weights.shape(1)) + " columns, X has " + std::to_string(d));
+          throw py::value_error("weights have " + std::to_string(weights.shape(1)) + " columns, X has " +
+                                std::to_string(d));
         const float* thr = optional_f32(input_thresholds, "input_thresholds", d);
         const auto n_out = static_cast<std::size_t>(weights.shape(0));
         py::array_t<float> out(static_cast<py::ssize_t>(n_out));

@@ -20,7 +20,8 @@ void bind_testing(py::module_& m) {
         require_float32(b, "b", 2);
         const auto m_rows = static_cast<std::size_t>(a.shape(0)), k = static_cast<std::size_t>(a.shape(1));
         const auto n = static_cast<std::size_t>(b.shape(0));
-        if (static_cast<std::size_t>(b.shape(1)) != k) throw py::value_error("a and b must have the same number of columns");
+        if (static_cast<std::size_t>(b.shape(1)) != k)
+          throw py::value_error("a and b must have the same number of columns");
         py::array_t<float> out({static_cast<py::ssize_t>(m_rows), static_cast<py::ssize_t>(n)});
         const auto* ap = static_cast<const float*>(a.data());
         const auto* bp = static_cast<const float*>(b.data());
@@ -64,8 +65,9 @@ void bind_testing(py::module_& m) {
       },
       py::arg("seed"), py::arg("step"), py::arg("n"), "The random numbers of one training step (for references).");
 
-  t.def("threads_started", [] { return threads_started(); },
-        "How many threads the core has started in this process (team sizing checks).");
+  t.def(
+      "threads_started", [] { return threads_started(); },
+      "How many threads the core has started in this process (team sizing checks).");
 }
 
 }  // namespace deephash::bindings

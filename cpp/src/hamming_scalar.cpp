@@ -16,8 +16,8 @@ inline std::uint64_t load_u64(const std::uint64_t* p) {
 
 // kWords > 0: width fixed at compile time; kWords == 0: n_words at run time.
 template <std::size_t kWords>
-void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
-          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words, const std::uint64_t* query,
+          idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   const std::size_t w = kWords != 0 ? kWords : n_words;
   for (std::size_t i = 0; i < n; ++i) {
     std::uint64_t d = 0;
@@ -30,8 +30,7 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
 
 // One code in row layout: full words, then the zero-padded tail.
 template <std::size_t kWords>
-inline std::uint64_t row_distance(const std::uint8_t* row, std::size_t code_bytes,
-                                  const std::uint64_t* query) {
+inline std::uint64_t row_distance(const std::uint8_t* row, std::size_t code_bytes, const std::uint64_t* query) {
   const std::size_t full = kWords != 0 ? kWords : code_bytes / 8;
   std::uint64_t d = 0;
   for (std::size_t j = 0; j < full; ++j) {
@@ -59,9 +58,8 @@ void scan_rows(const std::uint8_t* rows, std::size_t stride, std::size_t n, std:
 
 }  // namespace
 
-void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                      dist_t threshold, EmitFn emit, void* sink) {
+void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                      const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   with_code_bytes(code_bytes, [&](auto width) {
     scan_rows<decltype(width)::value>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
   });
@@ -76,9 +74,8 @@ ScanRowsFn scan_rows_kernel(SimdLevel level) {
   return &scan_rows_scalar;
 }
 
-void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                            std::size_t n_words, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink) {
+void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   with_word_count(n_words, [&](auto width) {
     scan<decltype(width)::value>(words, ld, n, n_words, query, base, threshold, emit, sink);
   });

@@ -31,9 +31,8 @@ int deephash_env_threads() {
   char* end = nullptr;
   const long n = std::strtol(value, &end, 10);
   while (end != nullptr && *end == ' ') ++end;
-  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= kMaxThreads,
-             "environment variable DEEPHASH_NUM_THREADS='", value,
-             "' is not a thread count; expected an integer in [1, ", kMaxThreads, "]");
+  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= kMaxThreads, "environment variable DEEPHASH_NUM_THREADS='",
+             value, "' is not a thread count; expected an integer in [1, ", kMaxThreads, "]");
   return static_cast<int>(n);
 }
 

@@ -34,8 +34,8 @@ void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k);
  * @param indices    nq * k, row-major
  * Requires the arguments check_knn_args accepts (std::invalid_argument otherwise).
  */
-void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k,
-                 dist_t* distances, idx_t* indices, SimdLevel level, int n_threads);
+void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k, dist_t* distances, idx_t* indices,
+                 SimdLevel level, int n_threads);
 
 /// Radius search result: query q's hits are [lims[q], lims[q + 1]) of distances/indices.
 struct RangeResult {
@@ -52,7 +52,7 @@ void check_code_views(const CodeView& queries, const CodeView& database);
  * Requires max_distance >= 0 (any larger than the code's bits means all of them) and equal
  * code_bytes (std::invalid_argument otherwise).
  */
-RangeResult range_hamming(const CodeView& queries, const CodeView& database,
-                          std::int64_t max_distance, SimdLevel level, int n_threads);
+RangeResult range_hamming(const CodeView& queries, const CodeView& database, std::int64_t max_distance, SimdLevel level,
+                          int n_threads);
 
 }  // namespace deephash

@@ -37,11 +37,10 @@ void run_parallel(int n_workers, const std::function<void(int)>& body);
 /// calls made on the opening thread reuse them instead of starting threads: a CD-k
 /// minibatch makes six parallel calls, and a thread start costs tens to hundreds of
 /// microseconds on a shared VM (measured). Workers are started when a call first asks for
-/// them, so the team is sized by the work (a one-row encode starts none). Workers sleep on a condition variable between calls (they never
-/// spin) and are joined when the scope ends, so no thread outlives the call that opened
-/// it. Calls made from inside a parallel body, or asking for more threads than the scope
-/// holds, start threads as before. One scope is in charge per thread: a nested scope
-/// leaves the outer one in charge.
+/// them, so the team is sized by the work (a one-row encode starts none). Workers sleep on a condition variable between
+/// calls (they never spin) and are joined when the scope ends, so no thread outlives the call that opened it. Calls
+/// made from inside a parallel body, or asking for more threads than the scope holds, start threads as before. One
+/// scope is in charge per thread: a nested scope leaves the outer one in charge.
 class ParallelScope {
  public:
   explicit ParallelScope(int n_threads);
@@ -69,8 +68,8 @@ constexpr std::size_t kMinWorkPerThread = std::size_t{1} << 15;
 template <class Fn>
 void for_ranges(std::size_t n, std::size_t work_per_item, int n_threads, Fn fn) {
   const std::size_t by_work = n * work_per_item / kMinWorkPerThread;
-  const int workers = static_cast<int>(std::max<std::size_t>(
-      1, std::min({static_cast<std::size_t>(std::max(n_threads, 1)), by_work, n})));
+  const int workers = static_cast<int>(
+      std::max<std::size_t>(1, std::min({static_cast<std::size_t>(std::max(n_threads, 1)), by_work, n})));
   run_parallel(workers, [&](int t) {
     std::size_t begin, end;
     split_range(n, workers, t, begin, end);
