@@ -214,7 +214,9 @@ def rbm_section(torch, args, emit) -> None:
         state += [np.zeros_like(x) for x in state]  # the three velocities
         order = init.permutation(n).astype(np.int64)
         t0 = time.perf_counter()
-        cuda_module().rbm_cd_train(*state, V, order, batch, lr, momentum, wd, 0.0, 1, 7, 0, 0)
+        cuda_module().rbm_cd_train(*state, V, order, batch_size=batch, learning_rate=lr,
+                                   momentum=momentum, weight_decay=wd, hashing_reg=0.0, cd_k=1,
+                                   seed=7, first_step=0, device=0)
         return time.perf_counter() - t0
 
     t_kernel = min(kernel_epoch() for _ in range(args.repeats))

@@ -43,7 +43,7 @@ def sgemm_rates(size: int, repeats: int, torch) -> dict[str, float]:
     flops = 2.0 * size**3
     rates = {
         "deephash_ext core (scipy-openblas32, panels)":
-            flops / best(lambda: _core.sgemm_nt(a, b), repeats),
+            flops / best(lambda: _core._testing.sgemm_nt(a, b), repeats),
         "numpy (its OpenBLAS)": flops / best(lambda: a @ b.T, repeats),
     }
     if torch is not None:
@@ -128,7 +128,9 @@ def main() -> None:
                   np.zeros_like(W), np.zeros(args.hidden, np.float32), np.zeros(args.d, np.float32)]
         order = np.random.default_rng(1).permutation(args.n).astype(np.int64)
         t0 = time.perf_counter()
-        _core.rbm_cd_train(*arrays, V, order, args.batch, lr, momentum, wd, hashing_reg, 1, 7, 0)
+        _core.rbm_cd_train(*arrays, V, order, batch_size=args.batch, learning_rate=lr,
+                           momentum=momentum, weight_decay=wd, hashing_reg=hashing_reg, cd_k=1,
+                           seed=7, first_step=0)
         return time.perf_counter() - t0
 
     runs = {"deephash_ext (C++ CD-1 epoch)": ours}

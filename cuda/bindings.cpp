@@ -17,54 +17,48 @@ namespace py = pybind11;
 using deephash::CodeView;
 using deephash::dist_t;
 using deephash::idx_t;
+using deephash::bindings::int_arg;
 using deephash::bindings::require_codes;
+using deephash::bindings::saturated_int_arg;
 using deephash::bindings::to_numpy;
 using deephash::cuda::DeviceCodes;
 
 namespace {
 
-int checked_device(int device) {
+// A visible device number: RuntimeError when CUDA cannot be used, else TypeError/ValueError.
+int checked_device(const py::object& device) {
   std::string reason;
   const int count = deephash::cuda::device_count(&reason);
   if (count == 0) throw std::runtime_error("CUDA is not available: " + reason);
-  if (device < 0 || device >= count)
-    throw py::value_error("device must be in [0, " + std::to_string(count) + "), got " + std::to_string(device));
-  return device;
+  return static_cast<int>(int_arg(device, "device", 0, count - 1));
 }
 
-std::unique_ptr<DeviceCodes> make_device_codes(const py::array& codes, int device) {
+std::unique_ptr<DeviceCodes> make_device_codes(const py::array& codes, const py::object& device_arg) {
   const CodeView view = require_codes(codes, "codes");  // rows and width: checked by DeviceCodes
-  checked_device(device);
+  const int device = checked_device(device_arg);
   py::gil_scoped_release release;
   return std::make_unique<DeviceCodes>(view, device);
 }
 
-py::tuple search(const DeviceCodes& self, const py::array& queries, long long k) {
+// k, the radius and the code widths are checked by DeviceCodes (knn.hpp), as on the CPU.
+py::tuple search(const DeviceCodes& self, const py::array& queries, const py::object& k) {
   const CodeView q = require_codes(queries, "queries");
-  if (q.code_bytes != self.code_bytes())
-    throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
-                          std::to_string(self.code_bytes()));
-  if (k < 1 || static_cast<unsigned long long>(k) > self.size())
-    throw py::value_error("k must be in [1, " + std::to_string(self.size()) + "] (len(codes)), got " + std::to_string(k));
-  const auto kk = static_cast<std::size_t>(k);
+  const idx_t kk = int_arg(k, "k");
+  self.check_search_args(q, kk);  // before the outputs are allocated
   py::array_t<dist_t> distances({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
   py::array_t<idx_t> indices({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
   dist_t* dp = distances.mutable_data();
   idx_t* ip = indices.mutable_data();
   {
     py::gil_scoped_release release;
-    if (q.n > 0) self.search(q, kk, dp, ip);
+    self.search(q, kk, dp, ip);
   }
   return py::make_tuple(distances, indices);
 }
 
-py::tuple range_search(const DeviceCodes& self, const py::array& queries, long long max_distance) {
+py::tuple range_search(const DeviceCodes& self, const py::array& queries, const py::object& max_distance) {
   const CodeView q = require_codes(queries, "queries");
-  if (q.code_bytes != self.code_bytes())
-    throw py::value_error("queries have " + std::to_string(q.code_bytes) + " bytes per code but codes have " +
-                          std::to_string(self.code_bytes()));
-  if (max_distance < 0) throw py::value_error("max_distance must be >= 0, got " + std::to_string(max_distance));
-  const auto radius = static_cast<dist_t>(std::min<long long>(max_distance, 1LL << 30));
+  const std::int64_t radius = saturated_int_arg(max_distance, "max_distance");
   deephash::RangeResult result;
   {
     py::gil_scoped_release release;
@@ -83,12 +77,17 @@ void bind_rbm_cuda(py::module_& m);
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "deephash_ext CUDA kernels (private, optional; use the deephash_ext package)";
   m.attr("architectures") = DEEPHASH_CUDA_ARCHITECTURES;
+  // The limits of the GPU kernels, so that Python never copies them.
+  m.attr("max_code_bytes") = deephash::cuda::kMaxCodeBytes;
+  m.attr("max_codes") = deephash::cuda::kMaxCodes;
   m.def("device_count", [] { return deephash::cuda::device_count(nullptr); });
   m.def("unavailable_reason", [] {
     std::string reason;
     return deephash::cuda::device_count(&reason) > 0 ? std::string() : reason;
   });
-  m.def("device_name", [](int device) { return deephash::cuda::device_name(checked_device(device)); }, py::arg("device"));
+  m.def(
+      "device_name", [](const py::object& device) { return deephash::cuda::device_name(checked_device(device)); },
+      py::arg("device"));
 
   py::class_<DeviceCodes>(m, "DeviceCodes")
       .def(py::init(&make_device_codes), py::arg("codes"), py::arg("device") = 0)

@@ -36,12 +36,14 @@ CublasApi api;  // written once under api_mutex, read after load_cublas returned
 constexpr int kDefaultMath = 0;  // CUBLAS_DEFAULT_MATH: full float32, no TF32
 
 void check_status(int status, const char* what) {
-  if (status != 0) throw std::runtime_error(std::string("cuBLAS ") + what + " failed with status " + std::to_string(status));
+  if (status != 0)
+    throw std::runtime_error(std::string("cuBLAS ") + what + " failed with status " + std::to_string(status));
 }
 
 const CublasApi& loaded_api() {
   std::lock_guard<std::mutex> lock(api_mutex);
-  if (api.sgemm == nullptr) throw std::runtime_error("cuBLAS is not loaded (deephash_ext finds it on first GPU training)");
+  if (api.sgemm == nullptr)
+    throw std::runtime_error("cuBLAS is not loaded (deephash_ext finds it on first GPU training)");
   return api;
 }
 

@@ -15,9 +15,9 @@
 #include <climits>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
+#include "deephash/code_width.hpp"
 #include "deephash/errors.hpp"
 #include "deephash_cuda/check.cuh"
 #include "deephash_cuda/device_buffer.cuh"
@@ -28,10 +28,10 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr std::int64_t kChunk = 4096;              // codes per block in a pass
-constexpr int kMaxQueryTile = 32;                  // queries per block
-constexpr int kHistogramSharedInts = 12 * 1024;    // 48 KiB of per-block histograms
-constexpr int kIndexBits = 40;                     // sort key: distance << 40 | index
+constexpr std::int64_t kChunk = 4096;                      // codes per block in a pass
+constexpr int kMaxQueryTile = 32;                          // queries per block
+constexpr int kHistogramSharedInts = 12 * 1024;            // 48 KiB of per-block histograms
+constexpr int kIndexBits = 40;                             // sort key: distance << 40 | index
 constexpr std::size_t kBatchBytes = std::size_t{1} << 30;  // device scratch per query batch
 constexpr std::size_t kMaxBatch = 8192;
 
@@ -121,12 +121,13 @@ __global__ void __launch_bounds__(kThreads) histogram_kernel(Scan s, int bins, u
   }
   __syncthreads();
   for (int e = threadIdx.x; e < tile * bins; e += kThreads)
-    if (counts[e] != 0) atomicAdd(&hist[static_cast<std::int64_t>(q0) * bins + e], static_cast<unsigned long long>(counts[e]));
+    if (counts[e] != 0)
+      atomicAdd(&hist[static_cast<std::int64_t>(q0) * bins + e], static_cast<unsigned long long>(counts[e]));
 }
 
 // threshold[q] = the k-th smallest distance t; need[q] = how many codes at t are kept.
-__global__ void kth_distance_kernel(const unsigned long long* hist, int nq, int bins, std::int64_t k,
-                                    int* threshold, std::int64_t* need) {
+__global__ void kth_distance_kernel(const unsigned long long* hist, int nq, int bins, std::int64_t k, int* threshold,
+                                    std::int64_t* need) {
   const int q = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (q >= nq) return;
   const unsigned long long* h = hist + static_cast<std::int64_t>(q) * bins;
@@ -146,7 +147,8 @@ __global__ void kth_distance_kernel(const unsigned long long* hist, int nq, int 
 
 // Pass 2: lt[chunk][q] = #(d < t_q), eq[chunk][q] = #(d == t_q) in this chunk.
 template <int kWords>
-__global__ void __launch_bounds__(kThreads) count_kernel(Scan s, const int* threshold, std::int64_t* lt, std::int64_t* eq) {
+__global__ void __launch_bounds__(kThreads)
+    count_kernel(Scan s, const int* threshold, std::int64_t* lt, std::int64_t* eq) {
   __shared__ unsigned int lt_tile[kMaxQueryTile], eq_tile[kMaxQueryTile];
   const int q0 = s.first_query(), tile = s.tile_size(), lane = threadIdx.x % 32;
   if (threadIdx.x < tile) lt_tile[threadIdx.x] = eq_tile[threadIdx.x] = 0;
@@ -187,9 +189,9 @@ __global__ void exclusive_scan_kernel(std::int64_t* lt, std::int64_t* eq, std::i
 // with d < t_q, then the first need_q codes with d == t_q. Ranks within a step come from
 // warp ballots and per-warp counts, so positions never depend on scheduling.
 template <int kWords>
-__global__ void __launch_bounds__(kThreads) compact_kernel(Scan s, const int* threshold, const std::int64_t* need,
-                                                           const std::int64_t* lt, const std::int64_t* eq,
-                                                           std::int64_t chunks, const std::int64_t* region, Key* keys) {
+__global__ void __launch_bounds__(kThreads)
+    compact_kernel(Scan s, const int* threshold, const std::int64_t* need, const std::int64_t* lt,
+                   const std::int64_t* eq, std::int64_t chunks, const std::int64_t* region, Key* keys) {
   __shared__ unsigned int warp_lt[kMaxQueryTile][kWarps], warp_eq[kMaxQueryTile][kWarps];
   __shared__ std::int64_t done_lt[kMaxQueryTile], done_eq[kMaxQueryTile];
   __shared__ int keeps_any;
@@ -273,19 +275,6 @@ int grid_for(std::int64_t work) {
   return static_cast<int>(std::clamp<std::int64_t>((work + kThreads - 1) / kThreads, 1, 65535));
 }
 
-// Calls f(std::integral_constant<int, W>) with W = words for the common widths, else W = 0.
-template <class F>
-void with_words(std::size_t words, F&& f) {
-  switch (words) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 8: return f(std::integral_constant<int, 8>{});
-    case 16: return f(std::integral_constant<int, 16>{});
-    default: return f(std::integral_constant<int, 0>{});
-  }
-}
-
 // Queries as zero-padded words, row-major (the byte order of words_major_kernel on a
 // little-endian host).
 std::vector<std::uint64_t> query_words(const CodeView& q, std::size_t first, std::size_t count, std::size_t words) {
@@ -298,15 +287,19 @@ std::vector<std::uint64_t> query_words(const CodeView& q, std::size_t first, std
 class Searcher {
  public:
   Searcher(const std::uint64_t* db, std::size_t n, std::size_t code_bytes, std::size_t words, cudaStream_t stream)
-      : db_(db), n_(n), words_(words), bins_(static_cast<int>(8 * code_bytes + 1)),
+      : db_(db),
+        n_(n),
+        words_(words),
+        bins_(static_cast<int>(8 * code_bytes + 1)),
         chunks_((static_cast<std::int64_t>(n) + kChunk - 1) / kChunk),
-        tile_(std::clamp(kHistogramSharedInts / bins_, 1, kMaxQueryTile)), stream_(stream) {}
+        tile_(std::clamp(kHistogramSharedInts / bins_, 1, kMaxQueryTile)),
+        stream_(stream) {}
 
   // Query batch size that keeps the scratch within kBatchBytes, given `per_result` device
   // bytes per result slot and `results` slots per query.
   std::size_t batch_size(std::size_t nq, std::size_t results, std::size_t per_result) const {
-    const std::size_t per_query = 8 * static_cast<std::size_t>(bins_) + 16 * static_cast<std::size_t>(chunks_ + 1) +
-                                  32 + results * per_result;
+    const std::size_t per_query =
+        8 * static_cast<std::size_t>(bins_) + 16 * static_cast<std::size_t>(chunks_ + 1) + 32 + results * per_result;
     return std::clamp<std::size_t>(kBatchBytes / per_query, 1, std::max<std::size_t>(1, std::min(nq, kMaxBatch)));
   }
 
@@ -326,10 +319,12 @@ class Searcher {
   // Pass 1 for top-k: threshold and need of each query of the batch.
   void kth_distances(std::size_t k) {
     DeviceBuffer<unsigned long long> hist(static_cast<std::size_t>(nq_) * bins_);
-    DH_CUDA_CHECK(cudaMemsetAsync(hist.data(), 0, static_cast<std::size_t>(nq_) * bins_ * sizeof(unsigned long long), stream_));
+    DH_CUDA_CHECK(
+        cudaMemsetAsync(hist.data(), 0, static_cast<std::size_t>(nq_) * bins_ * sizeof(unsigned long long), stream_));
     const std::size_t shared = static_cast<std::size_t>(tile_) * bins_ * sizeof(unsigned int);
-    with_words(words_, [&](auto w) {
-      histogram_kernel<decltype(w)::value><<<grid(), kThreads, shared, stream_>>>(scan(), bins_, hist.data());
+    with_word_count(words_, [&](auto w) {
+      histogram_kernel<static_cast<int>(decltype(w)::value)>
+          <<<grid(), kThreads, shared, stream_>>>(scan(), bins_, hist.data());
     });
     DH_CUDA_CHECK_LAUNCH();
     kth_distance_kernel<<<grid_for(nq_), kThreads, 0, stream_>>>(hist.data(), nq_, bins_, static_cast<std::int64_t>(k),
@@ -342,15 +337,18 @@ class Searcher {
   void fixed_threshold(int t) {
     std::vector<int> thresholds(static_cast<std::size_t>(nq_), t);
     std::vector<std::int64_t> needs(static_cast<std::size_t>(nq_), std::numeric_limits<std::int64_t>::max());
-    DH_CUDA_CHECK(cudaMemcpyAsync(threshold_.data(), thresholds.data(), thresholds.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    DH_CUDA_CHECK(cudaMemcpyAsync(need_.data(), needs.data(), needs.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_));
+    DH_CUDA_CHECK(cudaMemcpyAsync(threshold_.data(), thresholds.data(), thresholds.size() * sizeof(int),
+                                  cudaMemcpyHostToDevice, stream_));
+    DH_CUDA_CHECK(cudaMemcpyAsync(need_.data(), needs.data(), needs.size() * sizeof(std::int64_t),
+                                  cudaMemcpyHostToDevice, stream_));
     stream_wait();  // the host vectors go out of scope
   }
 
   // Pass 2: per-chunk offsets; returns per-query totals (#(d < t), #(d == t)) on the host.
   void count() {
-    with_words(words_, [&](auto w) {
-      count_kernel<decltype(w)::value><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), lt_.data(), eq_.data());
+    with_word_count(words_, [&](auto w) {
+      count_kernel<static_cast<int>(decltype(w)::value)>
+          <<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), lt_.data(), eq_.data());
     });
     DH_CUDA_CHECK_LAUNCH();
     exclusive_scan_kernel<<<grid_for(nq_), kThreads, 0, stream_>>>(lt_.data(), eq_.data(), chunks_, nq_);
@@ -371,12 +369,13 @@ class Searcher {
   // results, sorted by (distance, index); copied to the host arrays.
   void compact_and_sort(const std::vector<std::int64_t>& region, dist_t* distances, idx_t* indices) {
     const auto total = static_cast<std::size_t>(region.back());
-    DH_CUDA_CHECK(cudaMemcpyAsync(region_.data(), region.data(), region.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_));
+    DH_CUDA_CHECK(cudaMemcpyAsync(region_.data(), region.data(), region.size() * sizeof(std::int64_t),
+                                  cudaMemcpyHostToDevice, stream_));
     if (total == 0) return stream_wait();
     DeviceBuffer<Key> keys(total), sorted(total);
-    with_words(words_, [&](auto w) {
-      compact_kernel<decltype(w)::value><<<grid(), kThreads, 0, stream_>>>(scan(), threshold_.data(), need_.data(), lt_.data(),
-                                                                         eq_.data(), chunks_, region_.data(), keys.data());
+    with_word_count(words_, [&](auto w) {
+      compact_kernel<static_cast<int>(decltype(w)::value)><<<grid(), kThreads, 0, stream_>>>(
+          scan(), threshold_.data(), need_.data(), lt_.data(), eq_.data(), chunks_, region_.data(), keys.data());
     });
     DH_CUDA_CHECK_LAUNCH();
     std::size_t temp_bytes = 0;
@@ -389,8 +388,8 @@ class Searcher {
                                                      region_.data() + 1, stream_));
     DeviceBuffer<dist_t> d(total);
     DeviceBuffer<idx_t> ix(total);
-    decode_kernel<<<grid_for(static_cast<std::int64_t>(total)), kThreads, 0, stream_>>>(sorted.data(), static_cast<std::int64_t>(total),
-                                                                                       d.data(), ix.data());
+    decode_kernel<<<grid_for(static_cast<std::int64_t>(total)), kThreads, 0, stream_>>>(
+        sorted.data(), static_cast<std::int64_t>(total), d.data(), ix.data());
     DH_CUDA_CHECK_LAUNCH();
     DH_CUDA_CHECK(cudaMemcpyAsync(distances, d.data(), total * sizeof(dist_t), cudaMemcpyDeviceToHost, stream_));
     DH_CUDA_CHECK(cudaMemcpyAsync(indices, ix.data(), total * sizeof(idx_t), cudaMemcpyDeviceToHost, stream_));
@@ -440,8 +439,8 @@ std::string device_name(int device) {
 DeviceCodes::DeviceCodes(const CodeView& codes, int device)
     : n_(codes.n), code_bytes_(codes.code_bytes), words_(words_for_bytes(codes.code_bytes)), device_(device) {
   DH_REQUIRE(n_ >= 1, "codes must have at least one row");
-  DH_REQUIRE(code_bytes_ >= 1 && code_bytes_ <= kMaxCodeBytes, "codes on the GPU have 1 to ", kMaxCodeBytes,
-             " bytes per code, got ", code_bytes_);
+  DH_REQUIRE(code_bytes_ >= 1 && code_bytes_ <= kMaxCodeBytes, "codes on the GPU must have at most ", kMaxCodeBytes,
+             " bytes per code (and at least 1), got ", code_bytes_);
   DH_REQUIRE(n_ < kMaxCodes, "at most 2**40 codes fit a GPU database, got ", n_);
   DeviceScope scope(device_);
   DeviceBuffer<std::uint64_t> words(n_ * words_);
@@ -451,13 +450,12 @@ DeviceCodes::DeviceCodes(const CodeView& codes, int device)
     DeviceBuffer<std::uint8_t> raw(std::min(n_, rows_per_copy) * code_bytes_);
     for (std::size_t row0 = 0; row0 < n_; row0 += rows_per_copy) {
       const std::size_t rows = std::min(rows_per_copy, n_ - row0);
-      DH_CUDA_CHECK(cudaMemcpy2DAsync(raw.data(), code_bytes_, codes.data + row0 * codes.stride, codes.stride, code_bytes_,
-                                      rows, cudaMemcpyHostToDevice, stream.get()));
+      DH_CUDA_CHECK(cudaMemcpy2DAsync(raw.data(), code_bytes_, codes.data + row0 * codes.stride, codes.stride,
+                                      code_bytes_, rows, cudaMemcpyHostToDevice, stream.get()));
       const auto work = static_cast<std::int64_t>(rows * words_);
-      words_major_kernel<<<grid_for(work), kThreads, 0, stream.get()>>>(raw.data(), static_cast<std::int64_t>(rows),
-                                                                       static_cast<int>(code_bytes_), static_cast<int>(words_),
-                                                                       words.data(), static_cast<std::int64_t>(n_),
-                                                                       static_cast<std::int64_t>(row0));
+      words_major_kernel<<<grid_for(work), kThreads, 0, stream.get()>>>(
+          raw.data(), static_cast<std::int64_t>(rows), static_cast<int>(code_bytes_), static_cast<int>(words_),
+          words.data(), static_cast<std::int64_t>(n_), static_cast<std::int64_t>(row0));
       DH_CUDA_CHECK_LAUNCH();
       stream.synchronize();  // raw is reused by the next copy
     }
@@ -473,10 +471,16 @@ DeviceCodes::~DeviceCodes() {
   }
 }
 
-void DeviceCodes::search(const CodeView& queries, std::size_t k, dist_t* distances, idx_t* indices) const {
+void DeviceCodes::check_search_args(const CodeView& queries, idx_t k) const {
   DH_REQUIRE(queries.code_bytes == code_bytes_, "queries have ", queries.code_bytes, " bytes per code but codes have ",
              code_bytes_);
-  DH_REQUIRE(k >= 1 && k <= n_, "k must be in [1, ", n_, "], got ", k);
+  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= n_, "k must be in [1, ", n_, "] (len(codes)), got ", k);
+}
+
+void DeviceCodes::search(const CodeView& queries, idx_t k_signed, dist_t* distances, idx_t* indices) const {
+  check_search_args(queries, k_signed);
+  const auto k = static_cast<std::size_t>(k_signed);
+  if (queries.n == 0) return;
   DeviceScope scope(device_);
   Stream stream;
   Searcher searcher(words_major_, n_, code_bytes_, words_, stream.get());
@@ -493,11 +497,12 @@ void DeviceCodes::search(const CodeView& queries, std::size_t k, dist_t* distanc
   }
 }
 
-RangeResult DeviceCodes::range_search(const CodeView& queries, dist_t max_distance) const {
+RangeResult DeviceCodes::range_search(const CodeView& queries, std::int64_t max_distance) const {
   DH_REQUIRE(queries.code_bytes == code_bytes_, "queries have ", queries.code_bytes, " bytes per code but codes have ",
              code_bytes_);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
-  const int radius = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(max_distance), 8 * code_bytes_));
+  // No distance exceeds the code's bits, so a larger radius means the same.
+  const int radius = static_cast<int>(std::min<std::int64_t>(max_distance, static_cast<std::int64_t>(8 * code_bytes_)));
   RangeResult result;
   result.lims.assign(1, 0);
   DeviceScope scope(device_);

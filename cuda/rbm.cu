@@ -105,7 +105,8 @@ __global__ void segment_offsets_kernel(std::int64_t* offsets, std::size_t segmen
 }
 
 // pos (J x bs, stride ld) = (1 - lambda) pos + lambda t.
-__global__ void mix_targets_kernel(float* pos, std::size_t J, std::size_t bs, std::size_t ld, const float* t, float lambda) {
+__global__ void mix_targets_kernel(float* pos, std::size_t J, std::size_t bs, std::size_t ld, const float* t,
+                                   float lambda) {
   DH_GRID_STRIDE(e, J * bs) {
     const std::size_t j = e / bs, r = e % bs;
     pos[j * ld + r] = (1.0f - lambda) * pos[j * ld + r] + lambda * t[e];
@@ -177,13 +178,13 @@ class RankTargets {
       segment_offsets_kernel<<<blocks_for(segments + 1), kThreads, 0, stream>>>(offsets_.data(), segments, length);
       DH_CUDA_CHECK_LAUNCH();
       std::size_t bytes = 0;
-      DH_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(nullptr, bytes, keys_.data(), sorted_.data(), static_cast<std::int64_t>(n),
-                                                       static_cast<std::int64_t>(segments), offsets_.data(),
-                                                       offsets_.data() + 1, stream));
+      DH_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(
+          nullptr, bytes, keys_.data(), sorted_.data(), static_cast<std::int64_t>(n),
+          static_cast<std::int64_t>(segments), offsets_.data(), offsets_.data() + 1, stream));
       temp_.resize(std::max<std::size_t>(bytes, 1));
-      DH_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(temp_.data(), bytes, keys_.data(), sorted_.data(),
-                                                       static_cast<std::int64_t>(n), static_cast<std::int64_t>(segments),
-                                                       offsets_.data(), offsets_.data() + 1, stream));
+      DH_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeys(
+          temp_.data(), bytes, keys_.data(), sorted_.data(), static_cast<std::int64_t>(n),
+          static_cast<std::int64_t>(segments), offsets_.data(), offsets_.data() + 1, stream));
       rank_targets_kernel<<<blocks_for(n), kThreads, 0, stream>>>(sorted_.data(), J, bs, by_rows, t);
       DH_CUDA_CHECK_LAUNCH();
     }
@@ -198,7 +199,8 @@ class RankTargets {
 }  // namespace
 
 void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order, std::size_t n_order,
-              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step, int device) {
+              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step,
+              int device) {
   DH_REQUIRE(batch_size >= 1, "batch_size must be >= 1");
   DH_REQUIRE(params.cd_k >= 1, "cd_k must be >= 1");
   for (std::size_t i = 0; i < n_order; ++i)
@@ -221,8 +223,8 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       const std::size_t count = std::min(piece, n_order - r0);
       for (std::size_t r = 0; r < count; ++r)
         std::memcpy(&staging[r * I], v + static_cast<std::size_t>(order[r0 + r]) * I, I * sizeof(float));
-      DH_CUDA_CHECK(cudaMemcpyAsync(rows.data() + r0 * I, staging.data(), count * I * sizeof(float),
-                                    cudaMemcpyHostToDevice, s));
+      DH_CUDA_CHECK(
+          cudaMemcpyAsync(rows.data() + r0 * I, staging.data(), count * I * sizeof(float), cudaMemcpyHostToDevice, s));
       stream.synchronize();  // staging is refilled next
     }
   }
@@ -259,8 +261,8 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
         DH_CUDA_CHECK_LAUNCH();
       }
       blas.gemm(false, true, J, bs, I, 1.0f, W.data(), I, pv, I, 0.0f, neg, ld);
-      hidden_step_kernel<<<blocks_for(J * bs), kThreads, 0, s>>>(neg, J, bs, ld, b.data(), last ? nullptr : h.data(), key,
-                                                                 static_cast<std::uint64_t>(g) * batch_size, last);
+      hidden_step_kernel<<<blocks_for(J * bs), kThreads, 0, s>>>(neg, J, bs, ld, b.data(), last ? nullptr : h.data(),
+                                                                 key, static_cast<std::uint64_t>(g) * batch_size, last);
       DH_CUDA_CHECK_LAUNCH();
     }
     if (lambda > 0) {
@@ -298,8 +300,8 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
   DH_REQUIRE(!layers.empty(), "the encoder needs at least one layer");
   DH_REQUIRE(layers.front().n_in == d, "the first layer takes ", layers.front().n_in, " inputs, x has ", d);
   for (std::size_t l = 1; l < layers.size(); ++l)
-    DH_REQUIRE(layers[l].n_in == layers[l - 1].n_out, "layer ", l, " takes ", layers[l].n_in, " inputs but layer ", l - 1,
-               " gives ", layers[l - 1].n_out);
+    DH_REQUIRE(layers[l].n_in == layers[l - 1].n_out, "layer ", l, " takes ", layers[l].n_in, " inputs but layer ",
+               l - 1, " gives ", layers[l - 1].n_out);
   const std::size_t bits = layers.back().n_out, code_bytes = bits / 8;
   DH_REQUIRE(bits % 8 == 0, "the last layer must have a multiple of 8 units, got ", bits);
   if (n == 0) return;
@@ -333,11 +335,11 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
       blas.gemm(false, true, rows, layer.n_out, layer.n_in, 1.0f, in, layer.n_in, weights[l].data(), layer.n_in, 0.0f,
                 y.data(), layer.n_out);
       if (l + 1 == layers.size()) {
-        pack_threshold_kernel<<<blocks_for(rows * code_bytes), kThreads, 0, s>>>(y.data(), rows, bits, offsets[l].data(),
-                                                                                packed.data());
+        pack_threshold_kernel<<<blocks_for(rows * code_bytes), kThreads, 0, s>>>(y.data(), rows, bits,
+                                                                                 offsets[l].data(), packed.data());
       } else {
-        threshold_kernel<<<blocks_for(rows * layer.n_out), kThreads, 0, s>>>(y.data(), rows, layer.n_out, offsets[l].data(),
-                                                                            z.data());
+        threshold_kernel<<<blocks_for(rows * layer.n_out), kThreads, 0, s>>>(y.data(), rows, layer.n_out,
+                                                                             offsets[l].data(), z.data());
         in = z.data();
       }
       DH_CUDA_CHECK_LAUNCH();

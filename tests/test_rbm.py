@@ -69,18 +69,18 @@ def _bits(codes, n_bits):
 @pytest.mark.parametrize("seed, step", [(0, 0), (1, 1), (123456789, 7), (2**62 - 1, 10**6),
                                         (2**64 - 1, 2**64 - 1)])
 def test_rbm_uniforms_match_reference_bit_for_bit(seed, step):
-    got = _core.rbm_uniforms(seed, step, 5000)
+    got = _core._testing.rbm_uniforms(seed, step, 5000)
     assert got.dtype == np.float32 and got.shape == (5000,)
     np.testing.assert_array_equal(got, rbm_uniforms_reference(seed, step, 5000))
     assert got.min() >= 0.0 and got.max() < 1.0
 
 
 def test_rbm_uniforms_streams_differ_and_look_uniform():
-    a = _core.rbm_uniforms(5, 0, 100_000)
-    assert not np.array_equal(a[:1000], _core.rbm_uniforms(5, 1, 1000))
-    assert not np.array_equal(a[:1000], _core.rbm_uniforms(6, 0, 1000))
+    a = _core._testing.rbm_uniforms(5, 0, 100_000)
+    assert not np.array_equal(a[:1000], _core._testing.rbm_uniforms(5, 1, 1000))
+    assert not np.array_equal(a[:1000], _core._testing.rbm_uniforms(6, 0, 1000))
     # A prefix of a longer request is the shorter request (values depend on the index only).
-    np.testing.assert_array_equal(a[:777], _core.rbm_uniforms(5, 0, 777))
+    np.testing.assert_array_equal(a[:777], _core._testing.rbm_uniforms(5, 0, 777))
     hist = np.histogram(a, bins=10, range=(0, 1))[0]
     assert np.all(np.abs(hist - 10_000) < 500), hist  # ~5 sigma
     assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.02
@@ -105,7 +105,7 @@ def _rank_inputs():
 @pytest.mark.parametrize("name", list(_rank_inputs()))
 def test_uniform_rank_targets_match_stable_argsort_reference(name):
     p = _rank_inputs()[name]
-    t = _core.uniform_rank_targets(p)
+    t = _core._testing.uniform_rank_targets(p)
     assert t.dtype == np.float32 and t.shape == p.shape
     np.testing.assert_allclose(t, uniform_rank_targets_reference(p), rtol=0, atol=1e-6)
 
@@ -113,7 +113,7 @@ def test_uniform_rank_targets_match_stable_argsort_reference(name):
 def test_uniform_rank_targets_ties_go_to_the_smaller_index():
     # All equal: ranks are the indices, so t[r, c] = ((c + .5) / m + (r + .5) / n) / 2.
     n, m = 4, 6
-    t = _core.uniform_rank_targets(np.zeros((n, m), dtype=np.float32))
+    t = _core._testing.uniform_rank_targets(np.zeros((n, m), dtype=np.float32))
     expected = 0.5 * ((np.arange(m) + 0.5)[None, :] / m + (np.arange(n) + 0.5)[:, None] / n)
     np.testing.assert_allclose(t, expected, rtol=0, atol=1e-7)
 
@@ -122,13 +122,13 @@ def test_uniform_rank_targets_large_threaded(rng, num_threads):
     # The size inside a real training step (hidden-major 1024 x 100), large enough to split.
     p = rng.random((1024, 100)).astype(np.float32)
     p[:, 50:60] = p[:, 40:50]  # some exact ties across columns
-    np.testing.assert_allclose(_core.uniform_rank_targets(p), uniform_rank_targets_reference(p),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_core._testing.uniform_rank_targets(p),
+                               uniform_rank_targets_reference(p), rtol=0, atol=1e-6)
 
 
 def test_uniform_rank_targets_are_quantiles(rng):
     p = rng.random((40, 24)).astype(np.float32)
-    t = _core.uniform_rank_targets(p)
+    t = _core._testing.uniform_rank_targets(p)
     assert t.mean() == pytest.approx(0.5, abs=1e-6)
     assert 0.0 < t.min() and t.max() < 1.0
     # Ordered like p along both axes where the two rankings agree: the largest entry of
@@ -181,8 +181,9 @@ def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_
 
     got = [a.copy() for a in arrays]
     kernels, where = rbm_kernels(device)
-    kernels.rbm_cd_train(*got, V, order, batch_size, 0.1, 0.5, 0.01, hashing_reg, cd_k, seed,
-                         first_step, **where)
+    kernels.rbm_cd_train(*got, V, order, batch_size=batch_size, learning_rate=0.1, momentum=0.5,
+                         weight_decay=0.01, hashing_reg=hashing_reg, cd_k=cd_k, seed=seed,
+                         first_step=first_step, **where)
     names = ["components", "hidden_bias", "visible_bias", "components_velocity",
              "hidden_velocity", "visible_velocity"]
     for name, g, r in zip(names, got, ref[:6]):
@@ -200,7 +201,9 @@ def test_cd_train_sampling_matters(rng):
 
     def run(seed, first_step, cd_k):
         out = [a.copy() for a in arrays]
-        _core.rbm_cd_train(*out, V, order, 10, 0.1, 0.5, 0.0, 0.0, cd_k, seed, first_step)
+        _core.rbm_cd_train(*out, V, order, batch_size=10, learning_rate=0.1, momentum=0.5,
+                           weight_decay=0.0, hashing_reg=0.0, cd_k=cd_k, seed=seed,
+                           first_step=first_step)
         return out[0]
 
     base = run(1, 0, 1)
@@ -216,11 +219,13 @@ def test_cd_train_split_into_calls_equals_one_call(rng):
     order = rng.permutation(50).astype(np.int64)
     arrays = _model(rng, 8, 12)
     one = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*one, V, order, 10, 0.1, 0.5, 0.01, 0.3, 2, 42, 3)
+    _core.rbm_cd_train(*one, V, order, batch_size=10, learning_rate=0.1, momentum=0.5,
+                       weight_decay=0.01, hashing_reg=0.3, cd_k=2, seed=42, first_step=3)
     split = [a.copy() for a in arrays]
     for b in range(5):
-        _core.rbm_cd_train(*split, V, np.ascontiguousarray(order[b * 10:(b + 1) * 10]), 10,
-                           0.1, 0.5, 0.01, 0.3, 2, 42, 3 + b)
+        _core.rbm_cd_train(*split, V, np.ascontiguousarray(order[b * 10:(b + 1) * 10]),
+                           batch_size=10, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
+                           hashing_reg=0.3, cd_k=2, seed=42, first_step=3 + b)
     for a, b in zip(one, split):
         np.testing.assert_array_equal(a, b)
 
@@ -228,8 +233,9 @@ def test_cd_train_split_into_calls_equals_one_call(rng):
 def test_cd_train_empty_order_changes_nothing(rng):
     arrays = _model(rng, 8, 12)
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, _binary(rng, (5, 12)), np.zeros(0, dtype=np.int64), 10, 0.1, 0.5,
-                       0.01, 0.0, 1, 0, 0)
+    _core.rbm_cd_train(*got, _binary(rng, (5, 12)), np.zeros(0, dtype=np.int64), batch_size=10,
+                       learning_rate=0.1, momentum=0.5, weight_decay=0.01, hashing_reg=0.0,
+                       cd_k=1, seed=0, first_step=0)
     for a, b in zip(arrays, got):
         np.testing.assert_array_equal(a, b)
 
@@ -238,13 +244,15 @@ def test_cd_train_rejects_bad_order(rng):
     arrays = _model(rng, 8, 12)
     V = _binary(rng, (5, 12))
     with pytest.raises(TypeError, match="order"):
-        _core.rbm_cd_train(*arrays, V, np.arange(5, dtype=np.int32), 10, 0.1, 0.5, 0.0, 0.0, 1,
-                           0, 0)
+        _core.rbm_cd_train(*arrays, V, np.arange(5, dtype=np.int32), batch_size=10,
+                           learning_rate=0.1, momentum=0.5, weight_decay=0.0, hashing_reg=0.0,
+                           cd_k=1, seed=0, first_step=0)
     for bad in (5, -1):
         before = [a.copy() for a in arrays]
         with pytest.raises(ValueError, match="order"):
-            _core.rbm_cd_train(*arrays, V, np.array([0, bad], dtype=np.int64), 10, 0.1, 0.5,
-                               0.0, 0.0, 1, 0, 0)
+            _core.rbm_cd_train(*arrays, V, np.array([0, bad], dtype=np.int64), batch_size=10,
+                               learning_rate=0.1, momentum=0.5, weight_decay=0.0, hashing_reg=0.0,
+                               cd_k=1, seed=0, first_step=0)
         for a, b in zip(before, arrays):  # validated before any update
             np.testing.assert_array_equal(a, b)
 
@@ -285,7 +293,9 @@ def test_cd_train_is_identical_at_every_simd_level(rng, simd_level, hashing_reg)
 
     def train():
         out = [a.copy() for a in arrays]
-        _core.rbm_cd_train(*out, V, order, 300, 0.1, 0.5, 0.01, hashing_reg, 2, 7, 0)
+        _core.rbm_cd_train(*out, V, order, batch_size=300, learning_rate=0.1, momentum=0.5,
+                           weight_decay=0.01, hashing_reg=hashing_reg, cd_k=2, seed=7,
+                           first_step=0)
         return out
 
     got = train()
@@ -307,7 +317,9 @@ def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, h
     V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, n_rows,
                                                      **hyper)
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, 300, 0.1, 0.5, 0.01, hashing_reg, 2, seed, 5)
+    _core.rbm_cd_train(*got, V, order, batch_size=300, learning_rate=0.1, momentum=0.5,
+                       weight_decay=0.01, hashing_reg=hashing_reg, cd_k=2, seed=seed,
+                       first_step=5)
     for g, r in zip(got, ref[:6]):
         np.testing.assert_allclose(g, r, **TOL)
 
@@ -326,7 +338,8 @@ def test_cd_train_matches_reference_with_minibatches_wider_than_a_panel(rng, num
                                                      **hyper)
     assert ref[-1]["n_batches"] == 3
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, 1100, 0.1, 0.5, 0.01, 0.0, cd_k, seed, 0)
+    _core.rbm_cd_train(*got, V, order, batch_size=1100, learning_rate=0.1, momentum=0.5,
+                       weight_decay=0.01, hashing_reg=0.0, cd_k=cd_k, seed=seed, first_step=0)
     for g, r in zip(got, ref[:6]):
         np.testing.assert_allclose(g, r, **TOL)
 

@@ -1,11 +1,15 @@
-// array_checks.hpp: NumPy array -> core view conversions for the bindings.
-// The core must be safe when called directly, so the bindings re-check what the Python
-// layer already validated: dtype (TypeError), ndim, shape and layout (ValueError).
+// array_checks.hpp: Python argument -> core conversions, shared by the bindings of _core
+// and _cuda, so both check the same way with the same messages.
+// What is checked where: here, what C++ types cannot express on their own (dtype ->
+// TypeError; ndim, layout, and whether a Python integer fits the C++ type -> ValueError);
+// the meaning of a value (k range, radius, code widths) is checked by the core's public
+// entry points (DH_REQUIRE -> std::invalid_argument -> ValueError).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -24,16 +28,14 @@ inline std::string shape_of(const py::array& a) {
 /// A uint8 (n, code_bytes) array whose rows are contiguous, with a non-negative row stride.
 inline CodeView require_codes(const py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<std::uint8_t>>(a) || a.dtype().kind() != 'u' || a.itemsize() != 1)
-    throw py::type_error(std::string(name) + " must be a uint8 array, got dtype " +
-                         std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(name) + " must be a uint8 array, got dtype " + std::string(py::str(a.dtype())));
   if (a.ndim() != 2)
     throw py::value_error(std::string(name) + " must be 2-D (n, code_bytes), got shape " + shape_of(a));
   if (a.shape(1) < 1)
     throw py::value_error(std::string(name) + " must have at least one byte per code, got shape " + shape_of(a));
   // An empty matrix has no layout to check (NumPy may give it zero strides).
   if (a.shape(0) > 0 && ((a.shape(0) > 1 && a.strides(0) < a.shape(1)) || (a.shape(1) > 1 && a.strides(1) != 1)))
-    throw py::value_error(std::string(name) +
-                          " rows must be contiguous; pass numpy.ascontiguousarray(" + name + ")");
+    throw py::value_error(std::string(name) + " rows must be contiguous; pass numpy.ascontiguousarray(" + name + ")");
   const auto n = static_cast<std::size_t>(a.shape(0));
   const auto width = static_cast<std::size_t>(a.shape(1));
   const std::size_t stride = n > 1 ? static_cast<std::size_t>(a.strides(0)) : width;
@@ -42,22 +44,69 @@ inline CodeView require_codes(const py::array& a, const char* name) {
   return CodeView{static_cast<const std::uint8_t*>(a.data()), n, width, stride};
 }
 
-/// Queries and database must have the same code width.
-inline void require_same_width(const CodeView& queries, const CodeView& codes) {
-  if (queries.code_bytes != codes.code_bytes)
-    throw py::value_error("queries have " + std::to_string(queries.code_bytes) +
-                          " bytes per code but codes have " + std::to_string(codes.code_bytes));
+/// `value` as a Python int through __index__ (int or NumPy integer; bool is refused), or a
+/// TypeError naming `name`.
+inline py::int_ require_integer(const py::handle& value, const char* name) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr()))
+    throw py::type_error(std::string(name) + " must be an integer, got " + Py_TYPE(value.ptr())->tp_name + " " +
+                         std::string(py::repr(value)));
+  return py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+}
+
+/// An integer argument in [lo, hi] as int64: TypeError for a non-integer, ValueError naming
+/// `name`, the interval and the value for anything outside it (however large).
+inline std::int64_t int_arg(const py::handle& value, const char* name,
+                            std::int64_t lo = std::numeric_limits<std::int64_t>::min(),
+                            std::int64_t hi = std::numeric_limits<std::int64_t>::max()) {
+  const py::int_ n = require_integer(value, name);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+  if (overflow != 0 || v < lo || v > hi)
+    throw py::value_error(std::string(name) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                          "], got " + std::string(py::str(n)));
+  return static_cast<std::int64_t>(v);
+}
+
+/// An integer argument as int64, saturated: beyond the int64 range it reads as the nearest
+/// end (for bounds such as a radius, where every larger value means the same).
+inline std::int64_t saturated_int_arg(const py::handle& value, const char* name) {
+  const py::int_ n = require_integer(value, name);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+  if (overflow != 0)
+    return overflow > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+  return static_cast<std::int64_t>(v);
+}
+
+/// An integer argument in [0, 2**64 - 1] (seeds, step counters) as uint64.
+inline std::uint64_t uint64_arg(const py::handle& value, const char* name) {
+  const py::int_ n = require_integer(value, name);
+  const unsigned long long v = PyLong_AsUnsignedLongLong(n.ptr());
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be in [0, 2**64 - 1], got " + std::string(py::str(n)));
+  }
+  return static_cast<std::uint64_t>(v);
+}
+
+/// A real-number argument (Python float or int, NumPy real) as float, or a TypeError naming it.
+inline float float_arg(const py::handle& value, const char* name) {
+  if (PyBool_Check(value.ptr()) || !(PyFloat_Check(value.ptr()) || PyIndex_Check(value.ptr()) ||
+                                     py::isinstance(value, py::module_::import("numpy").attr("floating"))))
+    throw py::type_error(std::string(name) + " must be a real number, got " + Py_TYPE(value.ptr())->tp_name + " " +
+                         std::string(py::repr(value)));
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<float>(v);
 }
 
 /// A C-contiguous float32 array of the given ndim.
 inline void require_float32(const py::array& a, const char* name, py::ssize_t ndim) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
-    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
-                         std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " + std::string(py::str(a.dtype())));
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
 }
 
 /// Hands a vector to NumPy without copying: the array owns it through a capsule.
@@ -65,8 +114,8 @@ template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& values) {
   auto* owned = new std::vector<T>(std::move(values));
   py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>({static_cast<py::ssize_t>(owned->size())}, {static_cast<py::ssize_t>(sizeof(T))},
-                        owned->data(), owner);
+  return py::array_t<T>({static_cast<py::ssize_t>(owned->size())}, {static_cast<py::ssize_t>(sizeof(T))}, owned->data(),
+                        owner);
 }
 
 }  // namespace deephash::bindings

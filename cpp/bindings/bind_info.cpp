@@ -28,7 +28,10 @@ void bind_info(py::module_& m) {
   m.def("available_simd_levels", [] { return names(available_levels()); });
   m.def("set_simd_level", [](const std::string& level) { set_active_level(parse_level(level)); }, py::arg("level"));
   m.def("num_threads", [] { return num_threads(); });
-  m.def("set_num_threads", [](int n) { set_num_threads(n); }, py::arg("n"));
+  m.attr("max_threads") = kMaxThreads;
+  m.def(
+      "set_num_threads",
+      [](const py::object& n) { set_num_threads(static_cast<int>(int_arg(n, "n", 1, kMaxThreads))); }, py::arg("n"));
   m.def("available_cpus", [] { return available_cpus(); });
   m.def("compiler", [] {
 #if defined(__clang__)

@@ -1,4 +1,6 @@
 // bind_search.cpp: exact top-k and radius Hamming search (GIL released while scanning).
+// k, the radius and the code widths are checked by the core (knn.hpp), before anything
+// is allocated.
 #include "array_checks.hpp"
 #include "deephash/knn.hpp"
 #include "deephash/threads.hpp"
@@ -8,13 +10,11 @@ namespace deephash::bindings {
 void bind_search(py::module_& m) {
   m.def(
       "knn_hamming",
-      [](const py::array& codes, const py::array& queries, long long k) {
+      [](const py::array& codes, const py::array& queries, const py::object& k) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
-        require_same_width(q, db);
-        if (k < 1 || static_cast<unsigned long long>(k) > db.n)
-          throw py::value_error("k must be in [1, " + std::to_string(db.n) + "] (len(codes)), got " + std::to_string(k));
-        const auto kk = static_cast<std::size_t>(k);
+        const idx_t kk = int_arg(k, "k");
+        check_knn_args(q, db, kk);  // before the outputs are allocated
         py::array_t<dist_t> distances({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
         py::array_t<idx_t> indices({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
         dist_t* dp = distances.mutable_data();
@@ -31,13 +31,10 @@ void bind_search(py::module_& m) {
 
   m.def(
       "range_hamming",
-      [](const py::array& codes, const py::array& queries, long long max_distance) {
+      [](const py::array& codes, const py::array& queries, const py::object& max_distance) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
-        require_same_width(q, db);
-        if (max_distance < 0)
-          throw py::value_error("max_distance must be >= 0, got " + std::to_string(max_distance));
-        const auto radius = static_cast<dist_t>(std::min<long long>(max_distance, 1LL << 30));
+        const std::int64_t radius = saturated_int_arg(max_distance, "max_distance");
         const SimdLevel level = active_level();
         const int threads = num_threads();
         RangeResult result;

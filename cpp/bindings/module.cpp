@@ -7,6 +7,7 @@ void bind_codes(pybind11::module_& m);
 void bind_search(pybind11::module_& m);
 void bind_info(pybind11::module_& m);
 void bind_rbm(pybind11::module_& m);
+void bind_testing(pybind11::module_& m);
 }  // namespace deephash::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
   deephash::bindings::bind_search(m);
   deephash::bindings::bind_info(m);
   deephash::bindings::bind_rbm(m);
+  deephash::bindings::bind_testing(m);
 }

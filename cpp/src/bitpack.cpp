@@ -6,8 +6,8 @@
 
 namespace deephash {
 
-void pack_threshold(const float* x, std::size_t n, std::size_t d, std::size_t ld,
-                    const float* thresholds, std::uint8_t* out, int n_threads) {
+void pack_threshold(const float* x, std::size_t n, std::size_t d, std::size_t ld, const float* thresholds,
+                    std::uint8_t* out, int n_threads) {
   DH_REQUIRE(d > 0 && d % 8 == 0, "the number of bits must be a positive multiple of 8, got ", d);
   DH_REQUIRE(ld >= d, "row stride ", ld, " is smaller than the row length ", d);
   const std::size_t code_bytes = d / 8;

@@ -6,6 +6,7 @@
 // No standard-library code is instantiated here (it could leak AVX2 into shared code).
 #include <immintrin.h>
 
+#include "deephash/code_width.hpp"
 #include "deephash/hamming.hpp"
 
 namespace deephash {
@@ -14,8 +15,8 @@ namespace {
 constexpr std::size_t kMaxByteSums = 31;
 
 inline __m256i popcount_bytes(__m256i x) {
-  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i table =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low4));
   const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low4));
@@ -23,17 +24,18 @@ inline __m256i popcount_bytes(__m256i x) {
 }
 
 template <std::size_t kWords>
-inline __m256i distances4(const std::uint64_t* words, std::size_t ld, std::size_t i,
-                          std::size_t n_words, const __m256i* q, const std::uint64_t* query) {
+inline __m256i distances4(const std::uint64_t* words, std::size_t ld, std::size_t i, std::size_t n_words,
+                          const __m256i* q, const std::uint64_t* query) {
   const std::size_t w = kWords != 0 ? kWords : n_words;
   const __m256i zero = _mm256_setzero_si256();
   __m256i total = zero, bytes = zero;
   for (std::size_t j = 0; j < w; ++j) {
     __m256i qj;
-    if constexpr (kWords != 0) qj = q[j];
-    else qj = _mm256_set1_epi64x(static_cast<long long>(query[j]));
-    const __m256i x = _mm256_xor_si256(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + j * ld + i)), qj);
+    if constexpr (kWords != 0)
+      qj = q[j];
+    else
+      qj = _mm256_set1_epi64x(static_cast<long long>(query[j]));
+    const __m256i x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + j * ld + i)), qj);
     bytes = _mm256_add_epi8(bytes, popcount_bytes(x));
     if ((j + 1) % kMaxByteSums == 0) {
       total = _mm256_add_epi64(total, _mm256_sad_epu8(bytes, zero));
@@ -44,8 +46,8 @@ inline __m256i distances4(const std::uint64_t* words, std::size_t ld, std::size_
 }
 
 template <std::size_t kWords>
-void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
-          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words, const std::uint64_t* query,
+          idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   __m256i q[kWords != 0 ? kWords : 1];
   if constexpr (kWords != 0)
     for (std::size_t j = 0; j < kWords; ++j) q[j] = _mm256_set1_epi64x(static_cast<long long>(query[j]));
@@ -66,23 +68,16 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
     limit = _mm256_set1_epi64x(threshold);
   }
   if (i < n)  // the last < 4 codes: scalar POPCNT on the same block
-    scan_word_major_scalar(words + i, ld, n - i, n_words, query, base + static_cast<idx_t>(i),
-                           threshold, emit, sink);
+    scan_word_major_scalar(words + i, ld, n - i, n_words, query, base + static_cast<idx_t>(i), threshold, emit, sink);
 }
 
 }  // namespace
 
-void scan_word_major_avx2(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                          std::size_t n_words, const std::uint64_t* query, idx_t base,
-                          dist_t threshold, EmitFn emit, void* sink) {
-  switch (n_words) {
-    case 1: return scan<1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 2: return scan<2>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 4: return scan<4>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 8: return scan<8>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 16: return scan<16>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    default: return scan<0>(words, ld, n, n_words, query, base, threshold, emit, sink);
-  }
+void scan_word_major_avx2(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  with_word_count(n_words, [&](auto width) {
+    scan<decltype(width)::value>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  });
 }
 
 }  // namespace deephash

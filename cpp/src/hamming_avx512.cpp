@@ -6,14 +6,14 @@
 // No standard-library code is instantiated here (it could leak AVX-512 into shared code).
 #include <immintrin.h>
 
+#include "deephash/code_width.hpp"
 #include "deephash/hamming.hpp"
 
 namespace deephash {
 namespace {
 
 // Emits the lanes of `dist` selected by `mask`, in lane order; returns the new threshold.
-inline dist_t emit_lanes(__m512i dist, unsigned mask, idx_t base, dist_t threshold, EmitFn emit,
-                         void* sink) {
+inline dist_t emit_lanes(__m512i dist, unsigned mask, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   alignas(64) std::uint64_t lanes[8];
   _mm512_store_si512(lanes, dist);
   while (mask != 0) {
@@ -27,21 +27,19 @@ inline dist_t emit_lanes(__m512i dist, unsigned mask, idx_t base, dist_t thresho
 
 // Distances of the 8 codes starting at column i (kWords == 0: n_words at run time).
 template <std::size_t kWords, std::size_t kPitch>
-inline __m512i distances8(const std::uint64_t* words, std::size_t ld_runtime, std::size_t i,
-                          std::size_t n_words, const __m512i* q, const std::uint64_t* query) {
+inline __m512i distances8(const std::uint64_t* words, std::size_t ld_runtime, std::size_t i, std::size_t n_words,
+                          const __m512i* q, const std::uint64_t* query) {
   const std::size_t ld = kPitch != 0 ? kPitch : ld_runtime;
   if constexpr (kWords != 0) {
     __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(words + i), q[0]));
     for (std::size_t j = 1; j < kWords; ++j)
-      acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
-                                      _mm512_loadu_si512(words + j * ld + i), q[j])));
+      acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(words + j * ld + i), q[j])));
     return acc;
   } else {
     __m512i acc = _mm512_setzero_si512();
     for (std::size_t j = 0; j < n_words; ++j) {
       const __m512i qj = _mm512_set1_epi64(static_cast<long long>(query[j]));
-      acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
-                                      _mm512_loadu_si512(words + j * ld + i), qj)));
+      acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(words + j * ld + i), qj)));
     }
     return acc;
   }
@@ -49,14 +47,14 @@ inline __m512i distances8(const std::uint64_t* words, std::size_t ld_runtime, st
 
 // Same for the n < 8 codes of a block tail; missing lanes read as zero and are masked off.
 template <std::size_t kWords>
-inline __m512i distances_tail(const std::uint64_t* words, std::size_t ld, std::size_t i,
-                              __mmask8 valid, std::size_t n_words, const std::uint64_t* query) {
+inline __m512i distances_tail(const std::uint64_t* words, std::size_t ld, std::size_t i, __mmask8 valid,
+                              std::size_t n_words, const std::uint64_t* query) {
   const std::size_t w = kWords != 0 ? kWords : n_words;
   __m512i acc = _mm512_setzero_si512();
   for (std::size_t j = 0; j < w; ++j) {
     const __m512i qj = _mm512_set1_epi64(static_cast<long long>(query[j]));
-    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
-                                    _mm512_maskz_loadu_epi64(valid, words + j * ld + i), qj)));
+    acc = _mm512_add_epi64(
+        acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(valid, words + j * ld + i), qj)));
   }
   return acc;
 }
@@ -64,26 +62,24 @@ inline __m512i distances_tail(const std::uint64_t* words, std::size_t ld, std::s
 // Rare path, kept out of line so the hot loop holds no distance vector across its branch:
 // recomputes `groups` groups of 8 codes from column i and emits those below the threshold.
 template <std::size_t kWords, std::size_t kPitch>
-__attribute__((noinline)) dist_t emit_groups(const std::uint64_t* words, std::size_t ld,
-                                             std::size_t i, std::size_t groups, std::size_t n_words,
-                                             const std::uint64_t* query, idx_t base,
-                                             dist_t threshold, EmitFn emit, void* sink) {
+__attribute__((noinline)) dist_t emit_groups(const std::uint64_t* words, std::size_t ld, std::size_t i,
+                                             std::size_t groups, std::size_t n_words, const std::uint64_t* query,
+                                             idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   __m512i q[kWords != 0 ? kWords : 1];
   if constexpr (kWords != 0)
     for (std::size_t j = 0; j < kWords; ++j) q[j] = _mm512_set1_epi64(static_cast<long long>(query[j]));
   for (std::size_t g = 0; g < groups; ++g) {
     const __m512i d = distances8<kWords, kPitch>(words, ld, i + 8 * g, n_words, q, query);
     const unsigned mask = _mm512_cmplt_epu64_mask(d, _mm512_set1_epi64(threshold));
-    if (mask != 0)
-      threshold = emit_lanes(d, mask, base + static_cast<idx_t>(i + 8 * g), threshold, emit, sink);
+    if (mask != 0) threshold = emit_lanes(d, mask, base + static_cast<idx_t>(i + 8 * g), threshold, emit, sink);
   }
   return threshold;
 }
 
 // kUnroll groups of 8 codes are tested with one compare on their lane-wise minimum.
 template <std::size_t kWords, std::size_t kUnroll, std::size_t kPitch = 0>
-void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
-          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words, const std::uint64_t* query,
+          idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   __m512i q[kWords != 0 ? kWords : 1];
   if constexpr (kWords != 0)
     for (std::size_t j = 0; j < kWords; ++j) q[j] = _mm512_set1_epi64(static_cast<long long>(query[j]));
@@ -92,7 +88,9 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
   for (; i + 8 * kUnroll <= n; i += 8 * kUnroll) {
     __m512i lowest = distances8<kWords, kPitch>(words, ld, i, n_words, q, query);
     for (std::size_t u = 1; u < kUnroll; ++u)
-      lowest = _mm512_min_epu32(lowest, distances8<kWords, kPitch>(words, ld, i + 8 * u, n_words, q, query));
+      // (the masked form names its pass-through operand: GCC 12 warns about the plain one's)
+      lowest = _mm512_mask_min_epu64(lowest, 0xFF, lowest,
+                                     distances8<kWords, kPitch>(words, ld, i + 8 * u, n_words, q, query));
     if (_mm512_cmplt_epu64_mask(lowest, limit) == 0) continue;
     threshold = emit_groups<kWords, kPitch>(words, ld, i, kUnroll, n_words, query, base, threshold, emit, sink);
     limit = _mm512_set1_epi64(threshold);
@@ -146,8 +144,8 @@ inline __m512i row_distances8(const std::uint8_t* rows, const __m512i* pattern) 
 }
 
 template <std::size_t kWords>
-void scan_rows(const std::uint8_t* rows, std::size_t n, const std::uint64_t* query, idx_t base,
-               dist_t threshold, EmitFn emit, void* sink) {
+void scan_rows(const std::uint8_t* rows, std::size_t n, const std::uint64_t* query, idx_t base, dist_t threshold,
+               EmitFn emit, void* sink) {
   // The query repeated to fill a register (for 16 words: its two halves).
   __m512i pattern[2];
   for (std::size_t h = 0; h < (kWords == 16 ? 2 : 1); ++h) {
@@ -166,46 +164,35 @@ void scan_rows(const std::uint8_t* rows, std::size_t n, const std::uint64_t* que
     }
   }
   if (i < n)  // tail of < 8 codes
-    scan_rows_scalar(rows + i * 8 * kWords, 8 * kWords, n - i, 8 * kWords, query,
-                     base + static_cast<idx_t>(i), threshold, emit, sink);
+    scan_rows_scalar(rows + i * 8 * kWords, 8 * kWords, n - i, 8 * kWords, query, base + static_cast<idx_t>(i),
+                     threshold, emit, sink);
 }
 
 }  // namespace
 
-void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                      dist_t threshold, EmitFn emit, void* sink) {
-  if (stride == code_bytes) {
-    switch (code_bytes) {
-      case 16: return scan_rows<2>(rows, n, query, base, threshold, emit, sink);
-      case 32: return scan_rows<4>(rows, n, query, base, threshold, emit, sink);
-      case 64: return scan_rows<8>(rows, n, query, base, threshold, emit, sink);
-      case 128: return scan_rows<16>(rows, n, query, base, threshold, emit, sink);
-      default: break;
+void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                      const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  with_code_bytes(code_bytes, [&](auto width) {
+    constexpr std::size_t kWords = decltype(width)::value;
+    if constexpr (kWords >= 2) {  // 16, 32, 64 or 128 contiguous bytes
+      if (stride == code_bytes) return scan_rows<kWords>(rows, n, query, base, threshold, emit, sink);
     }
-  }
-  scan_rows_scalar(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+    scan_rows_scalar(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+  });
 }
 
-void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                            std::size_t n_words, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink) {
-  switch (n_words) {
-    case 1: return scan<1, 8>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 2:
-      if (ld == block_pitch(2)) return scan<2, 4, block_pitch(2)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<2, 4>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 4:
-      if (ld == block_pitch(4)) return scan<4, 2, block_pitch(4)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<4, 2>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 8:
-      if (ld == block_pitch(8)) return scan<8, 1, block_pitch(8)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<8, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 16:
-      if (ld == block_pitch(16)) return scan<16, 1, block_pitch(16)>(words, ld, n, n_words, query, base, threshold, emit, sink);
-      return scan<16, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    default: return scan<0, 1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-  }
+void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  with_word_count(n_words, [&](auto width) {
+    // Short codes test several groups of 8 per compare (kUnroll * kWords <= 8 words).
+    constexpr std::size_t kWords = decltype(width)::value;
+    constexpr std::size_t kUnroll = kWords == 0 || kWords >= 8 ? 1 : 8 / kWords;
+    if constexpr (kWords >= 2) {  // the constant-pitch fast path (block_pitch)
+      if (ld == block_pitch(kWords))
+        return scan<kWords, kUnroll, block_pitch(kWords)>(words, ld, n, n_words, query, base, threshold, emit, sink);
+    }
+    scan<kWords, kUnroll>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  });
 }
 
 }  // namespace deephash

@@ -2,6 +2,7 @@
 // level -> kernel table. Needs: POPCNT on x86-64 (the project's x86-64-v2 floor).
 #include <cstring>
 
+#include "deephash/code_width.hpp"
 #include "deephash/hamming.hpp"
 
 namespace deephash {
@@ -15,8 +16,8 @@ inline std::uint64_t load_u64(const std::uint64_t* p) {
 
 // kWords > 0: width fixed at compile time; kWords == 0: n_words at run time.
 template <std::size_t kWords>
-void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
-          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words, const std::uint64_t* query,
+          idx_t base, dist_t threshold, EmitFn emit, void* sink) {
   const std::size_t w = kWords != 0 ? kWords : n_words;
   for (std::size_t i = 0; i < n; ++i) {
     std::uint64_t d = 0;
@@ -29,8 +30,7 @@ void scan(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t
 
 // One code in row layout: full words, then the zero-padded tail.
 template <std::size_t kWords>
-inline std::uint64_t row_distance(const std::uint8_t* row, std::size_t code_bytes,
-                                  const std::uint64_t* query) {
+inline std::uint64_t row_distance(const std::uint8_t* row, std::size_t code_bytes, const std::uint64_t* query) {
   const std::size_t full = kWords != 0 ? kWords : code_bytes / 8;
   std::uint64_t d = 0;
   for (std::size_t j = 0; j < full; ++j) {
@@ -58,17 +58,11 @@ void scan_rows(const std::uint8_t* rows, std::size_t stride, std::size_t n, std:
 
 }  // namespace
 
-void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                      dist_t threshold, EmitFn emit, void* sink) {
-  switch (code_bytes) {
-    case 8: return scan_rows<1>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-    case 16: return scan_rows<2>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-    case 32: return scan_rows<4>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-    case 64: return scan_rows<8>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-    case 128: return scan_rows<16>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-    default: return scan_rows<0>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
-  }
+void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                      const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  with_code_bytes(code_bytes, [&](auto width) {
+    scan_rows<decltype(width)::value>(rows, stride, n, code_bytes, query, base, threshold, emit, sink);
+  });
 }
 
 ScanRowsFn scan_rows_kernel(SimdLevel level) {
@@ -80,17 +74,11 @@ ScanRowsFn scan_rows_kernel(SimdLevel level) {
   return &scan_rows_scalar;
 }
 
-void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                            std::size_t n_words, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink) {
-  switch (n_words) {
-    case 1: return scan<1>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 2: return scan<2>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 4: return scan<4>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 8: return scan<8>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    case 16: return scan<16>(words, ld, n, n_words, query, base, threshold, emit, sink);
-    default: return scan<0>(words, ld, n, n_words, query, base, threshold, emit, sink);
-  }
+void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink) {
+  with_word_count(n_words, [&](auto width) {
+    scan<decltype(width)::value>(words, ld, n, n_words, query, base, threshold, emit, sink);
+  });
 }
 
 ScanFn scan_kernel(SimdLevel level) {

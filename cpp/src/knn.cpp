@@ -39,18 +39,15 @@ struct Plan {
 };
 
 Plan make_plan(const CodeView& queries, const CodeView& database, SimdLevel level) {
-  DH_REQUIRE(queries.code_bytes == database.code_bytes, "queries have ", queries.code_bytes,
-             " bytes per code but the database has ", database.code_bytes);
-  DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte");
-  DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
-             "row stride is smaller than the code width");
-  Plan plan{database, words_for_bytes(database.code_bytes),
-            database.code_bytes == 8 && database.stride == 8, scan_kernel(level),
-            scan_rows_kernel(level), {}};
+  Plan plan{database,
+            words_for_bytes(database.code_bytes),
+            database.code_bytes == 8 && database.stride == 8,
+            scan_kernel(level),
+            scan_rows_kernel(level),
+            {}};
   plan.query_words.resize(queries.n * plan.n_words);
   for (std::size_t q = 0; q < queries.n; ++q)
-    load_words(queries.data + q * queries.stride, queries.code_bytes,
-               plan.query_words.data() + q * plan.n_words);
+    load_words(queries.data + q * queries.stride, queries.code_bytes, plan.query_words.data() + q * plan.n_words);
   return plan;
 }
 
@@ -65,8 +62,8 @@ void prefetch_rows(const CodeView& db, std::size_t begin, std::size_t end) {
 
 // Scans database rows [db_begin, db_end) for queries [q_begin, q_end); collectors[q - q_begin].
 template <class Collector>
-void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::size_t db_begin,
-                std::size_t db_end, Collector* collectors) {
+void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::size_t db_begin, std::size_t db_end,
+                Collector* collectors) {
   const std::size_t w = plan.n_words, block = block_pitch(w);
   const CodeView& db = plan.database;
   // Few queries stream the database (prefetch it; do not transpose); many reuse each block.
@@ -78,9 +75,8 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
       prefetch_rows(db, b0 + nb, std::min(b0 + 2 * block, db_end));
       for (std::size_t q = q_begin; q < q_end; ++q) {
         Collector& c = collectors[q - q_begin];
-        plan.scan_rows(db.data + b0 * db.stride, db.stride, nb, db.code_bytes,
-                       plan.query_words.data() + q * w, static_cast<idx_t>(b0), c.threshold(),
-                       &Collector::emit, &c);
+        plan.scan_rows(db.data + b0 * db.stride, db.stride, nb, db.code_bytes, plan.query_words.data() + q * w,
+                       static_cast<idx_t>(b0), c.threshold(), &Collector::emit, &c);
       }
     }
     return;
@@ -107,8 +103,8 @@ void scan_range(const Plan& plan, std::size_t q_begin, std::size_t q_end, std::s
     }
     for (std::size_t q = q_begin; q < q_end; ++q) {
       Collector& c = collectors[q - q_begin];
-      plan.scan(words, ld, nb, w, plan.query_words.data() + q * w, static_cast<idx_t>(b0),
-                c.threshold(), &Collector::emit, &c);
+      plan.scan(words, ld, nb, w, plan.query_words.data() + q * w, static_cast<idx_t>(b0), c.threshold(),
+                &Collector::emit, &c);
     }
   }
 }
@@ -118,8 +114,8 @@ template <class Collector, class Make>
 std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, Make make_collector) {
   const std::size_t n = plan.database.n;
   const std::size_t work = nq * n * plan.n_words;
-  int threads = static_cast<int>(std::min<std::size_t>(
-      static_cast<std::size_t>(std::max(n_threads, 1)), std::max<std::size_t>(work / kMinWordsPerThread, 1)));
+  int threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)),
+                                                       std::max<std::size_t>(work / kMinWordsPerThread, 1)));
   std::vector<Collector> result;
   result.reserve(nq);
   for (std::size_t q = 0; q < nq; ++q) result.push_back(make_collector());
@@ -132,8 +128,8 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
       scan_range(plan, q0, q1, 0, n, result.data() + q0);
     });
   } else {
-    threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads),
-                                                     std::max<std::size_t>(n / 64, 1)));
+    threads =
+        static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), std::max<std::size_t>(n / 64, 1)));
     std::vector<std::vector<Collector>> parts(static_cast<std::size_t>(threads));
     parts[0] = std::move(result);
     for (std::size_t t = 1; t < parts.size(); ++t)
@@ -152,9 +148,24 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
 
 }  // namespace
 
-void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t k,
-                 dist_t* distances, idx_t* indices, SimdLevel level, int n_threads) {
-  DH_REQUIRE(k >= 1 && k <= database.n, "k must be in [1, ", database.n, "] (the database size), got ", k);
+void check_code_views(const CodeView& queries, const CodeView& database) {
+  DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte per code");
+  DH_REQUIRE(queries.code_bytes == database.code_bytes, "queries have ", queries.code_bytes,
+             " bytes per code but codes have ", database.code_bytes);
+  DH_REQUIRE(database.stride >= database.code_bytes && queries.stride >= queries.code_bytes,
+             "row stride is smaller than the code width");
+}
+
+void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k) {
+  check_code_views(queries, database);
+  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= database.n, "k must be in [1, ", database.n,
+             "] (len(codes)), got ", k);
+}
+
+void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k_signed, dist_t* distances, idx_t* indices,
+                 SimdLevel level, int n_threads) {
+  check_knn_args(queries, database, k_signed);
+  const auto k = static_cast<std::size_t>(k_signed);
   if (queries.n == 0) return;
   const Plan plan = make_plan(queries, database, level);
   auto found = collect<TopKCollector>(plan, queries.n, n_threads, [k] { return TopKCollector(k); });
@@ -164,16 +175,17 @@ void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t 
   }
 }
 
-RangeResult range_hamming(const CodeView& queries, const CodeView& database, dist_t max_distance,
-                          SimdLevel level, int n_threads) {
+RangeResult range_hamming(const CodeView& queries, const CodeView& database, std::int64_t max_distance, SimdLevel level,
+                          int n_threads) {
+  check_code_views(queries, database);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
   RangeResult result;
   result.lims.assign(queries.n + 1, 0);
   if (queries.n == 0 || database.n == 0) return result;
   const Plan plan = make_plan(queries, database, level);
   // Distances never exceed 8 * code_bytes, so larger radii are all the same (and cannot overflow).
-  const auto cap = static_cast<dist_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
-  const dist_t radius = std::min(max_distance, cap);
+  const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
+  const auto radius = static_cast<dist_t>(std::min(max_distance, cap));
   auto found = collect<RangeCollector>(plan, queries.n, n_threads, [radius] { return RangeCollector(radius); });
   std::size_t total = 0;
   for (std::size_t q = 0; q < queries.n; ++q) {

@@ -14,8 +14,8 @@ void load_words(const std::uint8_t* code, std::size_t code_bytes, std::uint64_t*
   }
 }
 
-void transpose_block(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                     std::size_t code_bytes, std::uint64_t* out, std::size_t ld) {
+void transpose_block(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                     std::uint64_t* out, std::size_t ld) {
   const std::size_t n_words = words_for_bytes(code_bytes);
   const std::size_t full = code_bytes / 8;
   for (std::size_t i = 0; i < n; ++i) {

@@ -67,8 +67,7 @@ void column_sums(const float* a, std::size_t n, std::size_t m, std::size_t ld, d
 }
 
 // z = [x > thresholds] as 0/1 floats (n x d).
-void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* thresholds, float* z,
-                    int n_threads) {
+void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* thresholds, float* z, int n_threads) {
   for_ranges(n, d, n_threads, [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r)
       for (std::size_t c = 0; c < d; ++c) z[r * d + c] = x[r * d + c] > thresholds[c] ? 1.0f : 0.0f;
@@ -77,8 +76,8 @@ void threshold_rows(const float* x, std::size_t n, std::size_t d, const float* t
 
 // The rows of one encoder block as the first layer sees them: [x > thresholds] in
 // `scratch` when thresholds are given, else x itself.
-const float* block_input(const float* x, std::size_t rows, std::size_t d, const float* thresholds,
-                         float* scratch, int n_threads) {
+const float* block_input(const float* x, std::size_t rows, std::size_t d, const float* thresholds, float* scratch,
+                         int n_threads) {
   if (thresholds == nullptr) return x;
   threshold_rows(x, rows, d, thresholds, scratch, n_threads);
   return scratch;
@@ -95,8 +94,8 @@ inline std::uint32_t ordered_bits(float value) {
 // out[position * out_stride] = (rank + 0.5) / n, or averaged into it when `average`.
 // Keys pack (value bits, position) into one integer, so a plain integer sort gives the
 // (value, index) order with no comparator indirection.
-void rank_quantiles(const float* values, std::size_t n, std::size_t stride, float* out,
-                    std::size_t out_stride, bool average, std::vector<std::uint64_t>& keys) {
+void rank_quantiles(const float* values, std::size_t n, std::size_t stride, float* out, std::size_t out_stride,
+                    bool average, std::vector<std::uint64_t>& keys) {
   keys.resize(n);
   for (std::size_t k = 0; k < n; ++k)
     keys[k] = (static_cast<std::uint64_t>(ordered_bits(values[k * stride])) << 32) | k;
@@ -124,9 +123,9 @@ void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols
   });
 }
 
-void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order,
-              std::size_t n_order, std::size_t batch_size, const RbmParams& params,
-              std::uint64_t seed, std::uint64_t first_step, int n_threads) {
+void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order, std::size_t n_order,
+              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step,
+              int n_threads) {
   DH_REQUIRE(batch_size >= 1, "batch_size must be >= 1");
   DH_REQUIRE(params.cd_k >= 1, "cd_k must be >= 1");
   for (std::size_t i = 0; i < n_order; ++i)
@@ -205,7 +204,8 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     sgemm(false, true, J, bs, I, 1.0f, W, I, vb, I, 0.0f, pos, ld, n_threads,
           fuse_update ? PanelHook([&](std::size_t row, std::size_t rows, std::size_t, std::size_t) {
             update_weights(row, row + rows);
-          }) : PanelHook(),
+          })
+                      : PanelHook(),
           hidden_step(pos, 0, true, false));
     update_pending = false;
     // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h W + c), ph = sigmoid(W pv^T + b).
@@ -272,20 +272,20 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
 }
 
 void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out, int n_threads) {
-  sgemm(false, true, n, rbm.n_hidden, rbm.n_visible, 1.0f, v, rbm.n_visible, rbm.components,
-        rbm.n_visible, 0.0f, out, rbm.n_hidden, n_threads);
+  sgemm(false, true, n, rbm.n_hidden, rbm.n_visible, 1.0f, v, rbm.n_visible, rbm.components, rbm.n_visible, 0.0f, out,
+        rbm.n_hidden, n_threads);
   sigmoid_rows(out, n, rbm.n_hidden, rbm.n_hidden, rbm.hidden_bias, n_threads);
 }
 
 void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, int n_threads) {
-  sgemm(false, false, n, rbm.n_visible, rbm.n_hidden, 1.0f, h, rbm.n_hidden, rbm.components,
-        rbm.n_visible, 0.0f, out, rbm.n_visible, n_threads);
+  sgemm(false, false, n, rbm.n_visible, rbm.n_hidden, 1.0f, h, rbm.n_hidden, rbm.components, rbm.n_visible, 0.0f, out,
+        rbm.n_visible, n_threads);
   sigmoid_rows(out, n, rbm.n_visible, rbm.n_visible, rbm.visible_bias, n_threads);
 }
 
-void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
-                     const float* weights, std::size_t n_out, float* mean, int n_threads) {
-  DH_REQUIRE(n >= 1, "mean_projection needs at least one row");
+void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds, const float* weights,
+                     std::size_t n_out, float* mean, int n_threads) {
+  DH_REQUIRE(n >= 1, "X must have at least one row (mean_projection), got 0");
   std::vector<double> sums(n_out, 0.0);
   const ParallelScope workers(n_threads);
   std::vector<float> z(input_thresholds ? kEncodeBlockRows * d : 0), proj(kEncodeBlockRows * n_out);
@@ -303,8 +303,8 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
   DH_REQUIRE(!layers.empty(), "the encoder needs at least one layer");
   DH_REQUIRE(layers.front().n_in == d, "the first layer takes ", layers.front().n_in, " inputs, x has ", d);
   for (std::size_t l = 1; l < layers.size(); ++l)
-    DH_REQUIRE(layers[l].n_in == layers[l - 1].n_out, "layer ", l, " takes ", layers[l].n_in,
-               " inputs but layer ", l - 1, " gives ", layers[l - 1].n_out);
+    DH_REQUIRE(layers[l].n_in == layers[l - 1].n_out, "layer ", l, " takes ", layers[l].n_in, " inputs but layer ",
+               l - 1, " gives ", layers[l - 1].n_out);
   const std::size_t bits = layers.back().n_out, code_bytes = bits / 8;
   DH_REQUIRE(bits % 8 == 0, "the last layer must have a multiple of 8 units, got ", bits);
   std::size_t widest = d;
@@ -316,8 +316,8 @@ void encode_layers(const float* x, std::size_t n, std::size_t d, const float* in
     const float* in = block_input(x + r0 * d, rows, d, input_thresholds, z.data(), n_threads);
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const EncoderLayer& layer = layers[l];
-      sgemm(false, true, rows, layer.n_out, layer.n_in, 1.0f, in, layer.n_in, layer.weights,
-            layer.n_in, 0.0f, y.data(), layer.n_out, n_threads);
+      sgemm(false, true, rows, layer.n_out, layer.n_in, 1.0f, in, layer.n_in, layer.weights, layer.n_in, 0.0f, y.data(),
+            layer.n_out, n_threads);
       if (l + 1 == layers.size()) {
         pack_threshold(y.data(), rows, bits, bits, layer.offsets, out + r0 * code_bytes, n_threads);
       } else {

@@ -27,8 +27,8 @@ SimdLevel cpu_level() {
   const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u;
   if (!osxsave || !avx) return SimdLevel::Scalar;
   const unsigned long long xcr0 = read_xcr0();
-  const bool os_ymm = (xcr0 & 0x6u) == 0x6u;     // SSE + AVX state
-  const bool os_zmm = (xcr0 & 0xE6u) == 0xE6u;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_ymm = (xcr0 & 0x6u) == 0x6u;    // SSE + AVX state
+  const bool os_zmm = (xcr0 & 0xE6u) == 0xE6u;  // + opmask, ZMM_Hi256, Hi16_ZMM
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SimdLevel::Scalar;
   const bool avx2 = (b >> 5) & 1u;
   const bool avx512 = ((b >> 16) & 1u) /*F*/ && ((b >> 17) & 1u) /*DQ*/ && ((b >> 30) & 1u) /*BW*/ &&
@@ -96,9 +96,8 @@ SimdLevel active_level() {
     try {
       requested = parse_level(env);
     } catch (const std::invalid_argument&) {
-      throw std::invalid_argument(detail::concat(
-          "environment variable DEEPHASH_SIMD='", env,
-          "' is not a SIMD level; expected 'scalar', 'avx2' or 'avx512'"));
+      throw std::invalid_argument(detail::concat("environment variable DEEPHASH_SIMD='", env,
+                                                 "' is not a SIMD level; expected 'scalar', 'avx2' or 'avx512'"));
     }
     resolved = min_level(requested, resolved);  // the variable can only lower the level
   }
@@ -107,9 +106,8 @@ SimdLevel active_level() {
 }
 
 void set_active_level(SimdLevel level) {
-  DH_REQUIRE(static_cast<int>(level) <= static_cast<int>(detected_level()), "SIMD level '",
-             level_name(level), "' cannot run here; the highest available is '",
-             level_name(detected_level()), "'");
+  DH_REQUIRE(static_cast<int>(level) <= static_cast<int>(detected_level()), "SIMD level '", level_name(level),
+             "' cannot run here; the highest available is '", level_name(detected_level()), "'");
   g_active.store(static_cast<int>(level), std::memory_order_release);
 }
 

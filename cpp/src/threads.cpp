@@ -31,9 +31,8 @@ int deephash_env_threads() {
   char* end = nullptr;
   const long n = std::strtol(value, &end, 10);
   while (end != nullptr && *end == ' ') ++end;
-  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= 4096,
-             "environment variable DEEPHASH_NUM_THREADS='", value,
-             "' is not a thread count; expected an integer in [1, 4096]");
+  DH_REQUIRE(end != value && *end == '\0' && n >= 1 && n <= kMaxThreads, "environment variable DEEPHASH_NUM_THREADS='",
+             value, "' is not a thread count; expected an integer in [1, ", kMaxThreads, "]");
   return static_cast<int>(n);
 }
 
@@ -44,7 +43,7 @@ int openmp_env_threads() {
   if (value == nullptr) return 0;
   char* end = nullptr;
   const long n = std::strtol(value, &end, 10);
-  if (end == value || n < 1 || n > 4096) return 0;
+  if (end == value || n < 1 || n > kMaxThreads) return 0;
   return static_cast<int>(n);
 }
 
@@ -75,7 +74,7 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
-  DH_REQUIRE(n >= 1 && n <= 4096, "n_threads must be in [1, 4096], got ", n);
+  DH_REQUIRE(n >= 1 && n <= kMaxThreads, "n must be in [1, ", kMaxThreads, "], got ", n);
   g_threads.store(n, std::memory_order_release);
 }
 
@@ -103,20 +102,28 @@ class ErrorSlot {
 
 }  // namespace
 
+namespace {
+std::atomic<std::uint64_t> g_threads_started{0};  // every std::thread the core started
+}  // namespace
+
+std::uint64_t threads_started() { return g_threads_started.load(std::memory_order_relaxed); }
+
 // Workers 1..n-1 wait for a new generation, run their part if the call wants them, and
-// count down `pending`; the caller runs part 0 and waits for pending == 0.
+// count down `pending`; the caller runs part 0 (and any part no worker could be started
+// for) and waits for pending == 0. The team starts workers only when a call asks for them,
+// up to `capacity`: its size is the most workers any call of the scope used, so a scope
+// around small work starts no thread at all.
 struct ParallelScope::Team {
   std::mutex mutex;
   std::condition_variable start, done;
   const std::function<void(int)>* body = nullptr;
-  int parts = 0, pending = 0;
+  int parts = 0, pending = 0, capacity = 0;
   std::uint64_t generation = 0;
   bool stopping = false, busy = false;
   ErrorSlot errors;
   std::vector<std::thread> workers;
 
-  void work(int t) {
-    std::uint64_t seen = 0;
+  void work(int t, std::uint64_t seen) {
     std::unique_lock<std::mutex> lock(mutex);
     for (;;) {
       start.wait(lock, [&] { return stopping || generation != seen; });
@@ -131,17 +138,34 @@ struct ParallelScope::Team {
     }
   }
 
+  // Starts workers until n_parts - 1 exist (or one cannot be started); returns how many parts
+  // the workers and the caller cover. Called with no job running.
+  int grow(int n_parts) {
+    std::lock_guard<std::mutex> lock(mutex);
+    try {
+      while (static_cast<int>(workers.size()) + 1 < n_parts) {
+        const int t = static_cast<int>(workers.size()) + 1;
+        workers.emplace_back([this, t, seen = generation] { work(t, seen); });
+        g_threads_started.fetch_add(1, std::memory_order_relaxed);
+      }
+    } catch (...) {  // could not start a thread: the caller runs the remaining parts
+    }
+    return std::min(n_parts, static_cast<int>(workers.size()) + 1);
+  }
+
   void run(int n_parts, const std::function<void(int)>& job) {
+    const int covered = grow(n_parts);
     {
       std::lock_guard<std::mutex> lock(mutex);
       body = &job;
-      parts = n_parts;
-      pending = n_parts - 1;
+      parts = covered;
+      pending = covered - 1;
       ++generation;
       busy = true;
     }
     start.notify_all();
     errors.run(job, 0);
+    for (int t = covered; t < n_parts; ++t) errors.run(job, t);
     std::unique_lock<std::mutex> lock(mutex);
     done.wait(lock, [&] { return pending == 0; });
     busy = false;
@@ -156,13 +180,8 @@ thread_local ParallelScope::Team* t_team = nullptr;  // the scope in charge on t
 
 ParallelScope::ParallelScope(int n_threads) : team_(nullptr) {
   if (n_threads <= 1 || t_team != nullptr) return;
-  auto team = std::make_unique<Team>();
-  try {
-    for (int t = 1; t < n_threads; ++t) team->workers.emplace_back([raw = team.get(), t] { raw->work(t); });
-  } catch (...) {  // could not start every worker: keep the ones that started
-  }
-  if (team->workers.empty()) return;
-  team_ = team.release();
+  team_ = new Team();
+  team_->capacity = n_threads - 1;
   t_team = team_;
 }
 
@@ -184,7 +203,7 @@ void run_parallel(int n_workers, const std::function<void(int)>& body) {
     return;
   }
   ParallelScope::Team* team = t_team;
-  if (team != nullptr && !team->busy && n_workers <= static_cast<int>(team->workers.size()) + 1) {
+  if (team != nullptr && !team->busy && n_workers <= team->capacity + 1) {
     team->run(n_workers, body);
     return;
   }
@@ -193,7 +212,10 @@ void run_parallel(int n_workers, const std::function<void(int)>& body) {
   std::vector<std::thread> workers;
   workers.reserve(static_cast<std::size_t>(n_workers - 1));
   try {
-    for (int t = 1; t < n_workers; ++t) workers.emplace_back(guarded, t);
+    for (int t = 1; t < n_workers; ++t) {
+      workers.emplace_back(guarded, t);
+      g_threads_started.fetch_add(1, std::memory_order_relaxed);
+    }
   } catch (...) {  // could not start a thread: run the remaining parts here
     for (int t = static_cast<int>(workers.size()) + 1; t < n_workers; ++t) guarded(t);
   }

@@ -75,8 +75,6 @@ void RangeCollector::absorb(const RangeCollector& other) {
   found_.insert(found_.end(), other.found_.begin(), other.found_.end());
 }
 
-void RangeCollector::sort() {
-  std::sort(found_.begin(), found_.end(), ranks_before);
-}
+void RangeCollector::sort() { std::sort(found_.begin(), found_.end(), ranks_before); }
 
 }  // namespace deephash

@@ -4,6 +4,10 @@ Both functions scan every code (no approximation) and rank by (distance, index):
 to the smaller index, so results are deterministic, the top-k for a smaller k is a prefix
 of the top-k for a larger k, and the GPU returns exactly what the CPU returns. The GIL is
 released while the kernels run.
+
+Checks live where they can be expressed once: this module converts arguments (dtype, 1-D
+queries, row layout); the compiled modules check integer arguments, and the kernels check
+``k``, the radius and the code widths (the GPU's limits are attributes of ``_cuda``).
 """
 
 from __future__ import annotations
@@ -15,9 +19,6 @@ from ._gpu import cuda_module, resolve_device
 from ._validation import check_codes, check_int, check_queries
 
 __all__ = ["GpuCodes", "range_search", "search"]
-
-# The GPU kernels take codes of up to this many bytes (8192 bits).
-_GPU_MAX_CODE_BYTES = 1024
 
 
 class GpuCodes:
@@ -57,12 +58,8 @@ class GpuCodes:
     def __init__(self, codes: object, device_id: int = 0) -> None:
         module = cuda_module()
         db = check_codes(codes, "codes")
-        if db.shape[0] == 0:
-            raise ValueError("codes must have at least one row")
-        if db.shape[1] > _GPU_MAX_CODE_BYTES:
-            raise ValueError(f"codes on the GPU have at most {_GPU_MAX_CODE_BYTES} bytes per code, "
-                             f"got {db.shape[1]}")
         device_id = check_int(device_id, "device_id", minimum=0)
+        # rows and width are checked against the GPU kernels' limits by DeviceCodes
         self._handle = module.DeviceCodes(db, device_id)
 
     @property
@@ -103,7 +100,8 @@ class GpuCodes:
 
 def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int, int, bool]:
     """(codes, n, code_bytes, whether the call runs on the GPU). An array is uploaded by
-    :func:`_on_gpu` only after every argument has been checked."""
+    :func:`_on_gpu` after the Python-side checks; ``k`` and the widths are checked by the
+    kernels (so a bad ``k`` with ``device="cuda"`` fails after the upload, changing nothing)."""
     if isinstance(codes, GpuCodes):
         if device is not None and resolve_device(device) != "cuda":
             raise ValueError("codes are a GpuCodes (on the GPU) but device='cpu'; search the "
@@ -111,8 +109,8 @@ def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int
         return codes, codes.n, codes.code_bytes, True
     db = check_codes(codes, "codes")
     where = "cpu" if device is None else resolve_device(device)
-    if where == "cuda" and device == "auto" and (db.shape[0] == 0
-                                                  or db.shape[1] > _GPU_MAX_CODE_BYTES):
+    if where == "cuda" and device == "auto" and (
+            db.shape[0] == 0 or db.shape[1] > cuda_module().max_code_bytes):
         where = "cpu"  # "auto" takes the CPU for what the GPU kernels do not cover
     return db, db.shape[0], db.shape[1], where == "cuda"
 
@@ -167,9 +165,8 @@ def search(codes: object, queries: object, k: int, *,
     >>> search(codes, np.array([0b0001], dtype=np.uint8), k=3)
     (array([0, 1, 1], dtype=int32), array([2, 0, 3]))
     """
-    db, n, code_bytes, on_gpu = _database(codes, device)
-    q, single = check_queries(queries, code_bytes)
-    k = check_int(k, "k", minimum=1, maximum=n)
+    db, _, _, on_gpu = _database(codes, device)
+    q, single = check_queries(queries)
     if on_gpu:
         distances, indices = _on_gpu(db)._handle.search(q, k)
     else:
@@ -216,11 +213,9 @@ def range_search(codes: object, queries: object, max_distance: int, *,
     >>> range_search(codes, np.array([[0b0001]], dtype=np.uint8), max_distance=1)
     (array([0, 3]), array([0, 1, 1], dtype=int32), array([2, 0, 3]))
     """
-    db, _, code_bytes, on_gpu = _database(codes, device)
-    q, _ = check_queries(queries, code_bytes)
-    max_distance = check_int(max_distance, "max_distance", minimum=0)
-    # No distance exceeds the code width, so any larger radius means the same (and fits C).
-    radius = min(max_distance, 8 * code_bytes)
+    db, _, _, on_gpu = _database(codes, device)
+    q, _ = check_queries(queries)
+    # The kernels check max_distance >= 0; any radius above the code's bits means all codes.
     if on_gpu:
-        return _on_gpu(db)._handle.range_search(q, radius)
-    return _core.range_hamming(db, q, radius)
+        return _on_gpu(db)._handle.range_search(q, max_distance)
+    return _core.range_hamming(db, q, max_distance)

@@ -189,8 +189,9 @@ def check_codes(codes: object, name: str = "codes") -> np.ndarray:
     return _row_contiguous(array)
 
 
-def check_queries(queries: object, code_bytes: int) -> tuple[np.ndarray, bool]:
-    """Queries as a 2-D code matrix, and whether a single 1-D query was given."""
+def check_queries(queries: object) -> tuple[np.ndarray, bool]:
+    """Queries as a 2-D code matrix, and whether a single 1-D query was given. Their width
+    is checked against the codes by the search kernels."""
     array = _as_code_array(queries, "queries")
     single = array.ndim == 1
     if single:
@@ -198,9 +199,6 @@ def check_queries(queries: object, code_bytes: int) -> tuple[np.ndarray, bool]:
     if array.ndim != 2:
         raise ValueError(
             f"queries must be 1-D (code_bytes,) or 2-D (nq, code_bytes), got shape {array.shape}")
-    if array.shape[1] != code_bytes:
-        raise ValueError(
-            f"queries have {array.shape[1]} bytes per code but codes have {code_bytes}")
     return _row_contiguous(array), single
 
 

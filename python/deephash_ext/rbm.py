@@ -200,9 +200,10 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             train(
                 self.components_, self.intercept_hidden_, self.intercept_visible_,
                 *self._velocities, V, np.ascontiguousarray(rows, dtype=np.int64),
-                self.batch_size, float(self.learning_rate), float(self.momentum),
-                float(self.weight_decay), float(self.hashing_reg), int(self.cd_k),
-                self._seed, self.n_steps_, **where)
+                batch_size=self.batch_size, learning_rate=self.learning_rate,
+                momentum=self.momentum, weight_decay=self.weight_decay,
+                hashing_reg=self.hashing_reg, cd_k=self.cd_k, seed=self._seed,
+                first_step=self.n_steps_, **where)
             done = -(-len(rows) // self.batch_size)
             self.n_steps_ += done
             if progress is not None:

@@ -14,7 +14,7 @@ namespace deephash {
  * @param out         n * d / 8 bytes, written row-major
  * @param n_threads   threads to use (>= 1)
  */
-void pack_threshold(const float* x, std::size_t n, std::size_t d, std::size_t ld,
-                    const float* thresholds, std::uint8_t* out, int n_threads);
+void pack_threshold(const float* x, std::size_t n, std::size_t d, std::size_t ld, const float* thresholds,
+                    std::uint8_t* out, int n_threads);
 
 }  // namespace deephash

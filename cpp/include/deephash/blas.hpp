@@ -25,9 +25,8 @@ std::string blas_library();
  * n_threads.
  * Throws std::logic_error if no BLAS library is loaded.
  */
-void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads);
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc, int n_threads);
 
 /// Work on one panel of C, rows [row, row + rows) x columns [col, col + cols), run on the
 /// panel's thread. As an epilogue it runs after the panel is written (the panel is final and
@@ -35,16 +34,16 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
 using PanelHook = std::function<void(std::size_t row, std::size_t rows, std::size_t col, std::size_t cols)>;
 
 /// sgemm followed, panel by panel, by `epilogue`.
-void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelHook& epilogue);
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc, int n_threads,
+           const PanelHook& epilogue);
 
 /// sgemm in which each panel's product is preceded, on the same thread, by `prologue` with
 /// that panel's coordinates in C (for example, to finish writing the rows of op(A) that a
 /// row panel reads) and followed by `epilogue`.
-void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-           std::size_t ldc, int n_threads, const PanelHook& prologue, const PanelHook& epilogue);
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc, int n_threads,
+           const PanelHook& prologue, const PanelHook& epilogue);
 
 /// True when sgemm cuts this shape into row panels (rows of op(A) and C), false for column panels.
 inline bool splits_rows(std::size_t m, std::size_t n) { return m >= n; }

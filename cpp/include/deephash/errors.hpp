@@ -19,14 +19,14 @@ std::string concat(const Args&... args) {
 
 }  // namespace deephash::detail
 
-#define DH_REQUIRE(cond, ...)                                                      \
-  do {                                                                             \
+#define DH_REQUIRE(cond, ...)                                                          \
+  do {                                                                                 \
     if (!(cond)) throw std::invalid_argument(::deephash::detail::concat(__VA_ARGS__)); \
   } while (0)
 
-#define DH_INTERNAL(cond)                                                          \
-  do {                                                                             \
-    if (!(cond))                                                                   \
-      throw std::logic_error(::deephash::detail::concat(                           \
-          "deephash internal error: ", #cond, " (", __FILE__, ":", __LINE__, ")")); \
+#define DH_INTERNAL(cond)                                                                                      \
+  do {                                                                                                         \
+    if (!(cond))                                                                                               \
+      throw std::logic_error(                                                                                  \
+          ::deephash::detail::concat("deephash internal error: ", #cond, " (", __FILE__, ":", __LINE__, ")")); \
   } while (0)

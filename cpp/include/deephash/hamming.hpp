@@ -41,19 +41,15 @@ using EmitFn = dist_t (*)(void* sink, dist_t distance, idx_t index);
  * @param base      index of the block's first code
  * @param threshold only codes with distance < threshold are emitted
  */
-using ScanFn = void (*)(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                        std::size_t n_words, const std::uint64_t* query, idx_t base,
-                        dist_t threshold, EmitFn emit, void* sink);
+using ScanFn = void (*)(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                        const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
 
-void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                            std::size_t n_words, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink);
-void scan_word_major_avx2(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                          std::size_t n_words, const std::uint64_t* query, idx_t base,
-                          dist_t threshold, EmitFn emit, void* sink);
-void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::size_t n,
-                            std::size_t n_words, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink);
+void scan_word_major_scalar(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
+void scan_word_major_avx2(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                          const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
+void scan_word_major_avx512(const std::uint64_t* words, std::size_t ld, std::size_t n, std::size_t n_words,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
 
 /// The scan kernel of a level (resolved once per call by the entry points).
 ScanFn scan_kernel(SimdLevel level);
@@ -63,17 +59,14 @@ ScanFn scan_kernel(SimdLevel level);
  * bytes, code_bytes bytes each) read in place. Used when too few queries share a block
  * to repay its transposition (a single query streams the database once from memory).
  */
-using ScanRowsFn = void (*)(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                            std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                            dist_t threshold, EmitFn emit, void* sink);
+using ScanRowsFn = void (*)(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                            const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
 
-void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                      dist_t threshold, EmitFn emit, void* sink);
+void scan_rows_scalar(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                      const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
 /// Vector path for contiguous rows of 16, 32, 64 or 128 bytes; other layouts go to scalar.
-void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                      std::size_t code_bytes, const std::uint64_t* query, idx_t base,
-                      dist_t threshold, EmitFn emit, void* sink);
+void scan_rows_avx512(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                      const std::uint64_t* query, idx_t base, dist_t threshold, EmitFn emit, void* sink);
 
 /// The row-layout kernel of a level (AVX2 has no vector popcount: it uses scalar POPCNT).
 ScanRowsFn scan_rows_kernel(SimdLevel level);
@@ -82,8 +75,8 @@ ScanRowsFn scan_rows_kernel(SimdLevel level);
  * Copies n packed rows (row stride `stride` bytes, code_bytes bytes each) into word-major
  * layout: out[j * ld + i] = word j of row i, tail bytes zero, rows n..ld-1 zero.
  */
-void transpose_block(const std::uint8_t* rows, std::size_t stride, std::size_t n,
-                     std::size_t code_bytes, std::uint64_t* out, std::size_t ld);
+void transpose_block(const std::uint8_t* rows, std::size_t stride, std::size_t n, std::size_t code_bytes,
+                     std::uint64_t* out, std::size_t ld);
 
 /// One code's packed bytes as zero-padded words (words_for_bytes(code_bytes) of them).
 void load_words(const std::uint8_t* code, std::size_t code_bytes, std::uint64_t* out);

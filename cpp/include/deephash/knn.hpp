@@ -22,13 +22,20 @@ struct CodeView {
 };
 
 /**
+ * Checks the arguments of knn_hamming without scanning: equal code widths, valid row
+ * strides and 1 <= k <= database.n; throws std::invalid_argument naming the parameter.
+ * Callers that allocate the outputs call it first (knn_hamming calls it too).
+ */
+void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k);
+
+/**
  * Exact k nearest neighbours by Hamming distance, sorted by (distance, index).
  * @param distances  nq * k, row-major
  * @param indices    nq * k, row-major
- * Requires 1 <= k <= database.n and equal code_bytes (std::invalid_argument otherwise).
+ * Requires the arguments check_knn_args accepts (std::invalid_argument otherwise).
  */
-void knn_hamming(const CodeView& queries, const CodeView& database, std::size_t k,
-                 dist_t* distances, idx_t* indices, SimdLevel level, int n_threads);
+void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k, dist_t* distances, idx_t* indices,
+                 SimdLevel level, int n_threads);
 
 /// Radius search result: query q's hits are [lims[q], lims[q + 1]) of distances/indices.
 struct RangeResult {
@@ -37,11 +44,15 @@ struct RangeResult {
   std::vector<idx_t> indices;
 };
 
+/// Checks the code widths and row strides of two code matrices (std::invalid_argument).
+void check_code_views(const CodeView& queries, const CodeView& database);
+
 /**
  * Every item with distance <= max_distance (inclusive), sorted by (distance, index).
- * Requires max_distance >= 0 and equal code_bytes (std::invalid_argument otherwise).
+ * Requires max_distance >= 0 (any larger than the code's bits means all of them) and equal
+ * code_bytes (std::invalid_argument otherwise).
  */
-RangeResult range_hamming(const CodeView& queries, const CodeView& database,
-                          dist_t max_distance, SimdLevel level, int n_threads);
+RangeResult range_hamming(const CodeView& queries, const CodeView& database, std::int64_t max_distance, SimdLevel level,
+                          int n_threads);
 
 }  // namespace deephash

@@ -23,12 +23,12 @@ struct RbmParams {
 /// The model and its momentum buffers, updated in place.
 struct RbmArrays {
   std::size_t n_visible, n_hidden;
-  float* components;            // n_hidden x n_visible
-  float* hidden_bias;           // n_hidden
-  float* visible_bias;          // n_visible
-  float* components_velocity;   // n_hidden x n_visible
-  float* hidden_velocity;       // n_hidden
-  float* visible_velocity;      // n_visible
+  float* components;           // n_hidden x n_visible
+  float* hidden_bias;          // n_hidden
+  float* visible_bias;         // n_visible
+  float* components_velocity;  // n_hidden x n_visible
+  float* hidden_velocity;      // n_hidden
+  float* visible_velocity;     // n_visible
 };
 
 /**
@@ -43,25 +43,22 @@ struct RbmArrays {
  * Hidden sample (row r, unit j) of Gibbs step g uses index (g * batch_size + r) * n_hidden + j,
  * so splitting the minibatches over several calls (first_step advancing) changes nothing.
  */
-void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order,
-              std::size_t n_order, std::size_t batch_size, const RbmParams& params,
-              std::uint64_t seed, std::uint64_t first_step, int n_threads);
+void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order, std::size_t n_order,
+              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step,
+              int n_threads);
 
 /**
  * Hashing-regulariser targets (docs/algorithms.md, sec. 2.4): the rank of p[r][j] within row r
  * (ties by column) maps to (rank + 0.5) / n_cols, within column j (ties by row) to
  * (rank + 0.5) / n_rows; t is the average of the two.
  */
-void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols, float* t,
-                          int n_threads);
+void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols, float* t, int n_threads);
 
 /// out (n x n_hidden) = sigmoid(v components^T + hidden_bias).
-void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out,
-                          int n_threads);
+void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out, int n_threads);
 
 /// out (n x n_visible) = sigmoid(h components + visible_bias).
-void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out,
-                           int n_threads);
+void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, int n_threads);
 
 /// One layer of a thresholded encoder: bit j = (z . weights[j] - offsets[j] > 0).
 struct EncoderLayer {
@@ -74,8 +71,8 @@ struct EncoderLayer {
  * Mean over the n rows of x (n x d) of (z . weights^T), z = [x > input_thresholds] when
  * thresholds are given, else x (centring offsets, docs/algorithms.md, sec. 2.5). In row blocks.
  */
-void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,
-                     const float* weights, std::size_t n_out, float* mean, int n_threads);
+void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds, const float* weights,
+                     std::size_t n_out, float* mean, int n_threads);
 
 /**
  * Packed codes (n x last n_out / 8 bytes) of x (n x d) through the stack: z0 = [x > thresholds]

@@ -19,8 +19,8 @@ struct RbmElementwise {
   /// a[i] = sigmoid(a[i] + bias[i]) for i < n.
   void (*sigmoid_bias)(float* a, std::size_t n, const float* bias);
   /// out[i] = 1 if uniform(key, first + i * stride) < p[i] else 0, for i < n.
-  void (*bernoulli)(const float* p, std::size_t n, std::uint64_t key, std::uint64_t first,
-                    std::uint64_t stride, float* out);
+  void (*bernoulli)(const float* p, std::size_t n, std::uint64_t key, std::uint64_t first, std::uint64_t stride,
+                    float* out);
   /// sum[i] += double(a[i] - b[i]) (the difference rounded to float first), for i < n.
   void (*accumulate_difference)(double* sum, const float* a, const float* b, std::size_t n);
 };

@@ -10,30 +10,37 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace deephash {
 
+/// The largest thread count set_num_threads and DEEPHASH_NUM_THREADS accept.
+constexpr int kMaxThreads = 4096;
+
 /// Threads the kernels use (>= 1).
 int num_threads();
-/// Sets the thread count; n outside [1, 4096] throws std::invalid_argument.
+/// Sets the thread count; n outside [1, kMaxThreads] throws std::invalid_argument.
 void set_num_threads(int n);
 /// CPUs this process may run on.
 int available_cpus();
+
+/// How many std::threads the core has started in this process (a diagnostic for tests).
+std::uint64_t threads_started();
 
 /// Runs body(t) for t in [0, n_workers): t = 0 on the calling thread, the rest on the
 /// workers of this thread's ParallelScope when it has enough, else on new threads.
 /// Returns after all finish; rethrows the first exception any body threw.
 void run_parallel(int n_workers, const std::function<void(int)>& body);
 
-/// Keeps n_threads - 1 workers for the lifetime of the scope, so that run_parallel calls
-/// made on the opening thread reuse them instead of starting threads: a CD-k minibatch
-/// makes six parallel calls, and a thread start costs tens to hundreds of microseconds on
-/// a shared VM (measured). Workers sleep on a condition variable between calls (they never
-/// spin) and are joined when the scope ends, so no thread outlives the call that opened
-/// it. Calls made from inside a parallel body, or asking for more threads than the scope
-/// holds, start threads as before. One scope is in charge per thread: a nested scope
-/// leaves the outer one in charge.
+/// Keeps up to n_threads - 1 workers for the lifetime of the scope, so that run_parallel
+/// calls made on the opening thread reuse them instead of starting threads: a CD-k
+/// minibatch makes six parallel calls, and a thread start costs tens to hundreds of
+/// microseconds on a shared VM (measured). Workers are started when a call first asks for
+/// them, so the team is sized by the work (a one-row encode starts none). Workers sleep on a condition variable between
+/// calls (they never spin) and are joined when the scope ends, so no thread outlives the call that opened it. Calls
+/// made from inside a parallel body, or asking for more threads than the scope holds, start threads as before. One
+/// scope is in charge per thread: a nested scope leaves the outer one in charge.
 class ParallelScope {
  public:
   explicit ParallelScope(int n_threads);
@@ -61,8 +68,8 @@ constexpr std::size_t kMinWorkPerThread = std::size_t{1} << 15;
 template <class Fn>
 void for_ranges(std::size_t n, std::size_t work_per_item, int n_threads, Fn fn) {
   const std::size_t by_work = n * work_per_item / kMinWorkPerThread;
-  const int workers = static_cast<int>(std::max<std::size_t>(
-      1, std::min({static_cast<std::size_t>(std::max(n_threads, 1)), by_work, n})));
+  const int workers = static_cast<int>(
+      std::max<std::size_t>(1, std::min({static_cast<std::size_t>(std::max(n_threads, 1)), by_work, n})));
   run_parallel(workers, [&](int t) {
     std::size_t begin, end;
     split_range(n, workers, t, begin, end);

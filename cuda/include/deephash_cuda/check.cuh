@@ -23,11 +23,10 @@ inline void throw_cuda_error(cudaError_t error, const char* what, const char* fi
 
 }  // namespace deephash::cuda::detail
 
-#define DH_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                         \
-    const cudaError_t dh_error_ = (expr);                                                      \
-    if (dh_error_ != cudaSuccess)                                                              \
-      ::deephash::cuda::detail::throw_cuda_error(dh_error_, #expr, __FILE__, __LINE__);        \
+#define DH_CUDA_CHECK(expr)                                                                                         \
+  do {                                                                                                              \
+    const cudaError_t dh_error_ = (expr);                                                                           \
+    if (dh_error_ != cudaSuccess) ::deephash::cuda::detail::throw_cuda_error(dh_error_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 #define DH_CUDA_CHECK_LAUNCH() DH_CUDA_CHECK(cudaGetLastError())

@@ -37,16 +37,20 @@ class DeviceCodes {
   DeviceCodes(const DeviceCodes&) = delete;
   DeviceCodes& operator=(const DeviceCodes&) = delete;
 
+  /// Checks the arguments of search() without touching the GPU: queries.code_bytes ==
+  /// code_bytes() and 1 <= k <= size() (std::invalid_argument naming the parameter).
+  void check_search_args(const CodeView& queries, idx_t k) const;
+
   /**
    * k nearest codes of each query, sorted by (distance, index).
    * @param distances  queries.n * k, row-major, host memory
    * @param indices    queries.n * k, row-major, host memory
-   * Requires 1 <= k <= size() and queries.code_bytes == code_bytes() (std::invalid_argument).
+   * Requires the arguments check_search_args accepts (std::invalid_argument otherwise).
    */
-  void search(const CodeView& queries, std::size_t k, dist_t* distances, idx_t* indices) const;
+  void search(const CodeView& queries, idx_t k, dist_t* distances, idx_t* indices) const;
 
-  /// Every code within max_distance (inclusive), sorted by (distance, index), as on the CPU.
-  RangeResult range_search(const CodeView& queries, dist_t max_distance) const;
+  /// Every code within max_distance (inclusive, >= 0), sorted by (distance, index), as on the CPU.
+  RangeResult range_search(const CodeView& queries, std::int64_t max_distance) const;
 
   std::size_t size() const { return n_; }
   std::size_t code_bytes() const { return code_bytes_; }

@@ -16,7 +16,8 @@ namespace deephash::cuda {
 
 /// deephash::cd_train on device `device`; the rows of v named by `order` are uploaded once.
 void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int64_t* order, std::size_t n_order,
-              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step, int device);
+              std::size_t batch_size, const RbmParams& params, std::uint64_t seed, std::uint64_t first_step,
+              int device);
 
 /// deephash::encode_layers on device `device`, in blocks of rows.
 void encode_layers(const float* x, std::size_t n, std::size_t d, const float* input_thresholds,

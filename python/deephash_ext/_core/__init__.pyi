@@ -1,0 +1,88 @@
+"""Stubs of deephash_ext._core, the compiled CPU core (private; use the package API).
+
+Arrays cross the boundary with exact dtypes: codes uint8 (n, code_bytes) with contiguous
+rows, descriptors and model parameters float32 C-contiguous. Integer arguments accept any
+integer (NumPy integers too, never bool) and raise TypeError/ValueError naming themselves.
+"""
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _testing as _testing
+
+__version__: Final[str]
+max_threads: Final[int]
+"""The largest thread count set_num_threads accepts."""
+
+# ---- codes
+def pack_threshold(X: NDArray[np.float32], thresholds: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """Packed codes with bit j = X[:, j] > thresholds[j]."""
+
+# ---- search
+def knn_hamming(
+    codes: NDArray[np.uint8], queries: NDArray[np.uint8], k: int | np.integer
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """(distances, indices), each (nq, k), sorted by (distance, index)."""
+
+def range_hamming(
+    codes: NDArray[np.uint8], queries: NDArray[np.uint8], max_distance: int | np.integer
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+    """(lims, distances, indices) of every code within max_distance (inclusive)."""
+
+# ---- build and runtime information
+def simd_level() -> str: ...
+def detected_simd_level() -> str: ...
+def compiled_simd_levels() -> list[str]: ...
+def available_simd_levels() -> list[str]: ...
+def set_simd_level(level: str) -> None: ...
+def num_threads() -> int: ...
+def set_num_threads(n: int | np.integer) -> None: ...
+def available_cpus() -> int: ...
+def compiler() -> str: ...
+
+# ---- BLAS and the RBM kernels
+def load_blas(path: str) -> None: ...
+def blas_library() -> str: ...
+def rbm_cd_train(
+    components: NDArray[np.float32],
+    hidden_bias: NDArray[np.float32],
+    visible_bias: NDArray[np.float32],
+    components_velocity: NDArray[np.float32],
+    hidden_velocity: NDArray[np.float32],
+    visible_velocity: NDArray[np.float32],
+    V: NDArray[np.float32],
+    order: NDArray[np.int64],
+    *,
+    batch_size: int | np.integer,
+    learning_rate: float | np.floating,
+    momentum: float | np.floating,
+    weight_decay: float | np.floating,
+    hashing_reg: float | np.floating,
+    cd_k: int | np.integer,
+    seed: int | np.integer,
+    first_step: int | np.integer,
+) -> None:
+    """CD-k training in place on the first six arrays."""
+
+def rbm_hidden_probabilities(
+    components: NDArray[np.float32], hidden_bias: NDArray[np.float32] | None, V: NDArray[np.float32]
+) -> NDArray[np.float32]: ...
+def rbm_visible_probabilities(
+    components: NDArray[np.float32],
+    visible_bias: NDArray[np.float32] | None,
+    H: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+def mean_projection(
+    X: NDArray[np.float32],
+    input_thresholds: NDArray[np.float32] | None,
+    weights: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+def encode_layers(
+    X: NDArray[np.float32],
+    input_thresholds: NDArray[np.float32] | None,
+    weights: Sequence[NDArray[np.float32]],
+    offsets: Sequence[NDArray[np.float32]],
+) -> NDArray[np.uint8]: ...
