@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core, _gpu
-from ._validation import check_int
 
 __all__ = [
     "available_simd_levels",
@@ -112,13 +111,13 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        ``1 <= n <= 4096``.
+        ``1 <= n <= deephash_ext._core.max_threads`` (4096).
 
     Raises
     ------
     TypeError
         If ``n`` is not an integer.
     ValueError
-        If ``n`` is outside ``[1, 4096]``.
+        If ``n`` is outside that range (checked by the core, which owns the limit).
     """
-    _core.set_num_threads(check_int(n, "n", minimum=1, maximum=4096))
+    _core.set_num_threads(n)
