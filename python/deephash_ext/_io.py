@@ -40,6 +40,7 @@ __all__ = [
     "read_model",
     "read_npy",
     "read_npz",
+    "state_expectation",
     "write_model",
 ]
 
@@ -339,6 +340,24 @@ def header_mismatch(headers: Mapping[str, ArrayHeader],
     return None
 
 
+def state_expectation(state: Mapping[str, Any], prefix: str,
+                      headers: Mapping[str, ArrayHeader]) -> dict[str, tuple]:
+    """``{prefix + name: (shape, dtype)}`` for a torch ``state_dict`` (tensors on any device,
+    "meta" included), as ``state_dict_to_arrays`` saves it: floating tensors as float32, the
+    others in their dtype, 0-d tensors as shape ``(1,)`` (``()`` is accepted too)."""
+    expected: dict[str, tuple] = {}
+    for key, value in state.items():
+        name = prefix + key
+        shape = tuple(value.shape)
+        if shape == ():
+            found = headers.get(name)
+            shape = found.shape if found is not None and found.shape in ((), (1,)) else (1,)
+        dtype = (np.float32 if value.is_floating_point()
+                 else value.new_empty(0, device="cpu").numpy().dtype)
+        expected[name] = (shape, dtype)
+    return expected
+
+
 def _check_directory(archive: zipfile.ZipFile, length: int) -> dict[str, zipfile.ZipInfo]:
     """Member name (without ``.npy``) to its entry; every size checked against ``length``."""
     infos = archive.infolist()
@@ -519,7 +538,7 @@ class MetaReader:
                              f"metadata has no {key!r}")
         return default
 
-    def _bad(self, key: str, rule: str, value: Any) -> ValueError:
+    def invalid(self, key: str, rule: str, value: Any) -> ValueError:
         text = repr(value)
         text = text if len(text) <= 80 else text[:77] + "..."
         return ValueError(f"{self.where!r} is not a valid {self.kind} model file: metadata "
@@ -528,7 +547,7 @@ class MetaReader:
     def integer(self, key: str, *, minimum: int, maximum: int, default: Any = _MISSING) -> int:
         value = self._get(key, default)
         if type(value) is not int or not minimum <= value <= maximum:
-            raise self._bad(key, f"an integer in [{minimum}, {maximum}]", value)
+            raise self.invalid(key, f"an integer in [{minimum}, {maximum}]", value)
         return value
 
     def integers(self, key: str, *, minimum: int, maximum: int, max_len: int,
@@ -536,14 +555,14 @@ class MetaReader:
         value = self._get(key, default)
         if (not isinstance(value, list) or len(value) > max_len
                 or not all(type(v) is int and minimum <= v <= maximum for v in value)):
-            raise self._bad(key, f"a list of at most {max_len} integers in [{minimum}, "
+            raise self.invalid(key, f"a list of at most {max_len} integers in [{minimum}, "
                                  f"{maximum}]", value)
         return list(value)
 
     def boolean(self, key: str, *, default: Any = _MISSING) -> bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
-            raise self._bad(key, "true or false", value)
+            raise self.invalid(key, "true or false", value)
         return value
 
     def reals(self, key: str, *, positive: bool = False, default: Any = _MISSING
@@ -553,19 +572,27 @@ class MetaReader:
                 type(v) in (int, float) and math.isfinite(v) and (v > 0 or not positive)
                 for v in value):
             rule = "positive finite numbers" if positive else "finite numbers"
-            raise self._bad(key, f"a list of {rule}", value)
+            raise self.invalid(key, f"a list of {rule}", value)
         return [float(v) for v in value]
 
     def string(self, key: str, *, default: Any = _MISSING) -> str:
         value = self._get(key, default)
         if not isinstance(value, str):
-            raise self._bad(key, "a string", value)
+            raise self.invalid(key, "a string", value)
         return value
+
+    def check_seed_and_verbose(self, params: Mapping[str, Any]) -> None:
+        """The ``random_state`` (null or a seed) and ``verbose`` (a bool) of saved params."""
+        seed = params.get("random_state")
+        if seed is not None and not (type(seed) is int and 0 <= seed < 2**32):
+            raise self.invalid("params.random_state", "null or an integer in [0, 2**32)", seed)
+        if not isinstance(params.get("verbose", False), bool):
+            raise self.invalid("params.verbose", "true or false", params["verbose"])
 
     def mapping(self, key: str, *, default: Any = _MISSING) -> dict:
         value = self._get(key, default)
         if not isinstance(value, dict):
-            raise self._bad(key, "a JSON object", value)
+            raise self.invalid(key, "a JSON object", value)
         return dict(value)
 
 

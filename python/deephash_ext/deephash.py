@@ -448,23 +448,17 @@ class DeepHash(BaseEstimator):
         depth, once the array headers agree with it; ValueError naming ``where`` otherwise."""
         reader = MetaReader(meta, where, "DeepHash")
         n_layers = reader.integer("n_layers", minimum=1, maximum=max(1, len(headers) // 3))
+        params = reader.mapping("params")
+        reader.check_seed_and_verbose(params)
         try:
-            model = cls(**reader.mapping("params"))
+            model = cls(**params)
             sizes = model._layer_sizes()
             model._rbm(sizes[0], 0)._check_params()
         except RuntimeError:
-            sizes = model._layer_sizes()  # a valid device this machine cannot use: load anyway
+            pass  # a valid device that this machine cannot use: the model loads anyway
         except (TypeError, ValueError) as error:
             raise ValueError(f"{where!r} is not a valid DeepHash model file: its parameters "
                              f"are invalid: {error}") from None
-        random_state = model.random_state
-        if random_state is not None and not (type(random_state) is int
-                                             and 0 <= random_state < 2**32):
-            raise ValueError(f"{where!r} is not a valid DeepHash model file: random_state must "
-                             f"be an integer in [0, 2**32) or null, got {random_state!r:.40}")
-        if not isinstance(model.verbose, bool):
-            raise ValueError(f"{where!r} is not a valid DeepHash model file: verbose must be "
-                             f"true or false, got {model.verbose!r:.40}")
         model.hidden_layer_sizes = tuple(sizes)  # JSON gave a list
         if len(sizes) != n_layers:
             raise ValueError(f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has "
