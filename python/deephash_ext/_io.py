@@ -192,7 +192,7 @@ def _describe_start(head: bytes) -> str:
     if not head:
         return "it is empty"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "it is a zip archive (an .npz file?)"
+        return "it is a zip archive (an .npz file?), not a single .npy array"
     text = head[:16]
     printable = all(32 <= b < 127 or b in b"\t\r\n" for b in text)
     looks = " (it looks like text)" if printable else ""

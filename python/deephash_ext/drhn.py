@@ -556,8 +556,12 @@ class DRHN(ClassifierMixin, BaseEstimator):
                              f"parameters (too few arrays for {len(model._widths())} groups of "
                              f"{model.depth} blocks)")
         import torch
-        with torch.device("meta"):  # shapes only: nothing is allocated
-            network = model._network(n_channels, classes.shape[0], None)
+        try:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                network = model._network(n_channels, classes.shape[0], None)
+        except (RuntimeError, ValueError, OverflowError) as error:  # sizes past int64
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             f"parameters ({error})") from None
         expected = {**fixed, **state_expectation(network.state_dict(), _STATE_PREFIX, headers)}
         problem = header_mismatch(headers, expected)
         if problem is not None:

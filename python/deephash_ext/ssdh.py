@@ -722,11 +722,15 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             feature_dim = hidden[-1] if hidden else input_shape[0]
         from ._finetune import import_torch
         torch = import_torch()
-        with torch.device("meta"):  # shapes only: nothing is allocated
-            layers = _build_network(
-                torch, n_inputs=input_shape[0], hidden=hidden, backbone=None,
-                feature_dim=feature_dim, n_bits=n_bits, n_outputs=classes.shape[0],
-                generator=None)
+        try:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                layers = _build_network(
+                    torch, n_inputs=input_shape[0], hidden=hidden, backbone=None,
+                    feature_dim=feature_dim, n_bits=n_bits, n_outputs=classes.shape[0],
+                    generator=None)
+        except (RuntimeError, ValueError, OverflowError) as error:  # sizes past int64
+            raise ValueError(f"{where!r}: the saved weights do not fit the network its "
+                             f"parameters describe ({error})") from None
         state = dict(layers.state_dict())
         if backbone is not None:
             state = {key: value for key, value in state.items()
