@@ -6,6 +6,7 @@ An archive is handled as an ordered list of ``(member name, member bytes)``; mem
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -57,6 +58,7 @@ def replaced(members, name, data) -> list[tuple[str, bytes]]:
     return [(n, data if n == name else d) for n, d in members]
 
 
+@functools.lru_cache(maxsize=8)
 def deflated_zeros_member(header: bytes, n_bytes: int) -> tuple[bytes, int]:
     """A raw deflate stream of ``header`` plus ``n_bytes`` zeros, and its CRC-32."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)

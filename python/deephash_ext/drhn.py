@@ -8,6 +8,7 @@ imported only inside the methods that need it (``import deephash_ext.drhn`` neve
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -551,6 +552,10 @@ class DRHN(ClassifierMixin, BaseEstimator):
         if problem is not None:
             raise ValueError(f"{where!r}: the classes and the standardisation arrays do not "
                              f"fit together ({problem})")
+        elements = sum(math.prod(h.shape) for h in headers.values())
+        if max([int(model.n_bits), *model._widths()]) > elements:
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             "parameters (layers wider than the file's arrays)")
         if len(model._widths()) * int(model.depth) > len(headers):
             raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
                              f"parameters (too few arrays for {len(model._widths())} groups of "
@@ -559,7 +564,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
                 network = model._network(n_channels, classes.shape[0], None)
-        except (RuntimeError, ValueError, OverflowError) as error:  # sizes past int64
+        except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
             raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
                              f"parameters ({error})") from None
         expected = {**fixed, **state_expectation(network.state_dict(), _STATE_PREFIX, headers)}

@@ -13,6 +13,7 @@ deephash_ext.ssdh`` stays light.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -708,6 +709,10 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         if len(classes.shape) != 1 or classes.shape[0] < (1 if multilabel else 2):
             raise ValueError(f"{where!r}: classes has shape {classes.shape}, expected one "
                              f"entry per {'label' if multilabel else 'class (at least 2)'}")
+        elements = sum(math.prod(h.shape) for h in headers.values())
+        if max([n_bits, *hidden]) > elements:  # every width is the length of some array
+            raise ValueError(f"{where!r}: the saved weights do not fit the network: its "
+                             f"parameters name layers wider than the file's arrays")
         if 2 * len(hidden) + 4 > len(headers):
             raise ValueError(f"{where!r} is an incomplete SSDH model file: "
                              f"hidden_layer_sizes has {len(hidden)} layers but the file "
@@ -728,7 +733,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
                     torch, n_inputs=input_shape[0], hidden=hidden, backbone=None,
                     feature_dim=feature_dim, n_bits=n_bits, n_outputs=classes.shape[0],
                     generator=None)
-        except (RuntimeError, ValueError, OverflowError) as error:  # sizes past int64
+        except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
             raise ValueError(f"{where!r}: the saved weights do not fit the network its "
                              f"parameters describe ({error})") from None
         state = dict(layers.state_dict())
