@@ -118,8 +118,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
                 mode = os.stat(path).st_mode
             except OSError:
                 mode = None  # no file to replace (or none we can see): the new file's mode
-            if mode is not None and stat.S_ISREG(mode):
-                os.fchmod(handle.fileno(), stat.S_IMODE(mode))
+            if mode is not None and stat.S_ISREG(mode):  # permission bits only, no setuid
+                os.fchmod(handle.fileno(), stat.S_IMODE(mode) & 0o777)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -565,13 +565,13 @@ class MetaReader:
             raise self.invalid(key, "true or false", value)
         return value
 
-    def reals(self, key: str, *, positive: bool = False, default: Any = _MISSING
+    def reals(self, key: str, *, nonnegative: bool = False, default: Any = _MISSING
               ) -> list[float]:
         value = self._get(key, default)
         if not isinstance(value, list) or not all(
-                type(v) in (int, float) and math.isfinite(v) and (v > 0 or not positive)
+                type(v) in (int, float) and math.isfinite(v) and (v >= 0 or not nonnegative)
                 for v in value):
-            rule = "positive finite numbers" if positive else "finite numbers"
+            rule = "finite numbers >= 0" if nonnegative else "finite numbers"
             raise self.invalid(key, f"a list of {rule}", value)
         return [float(v) for v in value]
 

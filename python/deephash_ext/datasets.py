@@ -710,7 +710,9 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
         If the file does not exist.
     ValueError
         If the extension is not ``.npy`` or ``.fvecs``, or the file is malformed (the
-        message names the path).
+        message names the path and says what the file is not: a text or ``.fvecs`` file
+        named ``.npy``, an archive, Python objects, a header declaring more data than the
+        file holds). Nothing is allocated before the header has been checked.
 
     Examples
     --------
@@ -782,6 +784,9 @@ def save_fvecs(path: str | os.PathLike[str], X: object) -> None:
         If ``path`` is not a str or path-like, or ``X`` does not hold real numbers.
     ValueError
         If ``X`` is not 2-D or has no columns.
+    OSError
+        If the file cannot be written (the message names ``path``); an existing file is
+        then left as it was. A file that is replaced keeps its permission bits.
 
     Examples
     --------

@@ -422,7 +422,9 @@ class DeepHash(BaseEstimator):
             If ``path`` does not exist.
         ValueError
             If the file is corrupt, is not a DeepHash model, has an unknown format version,
-            or its arrays do not fit together.
+            invalid metadata or parameters, NaN or infinite weights, or arrays that do not
+            fit together (the message names the path). Every size is checked against the
+            metadata before anything is allocated.
         """
         where = os.fspath(path)
         found: dict = {}
@@ -464,7 +466,7 @@ class DeepHash(BaseEstimator):
             raise ValueError(f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has "
                              f"{len(sizes)} layers")
         model.finetuned_ = reader.boolean("finetuned", default=False)
-        model.margins_ = reader.reals("margins", positive=True, default=[])
+        model.margins_ = reader.reals("margins", nonnegative=True, default=[])
         if len(model.margins_) not in ((n_layers,) if model.finetuned_ else (0, n_layers)):
             raise ValueError(f"{where!r}: margins must hold one value per layer ({n_layers}) "
                              f"for a fine-tuned model, got {len(model.margins_)}")

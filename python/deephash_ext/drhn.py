@@ -477,8 +477,10 @@ class DRHN(ClassifierMixin, BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file is corrupt, is not a DRHN model, has an unknown format version, or
-            its arrays do not fit the network its parameters describe.
+            If the file is corrupt, is not a DRHN model, has an unknown format version,
+            invalid metadata or parameters, NaN or infinite values, or arrays that do not fit
+            the network its parameters describe (the message names the path). Every array
+            is checked against that network before anything is allocated.
         ImportError
             If torch is not installed.
         """

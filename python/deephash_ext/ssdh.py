@@ -622,8 +622,11 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file is corrupt or not an SSDH model, has an unknown version, its arrays
-            do not fit the architecture, or ``backbone`` is missing or not expected.
+            If the file is corrupt or not an SSDH model, has an unknown version, invalid
+            metadata or parameters, NaN or infinite weights, arrays that do not fit the
+            architecture, or ``backbone`` is missing or not expected (the message names the
+            path). Every array is checked against the network the metadata describes
+            before anything is allocated.
         RuntimeError
             If the device asks for CUDA and CUDA is not available.
         """
