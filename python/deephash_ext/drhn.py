@@ -557,7 +557,8 @@ class DRHN(ClassifierMixin, BaseEstimator):
         elements = sum(math.prod(h.shape) for h in headers.values())
         if max([int(model.n_bits), *model._widths()]) > elements:
             raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             "parameters (layers wider than the file's arrays)")
+                             "parameters (n_bits or widths name layers wider than the file's "
+                             "arrays)")
         if len(model._widths()) * int(model.depth) > len(headers):
             raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
                              f"parameters (too few arrays for {len(model._widths())} groups of "

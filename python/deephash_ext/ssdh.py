@@ -715,7 +715,8 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         elements = sum(math.prod(h.shape) for h in headers.values())
         if max([n_bits, *hidden]) > elements:  # every width is the length of some array
             raise ValueError(f"{where!r}: the saved weights do not fit the network: its "
-                             f"parameters name layers wider than the file's arrays")
+                             f"parameters (n_bits, hidden_layer_sizes) name layers wider than the "
+                             "file's arrays")
         if 2 * len(hidden) + 4 > len(headers):
             raise ValueError(f"{where!r} is an incomplete SSDH model file: "
                              f"hidden_layer_sizes has {len(hidden)} layers but the file "
