@@ -706,8 +706,8 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         loss_curve = reader.reals("loss_curve")
         classes = headers.get("classes")
         if classes is None or "net.hash.weight" not in headers:
-            missing = "classes" if classes is None else "net.hash.weight"
-            raise ValueError(f"{where!r} is an incomplete SSDH model file: array {missing!r} "
+            absent = "classes" if classes is None else "net.hash.weight"
+            raise ValueError(f"{where!r} is an incomplete SSDH model file: array {absent!r} "
                              "is missing")
         if len(classes.shape) != 1 or classes.shape[0] < (1 if multilabel else 2):
             raise ValueError(f"{where!r}: classes has shape {classes.shape}, expected one "
