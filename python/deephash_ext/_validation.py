@@ -121,7 +121,7 @@ def check_device_name(device: object, name: str = "device", *, torch_forms: bool
     accepted.
     """
     if isinstance(device, str):
-        kind, colon, index = device.strip().lower().partition(":")
+        kind, colon, index = device.partition(":")  # exact names: "CUDA" is no device
         if kind in DEVICES and (not colon or (torch_forms and kind == "cuda"
                                               and index.isdigit())):
             return kind

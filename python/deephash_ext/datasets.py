@@ -23,7 +23,6 @@ import os
 import sys
 import time
 import warnings
-import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_write
+from ._io import ArrayHeader, atomic_write, read_npy, read_npz
 from ._optional import require
 from ._validation import check_bool, check_int
 
@@ -95,7 +94,10 @@ _Recipe = dict[str, Any]
 def _check_path(path: object, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(os.fspath(path))
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"{name} must be a non-empty file name, got {path!r}")
+    return Path(text)
 
 
 def _default_cache_dir() -> Path:
@@ -355,16 +357,22 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
     """The cached arrays, or None when the file is missing, corrupt or for another recipe."""
     if not path.is_file():
         return None
+    names = {*_ARRAY_NAMES, "key", "description", "images"}
+
+    def expect(meta: dict, headers: Any) -> None:
+        # Every array present, nothing else, and the key a string: checked before reading.
+        if set(headers) != names or headers["key"].dtype.kind != "U" or headers["key"].shape:
+            raise ValueError("not a cache file of this recipe")
+
     try:
-        # Open the file here: np.load(path) leaks its handle when the zip is unreadable.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-            if str(data["key"][()]) != key:
-                return None
-            out: dict[str, Any] = {name: data[name] for name in _ARRAY_NAMES}
-            out["description"] = str(data["description"][()])
-            out["images"] = [str(name) for name in data["images"]]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        data, _ = read_npz(path, kind="dataset cache", expect=expect, require_meta=False)
+    except (OSError, ValueError):
         return None
+    if str(data["key"][()]) != key:
+        return None
+    out: dict[str, Any] = {name: data[name] for name in _ARRAY_NAMES}
+    out["description"] = str(data["description"][()])
+    out["images"] = [str(name) for name in data["images"]]
     return out
 
 
@@ -690,7 +698,9 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
         If the file does not exist.
     ValueError
         If the extension is not ``.npy`` or ``.fvecs``, or the file is malformed (the
-        message names the path).
+        message names the path and says what the file is not: a text or ``.fvecs`` file
+        named ``.npy``, an archive, Python objects, a header declaring more data than the
+        file holds). Nothing is allocated before the header has been checked.
 
     Examples
     --------
@@ -704,23 +714,21 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
     file = _check_path(path, "path")
     suffix = file.suffix.lower()
     if suffix == ".npy":
-        with open(file, "rb") as handle:
-            try:
-                array = np.load(handle, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise ValueError(f"{file}: not a readable .npy file ({exc})") from exc
-        if not isinstance(array, np.ndarray):
-            raise ValueError(f"{file}: not a single .npy array (an .npz archive?)")
-        if array.ndim != 2:
-            raise ValueError(f"{file}: expected a 2-D array, got shape {array.shape}")
-        if array.dtype.kind != "f":
-            raise ValueError(f"{file}: expected floating-point descriptors, got dtype "
-                             f"{array.dtype}")
+        def expect(header: ArrayHeader) -> None:  # before the array is read
+            if len(header.shape) != 2:
+                raise ValueError(f"{file}: expected a 2-D array, got shape {header.shape}")
+            if header.dtype.kind != "f":
+                raise ValueError(f"{file}: expected floating-point descriptors, got dtype "
+                                 f"{header.dtype}")
+
+        array = read_npy(file, kind=".npy array", expect=expect)
         return np.ascontiguousarray(array, dtype=np.float32)
     if suffix == ".fvecs":
         raw = np.fromfile(file, dtype=np.uint8)
         if raw.size == 0:
             return np.zeros((0, 0), dtype=np.float32)
+        if raw[:6].tobytes() == b"\x93NUMPY":
+            raise ValueError(f"{file}: malformed .fvecs file: it is a .npy file (name it .npy)")
         if raw.size < 4:
             raise ValueError(f"{file}: malformed .fvecs file: {raw.size} bytes, shorter than "
                              "one int32 dimension header")
@@ -764,6 +772,9 @@ def save_fvecs(path: str | os.PathLike[str], X: object) -> None:
         If ``path`` is not a str or path-like, or ``X`` does not hold real numbers.
     ValueError
         If ``X`` is not 2-D or has no columns.
+    OSError
+        If the file cannot be written (the message names ``path``); an existing file is
+        then left as it was. A file that is replaced keeps its permission bits.
 
     Examples
     --------

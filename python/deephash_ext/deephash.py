@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -19,7 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import _core
 from ._blas import ensure_blas
 from ._gpu import encode_layers, resolve_device
-from ._io import read_model, write_model
+from ._io import ArrayHeader, MetaReader, header_mismatch, read_model, write_model
 from ._random import check_rng, draw_random_state
 from ._validation import check_finite_model, check_int, check_layer_sizes, check_real
 from .codes import unpack_bits
@@ -436,33 +437,76 @@ class DeepHash(BaseEstimator):
             If ``path`` does not exist.
         ValueError
             If the file is corrupt, is not a DeepHash model, has an unknown format version,
-            or its arrays do not fit together.
+            invalid metadata or parameters, NaN or infinite weights, or arrays that do not
+            fit together (the message names the path). Every size is checked against the
+            metadata before anything is allocated.
         """
-        arrays, meta = read_model(path, kind="DeepHash", format_tag=_FORMAT,
-                                  version=_FORMAT_VERSION)
         where = os.fspath(path)
-        try:
-            model = cls(**meta["params"])
-            model.hidden_layer_sizes = tuple(model.hidden_layer_sizes)  # JSON gave a list
-            n_layers = int(meta["n_layers"])
-            means = arrays["input_means"]
-            components = [arrays[f"components_{d}"] for d in range(n_layers)]
-            offsets = [arrays[f"offsets_{d}"] for d in range(n_layers)]
-            visible = [arrays[f"intercept_visible_{d}"] for d in range(n_layers)]
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{where!r} is an incomplete DeepHash model file: {error}") from error
-        n_in = means.shape[0] if means.ndim == 1 else -1
-        for d, (W, o, v) in enumerate(zip(components, offsets, visible)):
-            if (W.dtype != np.float32 or W.ndim != 2 or W.shape[1] != n_in
-                    or o.shape != (W.shape[0],) or v.shape != (n_in,)):
-                raise ValueError(f"{where!r}: the arrays of layer {d} do not fit together")
-            n_in = W.shape[0]
-        model.input_means_ = means.astype(np.float32)
-        model.components_ = components
-        model.offsets_ = [o.astype(np.float32) for o in offsets]
-        model.intercepts_visible_ = [v.astype(np.float32) for v in visible]
-        model.n_features_in_ = int(means.shape[0])
-        model.finetuned_ = bool(meta.get("finetuned", False))
-        model.margins_ = [float(m) for m in meta.get("margins", [])]
-        model.finetune_loss_ = [float(v) for v in meta.get("finetune_loss", [])]
+        found: dict = {}
+
+        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+            found["model"], found["n_layers"] = cls._model_from_meta(meta, headers, where)
+
+        arrays, _ = read_model(path, kind="DeepHash", format_tag=_FORMAT,
+                               version=_FORMAT_VERSION, expect=expect)
+        model, n_layers = found["model"], found["n_layers"]
+        model.input_means_ = arrays["input_means"].astype(np.float32)
+        model.components_ = [arrays[f"components_{d}"] for d in range(n_layers)]
+        model.offsets_ = [arrays[f"offsets_{d}"].astype(np.float32) for d in range(n_layers)]
+        model.intercepts_visible_ = [arrays[f"intercept_visible_{d}"].astype(np.float32)
+                                     for d in range(n_layers)]
+        model.n_features_in_ = int(model.input_means_.shape[0])
         return model
+
+    @classmethod
+    def _model_from_meta(cls, meta: dict, headers: Mapping[str, ArrayHeader],
+                         where: str) -> tuple[DeepHash, int]:
+        """The unfitted model a file's metadata describes (every value checked) and its
+        depth, once the array headers agree with it; ValueError naming ``where`` otherwise."""
+        reader = MetaReader(meta, where, "DeepHash")
+        n_layers = reader.integer("n_layers", minimum=1, maximum=max(1, len(headers) // 3))
+        params = reader.mapping("params")
+        reader.check_seed_and_verbose(params)
+        try:
+            model = cls(**params)
+            sizes = model._layer_sizes()
+            model._rbm(sizes[0], 0)._check_params()
+        except RuntimeError:
+            pass  # a valid device that this machine cannot use: the model loads anyway
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where!r} is not a valid DeepHash model file: its parameters "
+                             f"are invalid: {error}") from None
+        model.hidden_layer_sizes = tuple(sizes)  # JSON gave a list
+        if len(sizes) != n_layers:
+            raise ValueError(f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has "
+                             f"{len(sizes)} layers")
+        model.finetuned_ = reader.boolean("finetuned", default=False)
+        model.margins_ = reader.reals("margins", nonnegative=True, default=[])
+        if len(model.margins_) not in ((n_layers,) if model.finetuned_ else (0, n_layers)):
+            raise ValueError(f"{where!r}: margins must hold one value per layer ({n_layers}) "
+                             f"for a fine-tuned model, got {len(model.margins_)}")
+        model.finetune_loss_ = reader.reals("finetune_loss", default=[])
+        means = headers.get("input_means")
+        n_in = means.shape[0] if means is not None and len(means.shape) == 1 else -1
+        groups: list[tuple[str, dict]] = [("the input", {"input_means": ((n_in,), "f")})]
+        for d, size in enumerate(sizes):
+            groups.append((f"layer {d}", {
+                f"components_{d}": ((size, n_in), np.float32),
+                f"offsets_{d}": ((size,), "f"),
+                f"intercept_visible_{d}": ((n_in,), "f")}))
+            n_in = size
+        for _, expected in groups:
+            missing = sorted(set(expected) - set(headers))
+            if missing:
+                raise ValueError(f"{where!r} is an incomplete DeepHash model file: array "
+                                 f"{missing[0]!r} is missing")
+        for label, expected in groups:
+            problem = header_mismatch({k: headers[k] for k in expected}, expected)
+            if problem is not None:
+                raise ValueError(f"{where!r}: the arrays of {label} do not fit together "
+                                 f"({problem})")
+        extra = sorted(set(headers) - {k for _, group in groups for k in group})
+        if extra:
+            raise ValueError(f"{where!r} is not a valid DeepHash model file: it has an "
+                             f"unexpected array {extra[0]!r:.80}")
+        return model, n_layers

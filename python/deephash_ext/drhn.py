@@ -8,15 +8,23 @@ imported only inside the methods that need it (``import deephash_ext.drhn`` neve
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._io import read_model, write_model
+from ._io import (
+    ArrayHeader,
+    MetaReader,
+    header_mismatch,
+    read_model,
+    state_expectation,
+    write_model,
+)
 from ._torch import import_torch
 from ._validation import check_bool, check_class_labels, check_device_name, check_int, check_real
 from .codes import pack_bits_padded
@@ -430,43 +438,102 @@ class DRHN(ClassifierMixin, BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file is corrupt, is not a DRHN model, has an unknown format version, or
-            its arrays do not fit the network its parameters describe.
+            If the file is corrupt, is not a DRHN model, has an unknown format version,
+            invalid metadata or parameters, NaN or infinite values, or arrays that do not fit
+            the network its parameters describe (the message names the path). Every array
+            is checked against that network before anything is allocated.
         ImportError
             If torch is not installed.
         """
-        arrays, meta = read_model(path, kind="DRHN", format_tag=_FORMAT,
-                                  version=_FORMAT_VERSION)
+        import_torch("DRHN")
         where = os.fspath(path)
-        try:
-            model = cls(**meta["params"])
-            model.widths = tuple(model.widths)  # JSON gave a list
-            model._check_params()
-            classes = arrays.pop("classes")
-            mean = arrays.pop("channel_mean")
-            std = arrays.pop("channel_std")
-            n_channels = int(meta["n_channels_in"])
-            loss_curve = [float(v) for v in meta.get("loss_curve", [])]
-            n_iter = int(meta.get("n_iter", len(loss_curve)))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{where!r} is an incomplete DRHN model file: {error}") from error
-        if (n_channels not in _CHANNELS or classes.ndim != 1 or classes.dtype.kind not in "iu"
-                or len(classes) < 2 or mean.shape != (n_channels,)
-                or std.shape != (n_channels,)):
-            raise ValueError(f"{where!r}: the classes and the standardisation arrays do not fit "
-                             "together")
-        model.n_channels_in_ = n_channels
+        plan: dict = {}
+
+        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+            plan.update(cls._plan_from_file(meta, headers, where))
+
+        arrays, _ = read_model(path, kind="DRHN", format_tag=_FORMAT, version=_FORMAT_VERSION,
+                               expect=expect)
+        model = plan["model"]
+        classes = arrays.pop("classes")
+        std = arrays.pop("channel_std").astype(np.float32)
+        if np.any(np.diff(classes) <= 0) or np.any(std <= 0):
+            raise ValueError(f"{where!r}: the classes must be sorted and distinct and the "
+                             "channel standard deviations positive")
+        model.n_channels_in_ = plan["n_channels"]
         model.classes_ = classes
-        model.channel_mean_ = mean.astype(np.float32)
-        model.channel_std_ = std.astype(np.float32)
+        model.channel_mean_ = arrays.pop("channel_mean").astype(np.float32)
+        model.channel_std_ = std
         model.network_state_ = {name[len(_STATE_PREFIX):]: value
                                 for name, value in arrays.items()
                                 if name.startswith(_STATE_PREFIX)}
-        model.loss_curve_ = loss_curve
-        model.n_iter_ = n_iter
+        model.loss_curve_ = plan["loss_curve"]
+        model.n_iter_ = plan["n_iter"]
         try:
             model.to_torch()  # names and shapes must match the network of these parameters
         except (RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
                              f"parameters: {error}") from error
         return model
+
+    @classmethod
+    def _plan_from_file(cls, meta: dict, headers: Mapping[str, ArrayHeader],
+                        where: str) -> dict:
+        """The model a file describes, every metadata value checked and every array header
+        compared with the network those values describe, before any array is read;
+        ValueError naming ``where`` otherwise."""
+        reader = MetaReader(meta, where, "DRHN")
+        params = reader.mapping("params")
+        reader.check_seed_and_verbose(params)
+        if isinstance(params.get("widths"), list):
+            params["widths"] = tuple(params["widths"])
+        try:
+            model = cls(**params)
+            model._check_params()
+            model._device()
+        except RuntimeError:
+            pass  # a valid device that this machine cannot use: the model loads anyway
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where!r} is not a valid DRHN model file: its parameters are "
+                             f"invalid: {error}") from None
+        n_channels = reader.integer("n_channels_in", minimum=1, maximum=3)
+        if n_channels not in _CHANNELS:
+            raise reader.invalid("n_channels_in", f"one of {_CHANNELS}", n_channels)
+        loss_curve = reader.reals("loss_curve", default=[])
+        n_iter = reader.integer("n_iter", minimum=0, maximum=2**31 - 1,
+                                default=len(loss_curve))
+        for name in ("classes", "channel_mean", "channel_std"):
+            if name not in headers:
+                raise ValueError(f"{where!r} is an incomplete DRHN model file: array {name!r} "
+                                 "is missing")
+        classes = headers["classes"]
+        fixed = {"classes": ((None,), "iu"), "channel_mean": ((n_channels,), "f"),
+                 "channel_std": ((n_channels,), "f")}
+        problem = header_mismatch({name: headers[name] for name in fixed}, fixed)
+        if problem is None and classes.shape[0] < 2:
+            problem = f"classes has {classes.shape[0]} entries, fewer than 2"
+        if problem is not None:
+            raise ValueError(f"{where!r}: the classes and the standardisation arrays do not "
+                             f"fit together ({problem})")
+        elements = sum(math.prod(h.shape) for h in headers.values())
+        if max([int(model.n_bits), *model._widths()]) > elements:
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             "parameters (n_bits or widths name layers wider than the file's "
+                             "arrays)")
+        if len(model._widths()) * int(model.depth) > len(headers):
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             f"parameters (too few arrays for {len(model._widths())} groups of "
+                             f"{model.depth} blocks)")
+        torch = import_torch("DRHN")
+        try:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                network = model._network(n_channels, classes.shape[0], None)
+        except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             f"parameters ({error})") from None
+        expected = {**fixed, **state_expectation(network.state_dict(), _STATE_PREFIX, headers)}
+        problem = header_mismatch(headers, expected)
+        if problem is not None:
+            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
+                             f"parameters ({problem})")
+        return dict(model=model, n_channels=n_channels, loss_curve=loss_curve, n_iter=n_iter)

@@ -13,8 +13,10 @@ deephash_ext.ssdh`` stays light.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,14 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._io import read_model, write_model
+from ._io import (
+    ArrayHeader,
+    MetaReader,
+    header_mismatch,
+    read_model,
+    state_expectation,
+    write_model,
+)
 from ._search import search
 from ._torch import import_torch, ssdh_net
 from ._torch.common import (
@@ -495,62 +504,140 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file is corrupt or not an SSDH model, has an unknown version, its arrays
-            do not fit the architecture, or ``backbone`` is missing or not expected.
+            If the file is corrupt or not an SSDH model, has an unknown version, invalid
+            metadata or parameters, NaN or infinite weights, arrays that do not fit the
+            architecture, or ``backbone`` is missing or not expected (the message names the
+            path). Every array is checked against the network the metadata describes
+            before anything is allocated.
         RuntimeError
             If the device asks for CUDA and CUDA is not available.
         """
-        arrays, meta = read_model(path, kind="SSDH", format_tag=_FORMAT,
-                                  version=_FORMAT_VERSION, article="an")
         where = os.fspath(path)
-        kinds = {"SSDH": SSDH, "DLBHC": DLBHC}
-        klass = kinds.get(str(meta.get("class")))
-        if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"{where!r} holds a {meta.get('class')!r} model, not a "
-                             f"{cls.__name__}")
-        if meta.get("backbone") and backbone is None:
-            raise ValueError(f"{where!r} was fitted with a backbone: pass backbone=, a module of "
-                             "the same architecture")
-        if not meta.get("backbone") and backbone is not None:
-            raise ValueError(f"{where!r} was fitted without a backbone, so backbone must be None")
-        try:
-            params = dict(meta["params"])
-            if device is not None:
-                params["device"] = device
-            if "hidden_layer_sizes" in params:
-                params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-            model = klass(**params, backbone=copy.deepcopy(backbone))
-            hidden = model._check_params()["hidden"]
-            classes = arrays.pop("classes")
-            input_shape = tuple(int(s) for s in meta["input_shape"])
-            multilabel = bool(meta["multilabel"])
-            curve = [float(v) for v in meta["loss_curve"]]
-            hash_w = arrays["net.hash.weight"]
-            out_w = arrays["net.classifier.weight"]
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{where!r} is an incomplete SSDH model file: {error}") from error
+        if device is not None:
+            check_device_name(device, torch_forms=True)
+        plan: dict[str, Any] = {}
+
+        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+            plan.update(cls._plan_from_file(meta, headers, where, backbone, device))
+
+        arrays, _ = read_model(path, kind="SSDH", format_tag=_FORMAT, version=_FORMAT_VERSION,
+                               article="an", expect=expect)
+        model = plan["model"]
+        classes = arrays.pop("classes")
+        if plan["multilabel"] and not np.array_equal(classes, np.arange(len(classes))):
+            raise ValueError(f"{where!r}: a multi-label model's classes must be 0, 1, ...")
         torch = import_torch("SSDH")
-        target = resolve_device(params["device"])
+        target = resolve_device(model.device)
+        # Every size below was checked against the file's arrays, which are already read.
         network = ssdh_net.build_network(
-            torch, n_inputs=input_shape[0], hidden=hidden, backbone=model.backbone,
-            feature_dim=int(hash_w.shape[1]), n_bits=int(hash_w.shape[0]),
-            n_outputs=int(out_w.shape[0]), generator=None)
+            torch, n_inputs=plan["input_shape"][0], hidden=plan["hidden"],
+            backbone=model.backbone, feature_dim=plan["feature_dim"], n_bits=plan["n_bits"],
+            n_outputs=len(classes), generator=None)
         try:
             network.load_state_dict(arrays_to_state_dict(arrays, prefix="net."))
         except RuntimeError as error:
             raise ValueError(f"{where!r}: the saved weights do not fit the network: "
                              f"{error}") from error
-        if hash_w.shape[0] != model.n_bits:
-            raise ValueError(f"{where!r}: n_bits={model.n_bits} but the hash layer has "
-                             f"{hash_w.shape[0]} units")
         model.network_ = network.to(target).eval()
         model.device_ = str(target)
         model.classes_ = classes
-        model.multilabel_ = multilabel
-        model.loss_curve_ = curve
-        model.n_features_in_ = input_shape[0]
-        model.input_shape_ = input_shape
+        model.multilabel_ = plan["multilabel"]
+        model.loss_curve_ = plan["loss_curve"]
+        model.n_features_in_ = plan["input_shape"][0]
+        model.input_shape_ = plan["input_shape"]
         return model
+
+    @classmethod
+    def _plan_from_file(cls, meta: dict, headers: Mapping[str, ArrayHeader], where: str,
+                        backbone, device) -> dict[str, Any]:
+        """The model a file describes and the sizes of its network, every metadata value
+        checked and every array header compared with the network those values describe,
+        before any array is read; ValueError naming ``where`` otherwise."""
+        reader = MetaReader(meta, where, "SSDH")
+        kinds = {"SSDH": SSDH, "DLBHC": DLBHC}
+        name = meta.get("class")
+        klass = kinds.get(name) if isinstance(name, str) else None
+        if klass is None or not issubclass(klass, cls):
+            raise ValueError(f"{where!r} holds a {str(name)[:40]!r} model, not a "
+                             f"{cls.__name__}")
+        has_backbone = reader.boolean("backbone")
+        if has_backbone and backbone is None:
+            raise ValueError(f"{where!r} was fitted with a backbone: pass backbone=, a module of "
+                             "the same architecture")
+        if not has_backbone and backbone is not None:
+            raise ValueError(f"{where!r} was fitted without a backbone, so backbone must be None")
+        params = reader.mapping("params")
+        reader.check_seed_and_verbose(params)
+        if device is not None:
+            params["device"] = device
+        if isinstance(params.get("hidden_layer_sizes"), list):
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        try:
+            model = klass(**params, backbone=copy.deepcopy(backbone))
+            checked = model._check_params()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where!r} is not a valid SSDH model file: its parameters are "
+                             f"invalid: {error}") from None
+        hidden, n_bits = checked["hidden"], checked["n_bits"]
+        input_shape = tuple(reader.integers("input_shape", minimum=1, maximum=2**31 - 1,
+                                            max_len=1 if backbone is None else 32))
+        if not input_shape:
+            raise reader.invalid("input_shape", "a non-empty list", [])
+        multilabel = reader.boolean("multilabel")
+        loss_curve = reader.reals("loss_curve")
+        classes = headers.get("classes")
+        if classes is None or "net.hash.weight" not in headers:
+            absent = "classes" if classes is None else "net.hash.weight"
+            raise ValueError(f"{where!r} is an incomplete SSDH model file: array {absent!r} "
+                             "is missing")
+        if len(classes.shape) != 1 or classes.shape[0] < (1 if multilabel else 2):
+            raise ValueError(f"{where!r}: classes has shape {classes.shape}, expected one "
+                             f"entry per {'label' if multilabel else 'class (at least 2)'}")
+        elements = sum(math.prod(h.shape) for h in headers.values())
+        if max([n_bits, *hidden]) > elements:  # every width is the length of some array
+            raise ValueError(f"{where!r}: the saved weights do not fit the network: its "
+                             f"parameters (n_bits, hidden_layer_sizes) name layers wider than the "
+                             "file's arrays")
+        if 2 * len(hidden) + 4 > len(headers):
+            raise ValueError(f"{where!r} is an incomplete SSDH model file: "
+                             f"hidden_layer_sizes has {len(hidden)} layers but the file "
+                             f"holds {len(headers)} arrays")
+        hash_shape = headers["net.hash.weight"].shape
+        if backbone is not None:
+            if len(hash_shape) != 2:
+                raise ValueError(f"{where!r}: the saved weights do not fit the network: "
+                                 f"net.hash.weight has shape {hash_shape}")
+            feature_dim = hash_shape[1]
+        else:
+            feature_dim = hidden[-1] if hidden else input_shape[0]
+        torch = import_torch("SSDH")
+        try:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                layers = ssdh_net.build_network(
+                    torch, n_inputs=input_shape[0], hidden=hidden, backbone=None,
+                    feature_dim=feature_dim, n_bits=n_bits, n_outputs=classes.shape[0],
+                    generator=None)
+        except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
+            raise ValueError(f"{where!r}: the saved weights do not fit the network its "
+                             f"parameters describe ({error})") from None
+        state = dict(layers.state_dict())
+        if backbone is not None:
+            state = {key: value for key, value in state.items()
+                     if not key.startswith("features.")}
+            state.update({f"features.{key}": value
+                          for key, value in model.backbone.state_dict().items()})
+        expected: dict[str, Any] = {"classes": ((classes.shape[0],),
+                                                "iu" if multilabel else "biufUS")}
+        expected.update(state_expectation(state, "net.", headers))
+        missing = sorted(set(expected) - set(headers))
+        if missing and (backbone is None or not missing[0].startswith("net.features.")):
+            raise ValueError(f"{where!r} is an incomplete SSDH model file: array "
+                             f"{missing[0]!r} is missing")
+        problem = header_mismatch(headers, expected)
+        if problem is not None:
+            raise ValueError(f"{where!r}: the saved weights do not fit the network: {problem}")
+        return dict(model=model, hidden=hidden, n_bits=n_bits, input_shape=input_shape,
+                    multilabel=multilabel, loss_curve=loss_curve, feature_dim=feature_dim)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

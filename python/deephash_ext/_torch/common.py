@@ -56,7 +56,7 @@ def resolve_device(device: Any) -> Any:
             f"device={device!r} but torch.cuda.is_available() is False (no CUDA device or "
             "a CPU-only torch build); use device='cpu' or device='auto'")
     try:
-        return torch.device(device.strip().lower() if isinstance(device, str) else device)
+        return torch.device(device)
     except RuntimeError as error:
         raise ValueError(f"device={device!r} is not a valid CUDA device: {error}") from None
 
