@@ -10,6 +10,7 @@ kernels when :func:`cuda_available`, else the CPU.
 from __future__ import annotations
 
 import functools
+import importlib
 import glob
 import os
 import sys
@@ -36,10 +37,10 @@ _lock = threading.Lock()  # one cuBLAS load at a time
 def _probe() -> tuple[ModuleType | None, str | None]:
     """(the _cuda module or None, the reason CUDA cannot run or None), computed once."""
     try:
-        from . import _cuda
+        module = importlib.import_module("._cuda", __package__)
     except ImportError as exc:
         return None, f"deephash_ext was built without CUDA ({exc})"
-    return _cuda, _cuda.unavailable_reason() or None
+    return module, module.unavailable_reason() or None
 
 
 def cuda_available() -> bool:

@@ -86,7 +86,7 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` by calling ``write(handle)`` on a temporary file in the same directory,
     flushed to disk, then renamed over ``path``; the directory is flushed after the rename.
 
@@ -135,7 +135,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     _sync_directory(path.parent)
 
 
-def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+def atomic_write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
                      meta: Mapping[str, Any]) -> None:
     """Write ``arrays`` and the JSON-serialisable ``meta`` to ``path`` atomically."""
     if _META_KEY in arrays:
@@ -146,10 +146,10 @@ def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
             raise TypeError(
                 f"array {name!r} has dtype object, which cannot be saved without pickle")
     payload[_META_KEY] = np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8)
-    atomic_write(path, lambda handle: np.savez(handle, **payload))
+    atomic_write(path, lambda handle: np.savez(handle, **payload))  # type: ignore[arg-type]
 
 
-def write_model(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+def write_model(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
                 meta: Mapping[str, Any], *, format_tag: str, version: int) -> None:
     """:func:`atomic_write_npz` with the format tag, its version and the library version
     added to ``meta`` (what :func:`read_model` checks)."""
@@ -271,7 +271,7 @@ def _read_data(stream: IO[bytes], header: ArrayHeader) -> np.ndarray:
     return array.reshape(header.shape)
 
 
-def read_npy(path: str | os.PathLike, *, kind: str = ".npy array",
+def read_npy(path: str | os.PathLike[str], *, kind: str = ".npy array",
              expect: Callable[[ArrayHeader], None] | None = None) -> np.ndarray:
     """Read one ``.npy`` file without pickle, checking its header before allocating.
 
@@ -341,11 +341,11 @@ def header_mismatch(headers: Mapping[str, ArrayHeader],
 
 
 def state_expectation(state: Mapping[str, Any], prefix: str,
-                      headers: Mapping[str, ArrayHeader]) -> dict[str, tuple]:
+                      headers: Mapping[str, ArrayHeader]) -> dict[str, tuple[Any, ...]]:
     """``{prefix + name: (shape, dtype)}`` for a torch ``state_dict`` (tensors on any device,
     "meta" included), as ``state_dict_to_arrays`` saves it: floating tensors as float32, the
     others in their dtype, 0-d tensors as shape ``(1,)`` (``()`` is accepted too)."""
-    expected: dict[str, tuple] = {}
+    expected: dict[str, tuple[Any, ...]] = {}
     for key, value in state.items():
         name = prefix + key
         shape = tuple(value.shape)
@@ -416,7 +416,7 @@ def _member_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayH
     return array
 
 
-def _decode_meta(array: np.ndarray) -> dict:
+def _decode_meta(array: np.ndarray) -> dict[str, Any]:
     if array.dtype != np.uint8 or array.ndim != 1 or array.size > _MAX_META_BYTES:
         raise _Bad("its metadata entry is not a JSON text")
     try:
@@ -428,7 +428,7 @@ def _decode_meta(array: np.ndarray) -> dict:
     return meta
 
 
-Expect = Callable[[dict, Mapping[str, ArrayHeader]], None]
+Expect = Callable[[dict[str, Any], Mapping[str, ArrayHeader]], None]
 
 
 def _guarded(function: Callable[..., Any], *args: Any) -> Any:
@@ -442,9 +442,9 @@ def _guarded(function: Callable[..., Any], *args: Any) -> Any:
                    f"{str(error)[:200]})") from None
 
 
-def read_npz(path: str | os.PathLike, *, kind: str, expect: Expect | None = None,
+def read_npz(path: str | os.PathLike[str], *, kind: str, expect: Expect | None = None,
              finite: bool = False, require_meta: bool = True
-             ) -> tuple[dict[str, np.ndarray], dict]:
+             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read an archive written by :func:`atomic_write_npz` (or ``np.savez`` of plain arrays).
 
     Order of work: the zip directory (member names, compression, sizes against the file's
@@ -491,7 +491,7 @@ def read_npz(path: str | os.PathLike, *, kind: str, expect: Expect | None = None
             length = os.fstat(handle.fileno()).st_size
             with _guarded(zipfile.ZipFile, handle) as archive:
                 members = _guarded(_check_directory, archive, length)
-                meta: dict = {}
+                meta: dict[str, Any] = {}
                 if _META_KEY in members:
                     info = members.pop(_META_KEY)
                     header, offset = _guarded(_member_header, archive, info)
@@ -589,16 +589,16 @@ class MetaReader:
         if not isinstance(params.get("verbose", False), bool):
             raise self.invalid("params.verbose", "true or false", params["verbose"])
 
-    def mapping(self, key: str, *, default: Any = _MISSING) -> dict:
+    def mapping(self, key: str, *, default: Any = _MISSING) -> dict[str, Any]:
         value = self._get(key, default)
         if not isinstance(value, dict):
             raise self.invalid(key, "a JSON object", value)
         return dict(value)
 
 
-def read_model(path: str | os.PathLike, *, kind: str, format_tag: str, version: int,
+def read_model(path: str | os.PathLike[str], *, kind: str, format_tag: str, version: int,
                article: str = "a", expect: Expect | None = None
-               ) -> tuple[dict[str, np.ndarray], dict]:
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`write_model`: check its format tag and version, then
     ``expect(meta, headers)`` (see :func:`read_npz`), then read the arrays, which must be
     finite.
@@ -613,7 +613,7 @@ def read_model(path: str | os.PathLike, *, kind: str, format_tag: str, version: 
     """
     where = os.fspath(path)
 
-    def check(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+    def check(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
         if meta.get("format") != format_tag:
             found = repr(meta.get("format"))
             raise ValueError(f"{where!r} is not {article} {kind} model file (format "

@@ -170,6 +170,7 @@ def search(codes: object, queries: object, k: int, *,
     if on_gpu:
         distances, indices = _on_gpu(db)._handle.search(q, k)
     else:
+        assert isinstance(db, np.ndarray)  # for mypy: only GpuCodes run on the GPU
         distances, indices = _core.knn_hamming(db, q, k)
     return (distances[0], indices[0]) if single else (distances, indices)
 
@@ -218,4 +219,5 @@ def range_search(codes: object, queries: object, max_distance: int, *,
     # The kernels check max_distance >= 0; any radius above the code's bits means all codes.
     if on_gpu:
         return _on_gpu(db)._handle.range_search(q, max_distance)
+    assert isinstance(db, np.ndarray)  # for mypy: only GpuCodes run on the GPU
     return _core.range_hamming(db, q, max_distance)

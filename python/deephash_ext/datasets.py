@@ -350,7 +350,7 @@ def _cache_key(recipe: _Recipe) -> str:
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
 
 
 def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
@@ -359,7 +359,7 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
         return None
     names = {*_ARRAY_NAMES, "key", "description", "images"}
 
-    def expect(meta: dict, headers: Any) -> None:
+    def expect(meta: dict[str, Any], headers: Any) -> None:
         # Every array present, nothing else, and the key a string: checked before reading.
         if set(headers) != names or headers["key"].dtype.kind != "U" or headers["key"].shape:
             raise ValueError("not a cache file of this recipe")

@@ -13,6 +13,8 @@ import numbers
 import os
 from collections.abc import Mapping
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -400,7 +402,7 @@ class DeepHash(BaseEstimator):
         return int(self.components_[-1].shape[0])
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted model to ``path`` (one ``.npz`` file, atomically, no pickle).
 
         The file holds the arrays and JSON metadata: a format tag and version, the
@@ -428,7 +430,7 @@ class DeepHash(BaseEstimator):
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> DeepHash:
+    def load(cls, path: str | os.PathLike[str]) -> DeepHash:
         """Read a model written by :meth:`save`.
 
         Raises
@@ -442,9 +444,9 @@ class DeepHash(BaseEstimator):
             metadata before anything is allocated.
         """
         where = os.fspath(path)
-        found: dict = {}
+        found: dict[str, Any] = {}
 
-        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+        def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             found["model"], found["n_layers"] = cls._model_from_meta(meta, headers, where)
 
         arrays, _ = read_model(path, kind="DeepHash", format_tag=_FORMAT,
@@ -459,7 +461,7 @@ class DeepHash(BaseEstimator):
         return model
 
     @classmethod
-    def _model_from_meta(cls, meta: dict, headers: Mapping[str, ArrayHeader],
+    def _model_from_meta(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader],
                          where: str) -> tuple[DeepHash, int]:
         """The unfitted model a file's metadata describes (every value checked) and its
         depth, once the array headers agree with it; ValueError naming ``where`` otherwise."""
@@ -488,7 +490,7 @@ class DeepHash(BaseEstimator):
         model.finetune_loss_ = reader.reals("finetune_loss", default=[])
         means = headers.get("input_means")
         n_in = means.shape[0] if means is not None and len(means.shape) == 1 else -1
-        groups: list[tuple[str, dict]] = [("the input", {"input_means": ((n_in,), "f")})]
+        groups: list[tuple[str, dict[str, Any]]] = [("the input", {"input_means": ((n_in,), "f")})]
         for d, size in enumerate(sizes):
             groups.append((f"layer {d}", {
                 f"components_{d}": ((size, n_in), np.float32),

@@ -13,6 +13,8 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
@@ -156,7 +158,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         Channels of the training images (1 or 3).
     channel_mean_, channel_std_ : ndarray of float32, shape (n_channels_in_,)
         Standardisation of the input (a constant channel gets std 1).
-    network_state_ : dict of str to ndarray
+    network_state_ : dict[str, Any] of str to ndarray
         The network's ``state_dict`` as NumPy arrays (float32, batch-norm counters int64);
         :meth:`to_torch` rebuilds the module from it.
     loss_curve_ : list of float
@@ -403,7 +405,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted model to ``path`` (one ``.npz`` file, atomically, no pickle).
 
         The file holds the state-dict arrays, ``classes_`` and the standardisation, plus
@@ -430,7 +432,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> DRHN:
+    def load(cls, path: str | os.PathLike[str]) -> DRHN:
         """Read a model written by :meth:`save` (imports torch to check the network).
 
         Raises
@@ -447,9 +449,9 @@ class DRHN(ClassifierMixin, BaseEstimator):
         """
         import_torch("DRHN")
         where = os.fspath(path)
-        plan: dict = {}
+        plan: dict[str, Any] = {}
 
-        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+        def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             plan.update(cls._plan_from_file(meta, headers, where))
 
         arrays, _ = read_model(path, kind="DRHN", format_tag=_FORMAT, version=_FORMAT_VERSION,
@@ -477,8 +479,8 @@ class DRHN(ClassifierMixin, BaseEstimator):
         return model
 
     @classmethod
-    def _plan_from_file(cls, meta: dict, headers: Mapping[str, ArrayHeader],
-                        where: str) -> dict:
+    def _plan_from_file(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader],
+                        where: str) -> dict[str, Any]:
         """The model a file describes, every metadata value checked and every array header
         compared with the network those values describe, before any array is read;
         ValueError naming ``where`` otherwise."""

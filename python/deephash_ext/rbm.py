@@ -6,6 +6,7 @@ module holds the estimator state as NumPy arrays and follows the scikit-learn co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -193,17 +194,19 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         on_gpu = device == "cuda"
         if on_gpu:
             _gpu.ensure_cublas()
-        train = _gpu.cuda_module().rbm_cd_train if on_gpu else _core.rbm_cd_train
-        where = {"device": 0} if on_gpu else {}
+        train = (functools.partial(_gpu.cuda_module().rbm_cd_train, device=0) if on_gpu
+                 else _core.rbm_cd_train)
         for first in range(0, batches, chunk):
             rows = order[first * self.batch_size:(first + chunk) * self.batch_size]
+            components_velocity, hidden_velocity, visible_velocity = self._velocities
             train(
                 self.components_, self.intercept_hidden_, self.intercept_visible_,
-                *self._velocities, V, np.ascontiguousarray(rows, dtype=np.int64),
+                components_velocity, hidden_velocity, visible_velocity, V,
+                np.ascontiguousarray(rows, dtype=np.int64),
                 batch_size=self.batch_size, learning_rate=self.learning_rate,
                 momentum=self.momentum, weight_decay=self.weight_decay,
                 hashing_reg=self.hashing_reg, cd_k=self.cd_k, seed=self._seed,
-                first_step=self.n_steps_, **where)
+                first_step=self.n_steps_)
             done = -(-len(rows) // self.batch_size)
             self.n_steps_ += done
             if progress is not None:

@@ -441,7 +441,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         return self.classes_[np.argmax(out, axis=1)]
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted model to ``path`` (one ``.npz`` file, atomically, no pickle).
 
         The file holds the network's state dict as float32 arrays and JSON metadata (a
@@ -481,7 +481,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, backbone=None, device=None) -> SSDH:
+    def load(cls, path: str | os.PathLike[str], *, backbone=None, device=None) -> SSDH:
         """Read a model written by :meth:`save`.
 
         Parameters
@@ -517,7 +517,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             check_device_name(device, torch_forms=True)
         plan: dict[str, Any] = {}
 
-        def expect(meta: dict, headers: Mapping[str, ArrayHeader]) -> None:
+        def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             plan.update(cls._plan_from_file(meta, headers, where, backbone, device))
 
         arrays, _ = read_model(path, kind="SSDH", format_tag=_FORMAT, version=_FORMAT_VERSION,
@@ -548,7 +548,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         return model
 
     @classmethod
-    def _plan_from_file(cls, meta: dict, headers: Mapping[str, ArrayHeader], where: str,
+    def _plan_from_file(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader], where: str,
                         backbone, device) -> dict[str, Any]:
         """The model a file describes and the sizes of its network, every metadata value
         checked and every array header compared with the network those values describe,
