@@ -153,17 +153,25 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage: deephash" in capsys.readouterr().err
 
 
-def _fails(argv, capsys, *needles):
-    assert main([str(a) for a in argv]) == 2
+def _one_line_error(status, capsys, *needles):
+    """The contract for user errors: exit 1, one line on stderr naming the culprit."""
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"deephash {argv[0]}: error:"), captured.err
+    assert status == 1, captured
+    assert "Traceback" not in captured.out + captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("deephash: error: "), captured.err
     for needle in needles:
-        assert needle in captured.err, captured.err
-    return captured.err
+        assert str(needle) in lines[0], (needle, lines[0])
+    return lines[0]
 
 
-def test_errors_return_2_with_a_message(descriptors, model_file, code_files, tmp_path,
-                                        capsys):
+def _fails(argv, capsys, *needles):
+    return _one_line_error(main([str(a) for a in argv]), capsys, *needles)
+
+
+def test_errors_return_1_with_one_line(descriptors, model_file, code_files, tmp_path,
+                                       capsys):
     X, x_path = descriptors
     database, _, db_path, q_path = code_files
     missing = tmp_path / "missing.npy"
