@@ -142,6 +142,9 @@ def test_search_demo(capsys):
     ["search-demo", "--bits", "60"],
     ["search-demo", "--n", "5"],
     ["search-demo", "--n", "100", "--queries", "101"],
+    ["search-demo", "--bits", "8", "--max-flips", "9"],
+    ["search-demo", "--max-flips", "-1"],
+    ["search-demo", "--seed", "-1"],
     ["search", "db.npy"],
     ["no-such-command"],
     [],
@@ -471,6 +474,22 @@ def test_interrupt_during_fit(descriptors, tmp_path, capsys, monkeypatch):
     assert status == 130
     assert capsys.readouterr().err.strip() == "deephash: interrupted"
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("out", ["file", "under_a_file"])
+def test_demo_checks_out_before_its_work(out, tmp_path, capsys, monkeypatch):
+    """--out that cannot be a folder is reported at once, not after the whole demo."""
+    pytest.importorskip("matplotlib")
+    from deephash_ext import datasets
+
+    def no_demo(*args, **kwargs):
+        raise AssertionError("the demo started its work before checking --out")
+
+    monkeypatch.setattr(datasets, "load_instances", no_demo)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    target = a_file if out == "file" else a_file / "results"
+    _fails(["demo", "--out", target, "--quiet"], capsys, str(a_file))
 
 
 def test_one_query_saved_1d_searches_like_its_2d_form(code_files, tmp_path, capsys):

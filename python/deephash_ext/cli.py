@@ -77,6 +77,8 @@ def _check_output(path: str, name: str) -> None:
 
     Raises
     ------
+    ValueError
+        If ``path`` is empty.
     IsADirectoryError
         If ``path`` is a directory.
     FileNotFoundError
@@ -85,6 +87,8 @@ def _check_output(path: str, name: str) -> None:
         If ``path`` is an existing read-only file (the atomic rename would replace it
         regardless of its mode; like ``cp``, the CLI refuses) or its folder is not writable.
     """
+    if not path:
+        raise ValueError(f"{name} path is empty")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"{name} {path!r} is a directory, not a file")
@@ -99,6 +103,8 @@ def _check_output(path: str, name: str) -> None:
 
 def _check_output_folder(path: str, name: str) -> None:
     """Fail before any work if ``path`` cannot be (or become) a writable folder."""
+    if not path:
+        raise ValueError(f"{name} path is empty")
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADirectoryError(f"{name} {path!r} exists and is not a folder")
     existing = os.path.abspath(path)
@@ -561,8 +567,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "search-demo" and (args.bits <= 0 or args.bits % 8 or args.n < 10
-                                          or not 0 < args.queries <= args.n):
-        parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n")
+                                          or not 0 < args.queries <= args.n
+                                          or not 0 <= args.max_flips <= args.bits
+                                          or args.seed < 0):
+        parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n, "
+                     "0 <= --max-flips <= --bits, --seed >= 0")
     handlers = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search,
                 "search-demo": _search_demo}
     # The one place where user errors become one line (see the module docstring).
