@@ -554,6 +554,21 @@ def test_python_m_user_error_end_to_end(tmp_path):
     assert result.stderr.startswith("deephash: error: ") and str(folder) in result.stderr
 
 
+def test_python_m_closed_stdout_is_quiet(code_files):
+    """stdout closed before the results are printed (``| head -0``): no error text."""
+    _, _, db_path, q_path = code_files
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all: the first write fails, deterministically
+    try:
+        result = subprocess.run([sys.executable, "-m", "deephash_ext", "search", str(db_path),
+                                 str(q_path)], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr == ""
+
+
 def test_python_m_usage_error_end_to_end(tmp_path):
     result = subprocess.run([sys.executable, "-m", "deephash_ext", "search", "a", "b", "-k",
                              "x"], capture_output=True, text=True, timeout=60)

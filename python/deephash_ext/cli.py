@@ -21,6 +21,9 @@ Exit status (also in ``deephash --help``):
 * 130: interrupted (Ctrl-C): one line, ``deephash: interrupted``; outputs are written
   atomically, so an interrupted command leaves no partial file.
 
+When stdout is closed early (``deephash search ... | head``) the command stops quietly with
+status 1, as Python's own advice for a broken pipe has it.
+
 Only the exception types the library documents for bad input are reported this way (in one
 place, :func:`main`); anything else is a bug and keeps its traceback.
 """
@@ -576,7 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "search-demo": _search_demo}
     # The one place where user errors become one line (see the module docstring).
     try:
-        return handlers[args.command](args)
+        status = handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        return status
     except KeyboardInterrupt:
         print("deephash: interrupted", file=sys.stderr)
         return 130
