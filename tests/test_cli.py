@@ -257,6 +257,26 @@ def test_output_in_a_read_only_folder(kind, descriptors, model_file, code_files,
         folder.chmod(0o755)
 
 
+@pytest.mark.parametrize("kind", ["fit", "encode", "search"])
+def test_output_in_a_folder_the_user_cannot_write(kind, descriptors, model_file, code_files,
+                                                  tmp_path, capsys, monkeypatch):
+    """As the test above, for any user (root included): the folder is reported as not
+    writable by os.access, and the command stops before any work."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if os.fspath(path) == str(folder) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    argv = _output_argv(kind, descriptors, model_file, code_files, folder / "out.npy")
+    _fails(argv, capsys, str(folder / "out.npy"), "not writable")
+    assert os.listdir(folder) == []
+
+
 @pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
 def test_output_on_a_read_only_file_system(kind, descriptors, model_file, code_files, capsys):
