@@ -7,15 +7,36 @@
 * ``deephash fit`` / ``encode`` / ``search``: train a model on descriptors, encode
   descriptors to packed codes, search codes, with .npy / .fvecs files.
 * ``deephash search-demo``: exact search on generated codes with planted near-duplicates.
+
+Exit status (also in ``deephash --help``):
+
+* 0: success.
+* 1: a user error found while running: a missing, unreadable, corrupt or foreign input file,
+  an output path that cannot be written (a directory, a read-only file or folder, a missing
+  folder), a value the library rejects, a network too large for this machine's memory, a
+  missing optional dependency. One line on stderr, ``deephash: error: ...``, naming the path
+  or the argument; no traceback, and no output file is written.
+* 2: a command-line usage error (unknown command or option, a value that is not a number),
+  reported by :mod:`argparse` in its own style (usage line, then ``deephash ...: error: ...``).
+* 130: interrupted (Ctrl-C): one line, ``deephash: interrupted``; outputs are written
+  atomically, so an interrupted command leaves no partial file.
+
+When stdout is closed early (``deephash search ... | head``) the command stops quietly with
+status 1, as Python's own advice for a broken pipe has it.
+
+Only the exception types the library documents for bad input are reported this way (in one
+place, :func:`main`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+import tokenize
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +48,159 @@ from .codes import binarize
 
 # The paper's Table 2 networks for Fisher Vectors, by code length.
 DEMO_NETWORKS = {64: (4096, 2048, 64), 256: (4096, 256), 1024: (1024,)}
+
+EPILOG = """exit status: 0 success; 1 error (bad or missing file, unwritable output, rejected value,
+too little memory, missing dependency: one line on stderr, 'deephash: error: ...'); 2 usage
+error (argparse's message); 130 interrupted (Ctrl-C; no partial output file is left)."""
+
+# What main() reports as one line (exit 1): the exception types the library documents for
+# bad input and for its environment. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, OverflowError, OSError, MemoryError, ImportError)
+
+# Largest .npy header read (numpy's own default limit for untrusted files).
+_MAX_NPY_HEADER = 10_000
+
+
+# ---------------------------------------------------------------------- user errors
+def _one_line(error: BaseException) -> str:
+    """The message of a user error as one line (no path of ours, no traceback)."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None \
+            and error.filename2 is None:
+        text = f"{os.fsdecode(error.filename)}: {error.strerror}"
+    else:
+        text = str(error)
+    if isinstance(error, MemoryError):
+        text = f"out of memory: {text}" if text else "out of memory"
+    text = " ".join(text.split())  # e.g. scikit-learn's multi-line advice
+    return text or type(error).__name__
+
+
+def _check_output(path: str, name: str) -> None:
+    """Fail before any work if ``path`` cannot become a file written by this command.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is empty.
+    IsADirectoryError
+        If ``path`` is a directory.
+    FileNotFoundError
+        If its folder does not exist.
+    PermissionError
+        If ``path`` is an existing read-only file (the atomic rename would replace it
+        regardless of its mode; like ``cp``, the CLI refuses) or its folder is not writable.
+    """
+    if not path:
+        raise ValueError(f"{name} path is empty")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{name} {path!r} is a directory, not a file")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{name} {path!r}: no such folder {folder!r}")
+    if os.path.exists(path) and (not os.access(path, os.W_OK)
+                                 or not os.stat(path).st_mode & 0o222):
+        raise PermissionError(f"{name} {path!r} is a read-only file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} {path!r}: the folder {folder!r} is not writable")
+
+
+def _check_output_folder(path: str, name: str) -> None:
+    """Fail before any work if ``path`` cannot be (or become) a writable folder."""
+    if not path:
+        raise ValueError(f"{name} path is empty")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{name} {path!r} exists and is not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest existing folder must be writable
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} {path!r}: {existing!r} is not a writable folder")
+
+
+def _read_npy(path: str, name: str) -> np.ndarray:
+    """One array from a ``.npy`` file, never unpickled; the header's sizes are checked
+    against the file before anything is allocated.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If the file cannot be opened.
+    ValueError
+        If the file is not a ``.npy`` array, its header is invalid or oversized, the data is
+        truncated, or it holds Python objects (the message names ``name`` and the path).
+    """
+    fmt = np.lib.format
+    where = f"{name} {path!r}"
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        start = handle.read(len(fmt.MAGIC_PREFIX) + 2)
+        if not start.startswith(fmt.MAGIC_PREFIX) or len(start) < len(fmt.MAGIC_PREFIX) + 2:
+            archive = " (it is a zip archive, e.g. .npz)" if start.startswith(b"PK") else ""
+            raise ValueError(f"{where} is not a .npy file{archive}")
+        version = (start[-2], start[-1])
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{where} has .npy format version {version}, not 1.0 or 2.0")
+        length_bytes = 2 if version == (1, 0) else 4
+        header_length = int.from_bytes(handle.read(length_bytes), "little")
+        if header_length > _MAX_NPY_HEADER:
+            raise ValueError(f"{where} is not a usable .npy file: its header declares "
+                             f"{header_length} bytes, more than the {_MAX_NPY_HEADER} read")
+        handle.seek(len(start))
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else \
+            fmt.read_array_header_2_0
+        try:
+            shape, _, dtype = read_header(handle, max_header_size=_MAX_NPY_HEADER)
+        except (ValueError, EOFError, SyntaxError, TypeError, OverflowError,
+                tokenize.TokenError) as error:
+            reason = " ".join(str(error).split())
+            raise ValueError(f"{where} is not a readable .npy file: invalid header "
+                             f"({reason})") from None
+        if any(d < 0 for d in shape):
+            raise ValueError(f"{where} is not a readable .npy file: shape {shape}")
+        if dtype.hasobject:
+            raise ValueError(f"{where} holds Python objects, not numbers")
+        declared = math.prod(shape) * dtype.itemsize
+        held = size - handle.tell()
+        if declared > held:
+            raise ValueError(f"{where} is truncated: its header declares shape {shape} of "
+                             f"{dtype} ({declared} bytes), the file holds {held}")
+        handle.seek(0)
+        return fmt.read_array(handle, allow_pickle=False, max_header_size=_MAX_NPY_HEADER)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_network_fits(sizes: tuple[int, ...], n_samples: int, n_features: int) -> None:
+    """Reject ``--layers`` whose training cannot fit in this machine's memory, before any
+    allocation. The bound is a floor of what ``DeepHash.fit`` needs: every layer's float32
+    weights, the float64 initial draw of the largest, and one float32 activation matrix of
+    the widest layer. (Sizes the library rejects anyway are left to its message.)"""
+    memory = _physical_memory()
+    if memory is None or n_features < 1 or any(s < 1 for s in sizes):
+        return
+    fan = [a * b for a, b in zip((n_features, *sizes), sizes)]
+    need = 4 * sum(fan) + 8 * max(fan) + 4 * n_samples * max(sizes)
+    if need > memory:
+        raise ValueError(f"--layers {','.join(map(str, sizes))} on {n_samples} x {n_features} "
+                         f"descriptors needs at least {_bytes(need)}, more than this "
+                         f"machine's {_bytes(memory)} of memory")
+
+
+def _bytes(n: int) -> str:
+    """``n`` bytes for people (exact integers in, so any size works)."""
+    if n >= 1024 ** 7:
+        return "more than 1024 EiB"
+    power = 0
+    while power < 6 and n >= 1024 ** (power + 1):
+        power += 1
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    return f"{n} B" if power == 0 else f"{n / 1024 ** power:.3g} {units[power]}"
 
 
 # ---------------------------------------------------------------------- the demo
@@ -73,6 +247,7 @@ def _demo(args) -> int:
     from .deephash import DeepHash
     from .metrics import rank_by_distance
 
+    _check_output_folder(args.out, "--out")
     started = time.perf_counter()
     info = build_info()
     print(f"deephash_ext {info['version']} | SIMD {info['simd_active']} | "
@@ -186,11 +361,11 @@ def _demo(args) -> int:
     axis.set_title("deephash_ext demo: instance retrieval on bundled photos")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(plot_path, dpi=120)
+    atomic_write(plot_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     plt.close(figure)
     results_path = os.path.join(args.out, "results.json")
-    with open(results_path, "w") as handle:
-        json.dump({"rows": rows, "ablation": ablation, "args": vars(args)}, handle, indent=1)
+    results = json.dumps({"rows": rows, "ablation": ablation, "args": vars(args)}, indent=1)
+    atomic_write(results_path, lambda handle: handle.write(results.encode("utf-8")))
     print(f"\nplot: {plot_path}\nresults: {results_path}\n"
           f"total {time.perf_counter() - started:.0f} s")
     return 0
@@ -233,11 +408,9 @@ def _fit(args) -> int:
     from .datasets import load_descriptors
     from .deephash import DeepHash
     X = load_descriptors(args.input)
-    try:
-        sizes = tuple(int(s) for s in args.layers.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    _check_output(args.model, "model")
+    sizes = tuple(args.layers)
+    _check_network_fits(sizes, X.shape[0], X.shape[1])
     model = DeepHash(sizes, n_epochs=args.epochs, hashing_reg=args.hashing_reg,
                      learning_rate=args.learning_rate, random_state=args.seed,
                      verbose=not args.quiet).fit(X)
@@ -251,16 +424,22 @@ def _encode(args) -> int:
     from .datasets import load_descriptors
     from .deephash import DeepHash
     model = DeepHash.load(args.model)
-    codes = model.encode(load_descriptors(args.input), layer=args.layer)
+    X = load_descriptors(args.input)
+    _check_output(args.output, "output")
+    codes = model.encode(X, layer=args.layer)
     atomic_write(args.output, lambda handle: np.save(handle, codes))
     print(f"{len(codes)} codes of {codes.shape[1] * 8} bits -> {args.output}")
     return 0
 
 
 def _search(args) -> int:
-    database = np.load(args.database, allow_pickle=False)
-    queries = np.load(args.queries, allow_pickle=False)
+    database = _read_npy(args.database, "database")
+    queries = _read_npy(args.queries, "queries")
+    if args.output:
+        _check_output(args.output, "--output")
     distances, indices = search(database, queries, k=args.k)
+    if queries.ndim == 1:  # one query saved as a 1-D array: the API's answer is 1-D too
+        distances, indices = distances[None], indices[None]
     if args.output:
         atomic_write(args.output,
                      lambda handle: np.savez(handle, distances=distances, indices=indices))
@@ -299,14 +478,28 @@ def _search_demo(args) -> int:
 
 
 def _bits_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",")]
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, got {text!r}") from None
     if any(v not in DEMO_NETWORKS for v in values):
-        raise argparse.ArgumentTypeError(f"--bits must be among {sorted(DEMO_NETWORKS)}")
+        raise argparse.ArgumentTypeError(f"must be among {sorted(DEMO_NETWORKS)}, got {text!r}")
     return values
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deephash", description="deephash_ext command line")
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deephash", description="deephash_ext command line",
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the whole pipeline on the bundled-photo retrieval set")
@@ -326,7 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit = sub.add_parser("fit", help="train DeepHash on descriptors (.npy / .fvecs)")
     fit.add_argument("input")
     fit.add_argument("model", help="output model file (.npz)")
-    fit.add_argument("--layers", default="4096,256", help="hidden layer sizes, comma-separated")
+    fit.add_argument("--layers", type=_int_list, default="4096,256",
+                     help="hidden layer sizes, comma-separated")
     fit.add_argument("--epochs", type=int, default=30)
     fit.add_argument("--hashing-reg", type=float, default=0.0)
     fit.add_argument("--learning-rate", type=float, default=0.001)
@@ -341,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     srch = sub.add_parser("search", help="exact Hamming top-k of query codes in database codes")
     srch.add_argument("database", help="codes (.npy, uint8)")
-    srch.add_argument("queries", help="codes (.npy, uint8)")
+    srch.add_argument("queries", help="codes (.npy, uint8; one query may be saved 1-D)")
     srch.add_argument("-k", type=int, default=10)
     srch.add_argument("--output", help="write distances and indices to this .npz")
 
@@ -352,14 +546,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     planted.add_argument("--max-flips", type=int, default=8)
     planted.add_argument("--seed", type=int, default=0)
 
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``deephash`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` if None.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 after a user error (one line on stderr), 130 when interrupted.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 on a usage error (argparse's message), or 0 after ``--help``.
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "search-demo" and (args.bits <= 0 or args.bits % 8 or args.n < 10
-                                          or not 0 < args.queries <= args.n):
-        parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n")
+                                          or not 0 < args.queries <= args.n
+                                          or not 0 <= args.max_flips <= args.bits
+                                          or args.seed < 0):
+        parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n, "
+                     "0 <= --max-flips <= --bits, --seed >= 0")
     handlers = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search,
                 "search-demo": _search_demo}
+    # The one place where user errors become one line (see the module docstring).
     try:
-        return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        print(f"deephash {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        status = handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        return status
+    except KeyboardInterrupt:
+        print("deephash: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout closed early (deephash search ... | head): stop quietly
+        _silence_stdout()
+        return 1
+    except USER_ERRORS as error:
+        print(f"deephash: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured)
+        pass
