@@ -28,12 +28,9 @@ from deephash_ext.cli import main
 N_CASES = 400
 SEED = 20261201
 
-# Library defects that the model-file work of issue 12 removes: DeepHash.load lets zipfile's
-# NotImplementedError (unknown compression method) and RuntimeError ("encrypted" flag) out
-# for a corrupt zip directory. Until that lands they are tolerated, and only for a command
-# given such a model file; the lead empties this tuple when merging (test_cli.py's strict
-# xfail test_model_file_with_a_corrupt_zip_directory starts failing as the reminder).
-LIBRARY_PENDING: tuple[type[BaseException], ...] = (NotImplementedError, RuntimeError)
+# Exceptions tolerated for a command given a corrupt model file. Empty: the model-file
+# reader turns every corrupt zip into a ValueError naming the path.
+LIBRARY_PENDING: tuple[type[BaseException], ...] = ()
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

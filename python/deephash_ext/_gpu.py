@@ -10,8 +10,8 @@ kernels when :func:`cuda_available`, else the CPU.
 from __future__ import annotations
 
 import functools
-import importlib
 import glob
+import importlib
 import os
 import sys
 import threading

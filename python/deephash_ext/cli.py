@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
-import tokenize
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
+from ._io import atomic_write, read_npy
+from ._optional import require
 from ._runtime import build_info
 from ._search import range_search, search
 from .codes import binarize
@@ -56,9 +56,6 @@ error (argparse's message); 130 interrupted (Ctrl-C; no partial output file is l
 # What main() reports as one line (exit 1): the exception types the library documents for
 # bad input and for its environment. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, TypeError, OverflowError, OSError, MemoryError, ImportError)
-
-# Largest .npy header read (numpy's own default limit for untrusted files).
-_MAX_NPY_HEADER = 10_000
 
 
 # ---------------------------------------------------------------------- user errors
@@ -117,57 +114,6 @@ def _check_output_folder(path: str, name: str) -> None:
         raise PermissionError(f"{name} {path!r}: {existing!r} is not a writable folder")
 
 
-def _read_npy(path: str, name: str) -> np.ndarray:
-    """One array from a ``.npy`` file, never unpickled; the header's sizes are checked
-    against the file before anything is allocated.
-
-    Raises
-    ------
-    FileNotFoundError, IsADirectoryError, PermissionError
-        If the file cannot be opened.
-    ValueError
-        If the file is not a ``.npy`` array, its header is invalid or oversized, the data is
-        truncated, or it holds Python objects (the message names ``name`` and the path).
-    """
-    fmt = np.lib.format
-    where = f"{name} {path!r}"
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        start = handle.read(len(fmt.MAGIC_PREFIX) + 2)
-        if not start.startswith(fmt.MAGIC_PREFIX) or len(start) < len(fmt.MAGIC_PREFIX) + 2:
-            archive = " (it is a zip archive, e.g. .npz)" if start.startswith(b"PK") else ""
-            raise ValueError(f"{where} is not a .npy file{archive}")
-        version = (start[-2], start[-1])
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"{where} has .npy format version {version}, not 1.0 or 2.0")
-        length_bytes = 2 if version == (1, 0) else 4
-        header_length = int.from_bytes(handle.read(length_bytes), "little")
-        if header_length > _MAX_NPY_HEADER:
-            raise ValueError(f"{where} is not a usable .npy file: its header declares "
-                             f"{header_length} bytes, more than the {_MAX_NPY_HEADER} read")
-        handle.seek(len(start))
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else \
-            fmt.read_array_header_2_0
-        try:
-            shape, _, dtype = read_header(handle, max_header_size=_MAX_NPY_HEADER)
-        except (ValueError, EOFError, SyntaxError, TypeError, OverflowError,
-                tokenize.TokenError) as error:
-            reason = " ".join(str(error).split())
-            raise ValueError(f"{where} is not a readable .npy file: invalid header "
-                             f"({reason})") from None
-        if any(d < 0 for d in shape):
-            raise ValueError(f"{where} is not a readable .npy file: shape {shape}")
-        if dtype.hasobject:
-            raise ValueError(f"{where} holds Python objects, not numbers")
-        declared = math.prod(shape) * dtype.itemsize
-        held = size - handle.tell()
-        if declared > held:
-            raise ValueError(f"{where} is truncated: its header declares shape {shape} of "
-                             f"{dtype} ({declared} bytes), the file holds {held}")
-        handle.seek(0)
-        return fmt.read_array(handle, allow_pickle=False, max_header_size=_MAX_NPY_HEADER)
-
-
 def _physical_memory() -> int | None:
     """Bytes of physical memory, or None where the platform does not say."""
     try:
@@ -222,7 +168,7 @@ def _hamming_row(encode, data, scheme, bits):
     return _ranking_report(indices, data, seconds, scheme, bits)
 
 
-def _layer_rows(model, data, scheme, bits) -> list[dict]:
+def _layer_rows(model, data, scheme, bits) -> list[dict[str, Any]]:
     """One report per layer of a DeepHash model; the last (the model's code) is named."""
     n_layers = len(model.components_)
     return [_hamming_row(lambda X, d=d: model.encode(X, layer=d), data,
@@ -238,7 +184,7 @@ def _print_row(row):
 
 
 def _demo(args) -> int:
-    import matplotlib
+    matplotlib = require("matplotlib", "deephash demo (the recall plot)", "demo")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -299,7 +245,7 @@ def _demo(args) -> int:
 
     # DeepHash: pre-train every network first (the 256-bit one reuses the first layer of the
     # 64-bit one: same data, parameters and seed give the same layer), then fine-tune each.
-    models = {}
+    models: dict[int, Any] = {}
     for bits in sorted(args.bits):
         reuse = next((m for m in models.values() if m.components_[0].shape[0] ==
                       DEMO_NETWORKS[bits][0]), None)
@@ -433,8 +379,8 @@ def _encode(args) -> int:
 
 
 def _search(args) -> int:
-    database = _read_npy(args.database, "database")
-    queries = _read_npy(args.queries, "queries")
+    database = read_npy(args.database, kind="database (codes .npy)")
+    queries = read_npy(args.queries, kind="queries (codes .npy)")
     if args.output:
         _check_output(args.output, "--output")
     distances, indices = search(database, queries, k=args.k)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Mapping
-
 from typing import Any
 
 import numpy as np

@@ -12,7 +12,6 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-
 from typing import Any
 
 import numpy as np
