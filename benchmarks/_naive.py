@@ -66,8 +66,14 @@ def _load():
         lib = ctypes.CDLL(so)
         lib.naive_knn.restype = None
         lib.naive_knn.argtypes = [
-            ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         _lib = lib
         return lib
@@ -93,8 +99,16 @@ def naive_search(codes, queries, k: int, threads: int = 1) -> tuple[np.ndarray, 
 
     def run(lo: int, hi: int) -> None:
         if hi > lo:
-            lib.naive_knn(codes.ctypes.data, n, cb, queries[lo:hi].ctypes.data, hi - lo, k,
-                          out_d[lo:hi].ctypes.data, out_i[lo:hi].ctypes.data)
+            lib.naive_knn(
+                codes.ctypes.data,
+                n,
+                cb,
+                queries[lo:hi].ctypes.data,
+                hi - lo,
+                k,
+                out_d[lo:hi].ctypes.data,
+                out_i[lo:hi].ctypes.data,
+            )
 
     if threads == 1:
         run(0, nq)

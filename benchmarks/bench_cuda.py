@@ -96,8 +96,12 @@ class TorchPeer:
         """Sorted top-k distances (nq, k) as a host array."""
         torch = self.torch
         q = torch.from_numpy(queries).to(self.device).view(torch.int64)
-        rows = [torch.topk(self.distances(q[s:s + self.batch]), k, dim=1, largest=False,
-                           sorted=True).values for s in range(0, len(q), self.batch)]
+        rows = [
+            torch.topk(
+                self.distances(q[s : s + self.batch]), k, dim=1, largest=False, sorted=True
+            ).values
+            for s in range(0, len(q), self.batch)
+        ]
         return torch.cat(rows).cpu().numpy()
 
 
@@ -142,7 +146,7 @@ def search_width(torch, args, bits: int, copy_bw: float, emit) -> tuple[int, int
     gpu = dh.GpuCodes(codes)
     t_upload = time.perf_counter() - t0
     peer = TorchPeer(torch, codes)
-    peer_q = queries[:args.peer_queries]
+    peer_q = queries[: args.peer_queries]
     m = min(CHECK_QUERIES, args.nq)
     # The CPU orders ties by index, so its top-k for a smaller k is a prefix of this one.
     ref_d, ref_i = dh.search(codes, queries[:m], max(args.k))
@@ -154,24 +158,30 @@ def search_width(torch, args, bits: int, copy_bw: float, emit) -> tuple[int, int
         t_peer, pd = best_time(lambda: peer.search(peer_q, k), args.repeats)
         t_peer *= args.nq / len(peer_q)
         scanned = args.nq * args.n * code_bytes / t_ours
-        emit(f"| {bits} | {k} | {t_ours:.4f} | {scanned / 1e9:,.0f} | "
-             f"{100 * scanned / copy_bw:,.0f} % | {t_peer:.3f} | {t_peer / t_ours:.1f}x | "
-             f"{'OK' if exact else 'MISMATCH'} | "
-             f"{'yes' if np.array_equal(pd, od[:len(peer_q)]) else 'NO'} |")
+        emit(
+            f"| {bits} | {k} | {t_ours:.4f} | {scanned / 1e9:,.0f} | "
+            f"{100 * scanned / copy_bw:,.0f} % | {t_peer:.3f} | {t_peer / t_ours:.1f}x | "
+            f"{'OK' if exact else 'MISMATCH'} | "
+            f"{'yes' if np.array_equal(pd, od[: len(peer_q)]) else 'NO'} |"
+        )
     return bits, codes.nbytes, gpu.nbytes, t_upload
 
 
 def search_section(torch, args, copy_bw: float, emit) -> None:
     emit(f"\n## Exact top-k search: n = {args.n:,}, nq = {args.nq:,}")
-    emit(f"GpuCodes.search (best of {args.repeats}); torch peer timed on the first "
-         f"{min(args.peer_queries, args.nq)} queries (batches of at most "
-         f"{PEER_BATCH_BYTES / 1e9:.0f} GB of XOR output), seconds scaled to nq = {args.nq:,}; "
-         f"% of copy BW against {copy_bw / 1e9:.0f} GB/s; exact = the first "
-         f"{min(CHECK_QUERIES, args.nq)} queries' distances and indices equal the CPU search's; "
-         "the peer is compared on distances only (torch.topk does not order ties by index).")
+    emit(
+        f"GpuCodes.search (best of {args.repeats}); torch peer timed on the first "
+        f"{min(args.peer_queries, args.nq)} queries (batches of at most "
+        f"{PEER_BATCH_BYTES / 1e9:.0f} GB of XOR output), seconds scaled to nq = {args.nq:,}; "
+        f"% of copy BW against {copy_bw / 1e9:.0f} GB/s; exact = the first "
+        f"{min(CHECK_QUERIES, args.nq)} queries' distances and indices equal the CPU search's; "
+        "the peer is compared on distances only (torch.topk does not order ties by index)."
+    )
     emit()
-    emit("| bits | k | ours s | ours GB/s | % of copy BW | torch peer s (scaled to nq) "
-         "| speed-up | exact vs CPU | peer distances = ours |")
+    emit(
+        "| bits | k | ours s | ours GB/s | % of copy BW | torch peer s (scaled to nq) "
+        "| speed-up | exact vs CPU | peer distances = ours |"
+    )
     emit("|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|")
     uploads = []
     for bits in args.bits:
@@ -182,8 +192,10 @@ def search_section(torch, args, copy_bw: float, emit) -> None:
     emit("| bits | codes (host) GB | on GPU GB | upload s | GB/s |")
     emit("|---:|---:|---:|---:|---:|")
     for bits, host_bytes, gpu_bytes, t in uploads:
-        emit(f"| {bits} | {host_bytes / 1e9:.2f} | {gpu_bytes / 1e9:.2f} | {t:.3f} | "
-             f"{host_bytes / t / 1e9:.1f} |")
+        emit(
+            f"| {bits} | {host_bytes / 1e9:.2f} | {gpu_bytes / 1e9:.2f} | {t:.3f} | "
+            f"{host_bytes / t / 1e9:.1f} |"
+        )
 
 
 def rbm_section(torch, args, emit) -> None:
@@ -200,8 +212,17 @@ def rbm_section(torch, args, emit) -> None:
     sgemm = sgemm_rate(torch, size, args.repeats)
 
     def make_rbm():
-        return dh.RBM(n_hidden=h, learning_rate=lr, momentum=momentum, weight_decay=wd,
-                      batch_size=batch, n_epochs=1, cd_k=1, random_state=0, device="cuda")
+        return dh.RBM(
+            n_hidden=h,
+            learning_rate=lr,
+            momentum=momentum,
+            weight_decay=wd,
+            batch_size=batch,
+            n_epochs=1,
+            cd_k=1,
+            random_state=0,
+            device="cuda",
+        )
 
     make_rbm().fit(V[:1000])  # warm-up: context, cuBLAS
     ensure_cublas()
@@ -209,14 +230,28 @@ def rbm_section(torch, args, emit) -> None:
 
     def kernel_epoch() -> float:
         init = np.random.default_rng(1)
-        state = [init.normal(0, 0.01, (h, d)).astype(np.float32),
-                 np.zeros(h, np.float32), np.zeros(d, np.float32)]
+        state = [
+            init.normal(0, 0.01, (h, d)).astype(np.float32),
+            np.zeros(h, np.float32),
+            np.zeros(d, np.float32),
+        ]
         state += [np.zeros_like(x) for x in state]  # the three velocities
         order = init.permutation(n).astype(np.int64)
         t0 = time.perf_counter()
-        cuda_module().rbm_cd_train(*state, V, order, batch_size=batch, learning_rate=lr,
-                                   momentum=momentum, weight_decay=wd, hashing_reg=0.0, cd_k=1,
-                                   seed=7, first_step=0, device=0)
+        cuda_module().rbm_cd_train(
+            *state,
+            V,
+            order,
+            batch_size=batch,
+            learning_rate=lr,
+            momentum=momentum,
+            weight_decay=wd,
+            hashing_reg=0.0,
+            cd_k=1,
+            seed=7,
+            first_step=0,
+            device=0,
+        )
         return time.perf_counter() - t0
 
     t_kernel = min(kernel_epoch() for _ in range(args.repeats))
@@ -240,17 +275,23 @@ def rbm_section(torch, args, emit) -> None:
     t_torch = min(torch_epoch(Vt) for _ in range(args.repeats))
 
     emit(f"\n## One CD-1 epoch: {n:,} x {d} -> {h}, batch {batch} ({flops / 1e9:.0f} GFLOP)")
-    emit(f"torch sgemm {size} x {size}, float32: {sgemm / 1e9:,.0f} GFLOP/s; "
-         f"cuBLAS loaded by deephash_ext: {dh.build_info().get('cublas')}; "
-         f"upload of V to torch (not in its row): {t_upload:.3f} s")
+    emit(
+        f"torch sgemm {size} x {size}, float32: {sgemm / 1e9:,.0f} GFLOP/s; "
+        f"cuBLAS loaded by deephash_ext: {dh.build_info().get('cublas')}; "
+        f"upload of V to torch (not in its row): {t_upload:.3f} s"
+    )
     emit()
     emit("| implementation | seconds | GFLOP/s | % of torch sgemm | time vs kernel |")
     emit("|---|---:|---:|---:|---:|")
-    for name, t in [("deephash_ext RBM(device='cuda').fit (checks, upload, offsets pass)", t_fit),
-                    ("deephash_ext _cuda.rbm_cd_train (the epoch, upload of V inside)", t_kernel),
-                    ("torch CD-1 loop of bench_rbm.py on the GPU (V already there)", t_torch)]:
-        emit(f"| {name} | {t:.3f} | {flops / t / 1e9:,.0f} | {100 * flops / t / sgemm:.0f} % | "
-             f"{t / t_kernel:.2f}x |")
+    for name, t in [
+        ("deephash_ext RBM(device='cuda').fit (checks, upload, offsets pass)", t_fit),
+        ("deephash_ext _cuda.rbm_cd_train (the epoch, upload of V inside)", t_kernel),
+        ("torch CD-1 loop of bench_rbm.py on the GPU (V already there)", t_torch),
+    ]:
+        emit(
+            f"| {name} | {t:.3f} | {flops / t / 1e9:,.0f} | {100 * flops / t / sgemm:.0f} % | "
+            f"{t / t_kernel:.2f}x |"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -259,14 +300,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nq", type=int, default=10_000, help="queries")
     parser.add_argument("--bits", default="64,256,1024", help="code widths, multiples of 64")
     parser.add_argument("--k", default="10,100,1000,5000", help="neighbour counts")
-    parser.add_argument("--peer-queries", type=int, default=100,
-                        help="queries the torch peer runs (its time is scaled to nq)")
-    parser.add_argument("--rbm", action=argparse.BooleanOptionalAction, default=True,
-                        help="include the CD-1 epoch comparison")
+    parser.add_argument(
+        "--peer-queries",
+        type=int,
+        default=100,
+        help="queries the torch peer runs (its time is scaled to nq)",
+    )
+    parser.add_argument(
+        "--rbm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the CD-1 epoch comparison",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per timing (best kept)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "bench_cuda.md",
-                        help="markdown file for the tables")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "bench_cuda.md",
+        help="markdown file for the tables",
+    )
     parser.add_argument("--quick", action="store_true", help="n = 200,000, nq = 1000")
     args = parser.parse_args()
     if args.quick:
@@ -304,24 +356,34 @@ def main() -> None:
 
     info = dh.build_info()
     props = torch.cuda.get_device_properties(0)
-    emit(f"GPU: {torch.cuda.get_device_name(0)}, {props.total_memory / 2**30:.0f} GiB "
-         f"| CPU: {cpu_model()}, {os.cpu_count()} CPUs | {platform.system()} "
-         f"{platform.machine()} | python {platform.python_version()}")
-    emit(f"deephash_ext {info['version']}: cuda_compiled {info['cuda_compiled']}, "
-         f"architectures {info['cuda_architectures']}, device {info['cuda_device']!r}; "
-         f"CPU side SIMD {dh.simd_level()}, threads {dh.get_num_threads()}")
+    emit(
+        f"GPU: {torch.cuda.get_device_name(0)}, {props.total_memory / 2**30:.0f} GiB "
+        f"| CPU: {cpu_model()}, {os.cpu_count()} CPUs | {platform.system()} "
+        f"{platform.machine()} | python {platform.python_version()}"
+    )
+    emit(
+        f"deephash_ext {info['version']}: cuda_compiled {info['cuda_compiled']}, "
+        f"architectures {info['cuda_architectures']}, device {info['cuda_device']!r}; "
+        f"CPU side SIMD {dh.simd_level()}, threads {dh.get_num_threads()}"
+    )
     emit(f"torch {torch.__version__} (CUDA {torch.version.cuda}), TF32 matmul off")
     copy_bw = copy_bandwidth(torch)
-    emit(f"device-to-device copy (2 GiB, best of 10): {copy_bw / 1e9:,.0f} GB/s "
-         "(bytes read + bytes written per second)")
+    emit(
+        f"device-to-device copy (2 GiB, best of 10): {copy_bw / 1e9:,.0f} GB/s "
+        "(bytes read + bytes written per second)"
+    )
 
     search_section(torch, args, copy_bw, emit)
     if args.rbm:
         rbm_section(torch, args, emit)
 
     command = "python " + shlex.join(sys.argv)
-    header = [f"# bench_cuda.py ({datetime.date.today().isoformat()})", "",
-              f"Command: `{command}`", ""]
+    header = [
+        f"# bench_cuda.py ({datetime.date.today().isoformat()})",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + lines) + "\n")
     print(f"\nwritten to {args.out}")

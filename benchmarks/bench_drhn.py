@@ -65,8 +65,9 @@ def digits_32(torch):
     """(images float32 (n, 1, 32, 32) in [0, 1], labels int64 (n,))."""
     digits = load_digits()
     small = torch.from_numpy(digits.images.astype(np.float32)[:, None] / 16.0)
-    big = torch.nn.functional.interpolate(small, size=(32, 32), mode="bilinear",
-                                          align_corners=False)
+    big = torch.nn.functional.interpolate(
+        small, size=(32, 32), mode="bilinear", align_corners=False
+    )
     return big.numpy(), digits.target.astype(np.int64)
 
 
@@ -82,8 +83,9 @@ def retrieval(db_codes, query_codes, db_labels, query_labels):
         "P@100": precision_at(relevance, 100),
     }
     # full ranking: retrieval_report accepts rows that lie entirely within the radius
-    report = retrieval_report(indices, query_labels, db_labels, distances, recall_ranks=(),
-                              radius=2)
+    report = retrieval_report(
+        indices, query_labels, db_labels, distances, recall_ranks=(), radius=2
+    )
     out["P@r<=2"] = report["precision@r<=2"]
     return out
 
@@ -104,6 +106,7 @@ def main() -> None:
         args.bits, args.depths, args.epochs = [12, 48], [1], 1
 
     import torch
+
     torch.set_num_threads(args.threads)
     dh.set_num_threads(args.threads)
     lines = []
@@ -114,28 +117,39 @@ def main() -> None:
 
     info = dh.build_info()
     emit(f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python {platform.python_version()}")
-    emit(f"deephash_ext {info['version']} (SIMD {info['simd_active']}), torch "
-         f"{torch.__version__}: {torch.get_num_threads()} threads, device cpu")
+    emit(
+        f"deephash_ext {info['version']} (SIMD {info['simd_active']}), torch "
+        f"{torch.__version__}: {torch.get_num_threads()} threads, device cpu"
+    )
 
     images, labels = digits_32(torch)
     train_x, test_x, train_y, test_y = train_test_split(
-        images, labels, test_size=1 / 3, stratify=labels, random_state=0)
+        images, labels, test_size=1 / 3, stratify=labels, random_state=0
+    )
     raw = load_digits().data.astype(np.float32) / 16.0
-    raw_train, raw_test = train_test_split(raw, test_size=1 / 3, stratify=labels,
-                                           random_state=0)
+    raw_train, raw_test = train_test_split(raw, test_size=1 / 3, stratify=labels, random_state=0)
     K = min(1000, len(train_x))
-    emit(f"data: sklearn digits 8x8 -> 32x32 bilinear; database (train) {len(train_x)}, "
-         f"queries (test) {len(test_x)}, 10 classes; stratified split, seed 0")
-    emit(f"training: {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.learning_rate} "
-         "(/10 at 50 % and 75 % of the epochs), momentum 0.9, weight decay 1e-4, "
-         f"widths (16, 32, 64, 64, 64, 128), projection shortcuts, random_state {args.seed}")
+    emit(
+        f"data: sklearn digits 8x8 -> 32x32 bilinear; database (train) {len(train_x)}, "
+        f"queries (test) {len(test_x)}, 10 classes; stratified split, seed 0"
+    )
+    emit(
+        f"training: {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.learning_rate} "
+        "(/10 at 50 % and 75 % of the epochs), momentum 0.9, weight decay 1e-4, "
+        f"widths (16, 32, 64, 64, 64, 128), projection shortcuts, random_state {args.seed}"
+    )
     emit()
-    header = (f"| network | bits | fit s | s/epoch | accuracy | mAP | mAP@{K} | P@10 | P@100 "
-              "| P@r<=2 |")
+    header = (
+        f"| network | bits | fit s | s/epoch | accuracy | mAP | mAP@{K} | P@10 | P@100 | P@r<=2 |"
+    )
     emit(header)
     emit("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    common = dict(n_epochs=args.epochs, batch_size=args.batch_size,
-                  learning_rate=args.learning_rate, random_state=args.seed)
+    common = dict(
+        n_epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        random_state=args.seed,
+    )
     total = time.perf_counter()
     for depth in args.depths:
         for n_bits in args.bits:
@@ -144,15 +158,19 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             scores = retrieval(model.encode(train_x), model.encode(test_x), train_y, test_y)
             accuracy = model.score(test_x, test_y)
-            emit(f"| DRHN-{depth} | {n_bits} | {seconds:.1f} | {seconds / args.epochs:.2f} | "
-                 f"{accuracy:.4f} | {scores['mAP']:.4f} | {scores[f'mAP@{K}']:.4f} | "
-                 f"{scores['P@10']:.4f} | {scores['P@100']:.4f} | {scores['P@r<=2']:.4f} |")
+            emit(
+                f"| DRHN-{depth} | {n_bits} | {seconds:.1f} | {seconds / args.epochs:.2f} | "
+                f"{accuracy:.4f} | {scores['mAP']:.4f} | {scores[f'mAP@{K}']:.4f} | "
+                f"{scores['P@10']:.4f} | {scores['P@100']:.4f} | {scores['P@r<=2']:.4f} |"
+            )
         t0 = time.perf_counter()
         plain = DRHNWithoutHash(depth=depth, **common).fit(train_x, train_y)
         seconds = time.perf_counter() - t0
-        emit(f"| DRHN-{depth} without hash layer | - | {seconds:.1f} | "
-             f"{seconds / args.epochs:.2f} | {plain.score(test_x, test_y):.4f} | - | - | - | - "
-             "| - |")
+        emit(
+            f"| DRHN-{depth} without hash layer | - | {seconds:.1f} | "
+            f"{seconds / args.epochs:.2f} | {plain.score(test_x, test_y):.4f} | - | - | - | - "
+            "| - |"
+        )
     for n_bits in args.bits:
         if n_bits % 8 or n_bits > raw.shape[1]:
             continue
@@ -160,9 +178,11 @@ def main() -> None:
         itq = ITQ(n_bits=n_bits, random_state=args.seed).fit(raw_train)
         seconds = time.perf_counter() - t0
         scores = retrieval(itq.encode(raw_train), itq.encode(raw_test), train_y, test_y)
-        emit(f"| ITQ (raw 64 pixels, unsupervised) | {n_bits} | {seconds:.2f} | - | - | "
-             f"{scores['mAP']:.4f} | {scores[f'mAP@{K}']:.4f} | {scores['P@10']:.4f} | "
-             f"{scores['P@100']:.4f} | {scores['P@r<=2']:.4f} |")
+        emit(
+            f"| ITQ (raw 64 pixels, unsupervised) | {n_bits} | {seconds:.2f} | - | - | "
+            f"{scores['mAP']:.4f} | {scores[f'mAP@{K}']:.4f} | {scores['P@10']:.4f} | "
+            f"{scores['P@100']:.4f} | {scores['P@r<=2']:.4f} |"
+        )
     emit()
     emit(f"total {time.perf_counter() - total:.0f} s")
     if not args.no_save and not args.quick:

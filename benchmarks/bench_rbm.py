@@ -42,8 +42,8 @@ def sgemm_rates(size: int, repeats: int, torch) -> dict[str, float]:
     b = rng.random((size, size), dtype=np.float32)
     flops = 2.0 * size**3
     rates = {
-        "deephash_ext core (scipy-openblas32, panels)":
-            flops / best(lambda: _core._testing.sgemm_nt(a, b), repeats),
+        "deephash_ext core (scipy-openblas32, panels)": flops
+        / best(lambda: _core._testing.sgemm_nt(a, b), repeats),
         "numpy (its OpenBLAS)": flops / best(lambda: a @ b.T, repeats),
     }
     if torch is not None:
@@ -58,7 +58,7 @@ def torch_cd1_epoch(torch, V, W, hb, vb, batch, lr, momentum, wd, seed):
     dW, dhb, dvb = torch.zeros_like(W), torch.zeros_like(hb), torch.zeros_like(vb)
     order = torch.randperm(len(V), generator=g)
     for start in range(0, len(V), batch):
-        v = V[order[start:start + batch]]
+        v = V[order[start : start + batch]]
         ph0 = torch.sigmoid(v @ W.T + hb)
         h = torch.bernoulli(ph0, generator=g)
         pv = torch.sigmoid(h @ W + vb)
@@ -81,8 +81,12 @@ def main() -> None:
     parser.add_argument("--encode-n", type=int, default=100_000)
     parser.add_argument("--encode-layers", type=int, nargs="+", default=[2048, 1024, 64])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="training rounds (interleaved) and encoding repeats; best of each")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="training rounds (interleaved) and encoding repeats; best of each",
+    )
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -92,6 +96,7 @@ def main() -> None:
 
     try:
         import torch
+
         torch.set_num_threads(args.threads)
     except ImportError:
         torch = None
@@ -99,17 +104,22 @@ def main() -> None:
     blas = ensure_blas()
     info = dh.build_info()
     print(f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python {platform.python_version()}")
-    print(f"deephash_ext {info['version']}: threads {dh.get_num_threads()}, "
-          f"SIMD {info['simd_active']}, BLAS {os.path.basename(blas)} "
-          "(single-threaded inside deephash_ext's workers)")
+    print(
+        f"deephash_ext {info['version']}: threads {dh.get_num_threads()}, "
+        f"SIMD {info['simd_active']}, BLAS {os.path.basename(blas)} "
+        "(single-threaded inside deephash_ext's workers)"
+    )
     if torch is not None:
         print(f"torch {torch.__version__}: threads {torch.get_num_threads()}")
     import sklearn
+
     print(f"scikit-learn {sklearn.__version__} (numpy's BLAS)")
 
     rates = sgemm_rates(2048 if args.quick else 4096, args.repeats, torch)
-    print("\nsgemm, square, float32 (GFLOP/s): " +
-          ", ".join(f"{k} {v / 1e9:.0f}" for k, v in rates.items()))
+    print(
+        "\nsgemm, square, float32 (GFLOP/s): "
+        + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in rates.items())
+    )
     peak = max(rates.values())
 
     rng = np.random.default_rng(0)
@@ -117,20 +127,38 @@ def main() -> None:
     V = (rng.random((args.n, args.d), dtype=np.float32) < p).astype(np.float32)
     flops = 10.0 * args.n * args.d * args.hidden
     lr, momentum, wd = 0.01, 0.9, 1e-4
-    print(f"\nOne CD-1 epoch: {args.n:,} x {args.d} -> {args.hidden}, batch {args.batch} "
-          f"({flops / 1e9:.0f} GFLOP)")
+    print(
+        f"\nOne CD-1 epoch: {args.n:,} x {args.d} -> {args.hidden}, batch {args.batch} "
+        f"({flops / 1e9:.0f} GFLOP)"
+    )
     print("| implementation | seconds | GFLOP/s | % of best sgemm | time vs deephash_ext |")
     print("|---|---:|---:|---:|---:|")
 
     def ours(hashing_reg=0.0):
         W = rng.normal(0, 0.01, (args.hidden, args.d)).astype(np.float32)
-        arrays = [W, np.zeros(args.hidden, np.float32), np.zeros(args.d, np.float32),
-                  np.zeros_like(W), np.zeros(args.hidden, np.float32), np.zeros(args.d, np.float32)]
+        arrays = [
+            W,
+            np.zeros(args.hidden, np.float32),
+            np.zeros(args.d, np.float32),
+            np.zeros_like(W),
+            np.zeros(args.hidden, np.float32),
+            np.zeros(args.d, np.float32),
+        ]
         order = np.random.default_rng(1).permutation(args.n).astype(np.int64)
         t0 = time.perf_counter()
-        _core.rbm_cd_train(*arrays, V, order, batch_size=args.batch, learning_rate=lr,
-                           momentum=momentum, weight_decay=wd, hashing_reg=hashing_reg, cd_k=1,
-                           seed=7, first_step=0)
+        _core.rbm_cd_train(
+            *arrays,
+            V,
+            order,
+            batch_size=args.batch,
+            learning_rate=lr,
+            momentum=momentum,
+            weight_decay=wd,
+            hashing_reg=hashing_reg,
+            cd_k=1,
+            seed=7,
+            first_step=0,
+        )
         return time.perf_counter() - t0
 
     runs = {"deephash_ext (C++ CD-1 epoch)": ours}
@@ -149,8 +177,13 @@ def main() -> None:
         from sklearn.neural_network import BernoulliRBM
 
         def sklearn_run():
-            model = BernoulliRBM(n_components=args.hidden, batch_size=args.batch, n_iter=1,
-                                 learning_rate=lr, random_state=0)
+            model = BernoulliRBM(
+                n_components=args.hidden,
+                batch_size=args.batch,
+                n_iter=1,
+                learning_rate=lr,
+                random_state=0,
+            )
             t0 = time.perf_counter()
             model.fit(V)
             return time.perf_counter() - t0
@@ -169,7 +202,7 @@ def main() -> None:
     def products_alone():
         t0 = time.perf_counter()
         for start in range(0, args.n, args.batch):
-            v = V[start:start + args.batch]
+            v = V[start : start + args.batch]
             np.matmul(W_, v.T, out=a_)
             np.matmul(h_, W_, out=b_)
             np.matmul(W_, v.T, out=a_)
@@ -187,29 +220,39 @@ def main() -> None:
     rows = [(name, min(t)) for name, t in times.items()]
     rows.insert(1, ("deephash_ext, hashing_reg = 0.1 (rank targets each minibatch)", ours(0.1)))
     for name, t in rows:
-        print(f"| {name} | {t:.2f} | {flops / t / 1e9:.0f} | {100 * flops / t / peak:.0f} % | "
-              f"{t / t_ours:.2f}x |")
+        print(
+            f"| {name} | {t:.2f} | {flops / t / 1e9:.0f} | {100 * flops / t / peak:.0f} % | "
+            f"{t / t_ours:.2f}x |"
+        )
     ours_rounds = times["deephash_ext (C++ CD-1 epoch)"]
-    print("\nPer round (time / deephash_ext's time in the same round): " + "; ".join(
-        f"{name.split(' (')[0]} " + " ".join(f"{t / o:.2f}x" for t, o in zip(ts, ours_rounds))
-        for name, ts in times.items() if ts is not ours_rounds))
+    print(
+        "\nPer round (time / deephash_ext's time in the same round): "
+        + "; ".join(
+            f"{name.split(' (')[0]} " + " ".join(f"{t / o:.2f}x" for t, o in zip(ts, ours_rounds))
+            for name, ts in times.items()
+            if ts is not ours_rounds
+        )
+    )
 
     # ---------------------------------------------------------------- encoding
     sizes = [args.d, *args.encode_layers]
     X = rng.standard_normal((args.encode_n, args.d), dtype=np.float32)
     mu = X.mean(axis=0)
-    weights = [rng.normal(0, 0.05, (o, i)).astype(np.float32)
-               for i, o in itertools.pairwise(sizes)]
+    weights = [rng.normal(0, 0.05, (o, i)).astype(np.float32) for i, o in itertools.pairwise(sizes)]
     offsets = [rng.normal(0, 0.1, o).astype(np.float32) for o in sizes[1:]]
     enc_flops = 2.0 * args.encode_n * sum(i * o for i, o in itertools.pairwise(sizes))
-    print(f"\nEncoding {args.encode_n:,} x {' -> '.join(map(str, sizes))} bits "
-          f"({enc_flops / 1e9:.0f} GFLOP)")
+    print(
+        f"\nEncoding {args.encode_n:,} x {' -> '.join(map(str, sizes))} bits "
+        f"({enc_flops / 1e9:.0f} GFLOP)"
+    )
     print("| implementation | seconds | GFLOP/s | codes identical |")
     print("|---|---:|---:|:---:|")
     ours_codes = _core.encode_layers(X, mu, weights, offsets)
     t_enc = best(lambda: _core.encode_layers(X, mu, weights, offsets), args.repeats)
-    print(f"| deephash_ext encode_layers (blocks of 512 rows) | {t_enc:.2f} | "
-          f"{enc_flops / t_enc / 1e9:.0f} | - |")
+    print(
+        f"| deephash_ext encode_layers (blocks of 512 rows) | {t_enc:.2f} | "
+        f"{enc_flops / t_enc / 1e9:.0f} | - |"
+    )
     if torch is not None:
         Xt, mut = torch.from_numpy(X), torch.from_numpy(mu)
         Wt = [torch.from_numpy(w) for w in weights]
@@ -226,8 +269,10 @@ def main() -> None:
         agree = float(np.mean(np.unpackbits(torch_codes ^ ours_codes)) == 0)
         mismatch = np.unpackbits(torch_codes ^ ours_codes).mean()
         same = "yes" if agree else f"{mismatch:.2e} of bits differ"
-        print(f"| torch forward (whole matrix per layer) | {t_torch:.2f} | "
-              f"{enc_flops / t_torch / 1e9:.0f} | {same} |")
+        print(
+            f"| torch forward (whole matrix per layer) | {t_torch:.2f} | "
+            f"{enc_flops / t_torch / 1e9:.0f} | {same} |"
+        )
         print(f"\ndeephash_ext encoding is {t_torch / t_enc:.2f}x torch")
 
 

@@ -68,16 +68,21 @@ class CacheFlusher:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="database size")
-    parser.add_argument("--n-1024", type=int, default=250_000,
-                        help="database size at 1024 bits (the issue's setting)")
+    parser.add_argument(
+        "--n-1024",
+        type=int,
+        default=250_000,
+        help="database size at 1024 bits (the issue's setting)",
+    )
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     parser.add_argument("--nq", type=int, nargs="+", default=[1, 1000])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch timing")
     parser.add_argument("--repeats-single", type=int, default=15, help="runs per nq=1 timing")
-    parser.add_argument("--levels", action="store_true",
-                        help="also time every SIMD level at nq=max, k=10")
+    parser.add_argument(
+        "--levels", action="store_true", help="also time every SIMD level at nq=max, k=10"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -92,19 +97,27 @@ def main() -> None:
     bandwidth = read_bandwidth(args.threads)
     flush = CacheFlusher()
 
-    print(f"machine: {cpu_model()} | {os.cpu_count()} CPUs, {info['available_cpus']} available "
-          f"| {platform.system()} {platform.machine()} | python {platform.python_version()}")
-    print(f"deephash_ext {info['version']}: SIMD {info['simd_active']} "
-          f"(compiled {info['simd_compiled']}), threads {dh.get_num_threads()}, "
-          f"{info['threading']}")
+    print(
+        f"machine: {cpu_model()} | {os.cpu_count()} CPUs, {info['available_cpus']} available "
+        f"| {platform.system()} {platform.machine()} | python {platform.python_version()}"
+    )
+    print(
+        f"deephash_ext {info['version']}: SIMD {info['simd_active']} "
+        f"(compiled {info['simd_compiled']}), threads {dh.get_num_threads()}, "
+        f"{info['threading']}"
+    )
     print(f"faiss {faiss.__version__}: IndexBinaryFlat, threads {faiss.omp_get_max_threads()}")
-    print(f"memory read bandwidth (best of 1..{args.threads} threads, numpy, 1 GiB): "
-          f"{bandwidth / 1e9:.1f} GB/s")
+    print(
+        f"memory read bandwidth (best of 1..{args.threads} threads, numpy, 1 GiB): "
+        f"{bandwidth / 1e9:.1f} GB/s"
+    )
     naive_ok, naive_reason = naive_available() if naive_available else (False, "not found")
     print(f"plain AVX-512 loop: {'yes' if naive_ok else 'skipped (' + naive_reason + ')'}")
     print()
-    print("| bits | n | nq | k | faiss (s) | plain loop (s) | deephash_ext (s) | vs faiss "
-          "| vs loop | Gpair/s | distances = faiss |")
+    print(
+        "| bits | n | nq | k | faiss (s) | plain loop (s) | deephash_ext (s) | vs faiss "
+        "| vs loop | Gpair/s | distances = faiss |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
 
     rng = np.random.default_rng(12345)
@@ -129,13 +142,17 @@ def main() -> None:
                 loop_cells = ["-", "-"]
                 if naive_ok and nq > 1:
                     t_loop, (ld, li) = best_time(
-                        lambda: naive_search(codes, queries, k, args.threads), repeats)
+                        lambda: naive_search(codes, queries, k, args.threads), repeats
+                    )
                     same = same and np.array_equal(ld, od) and np.array_equal(li, oi)
                     loop_cells = [f"{t_loop:.4f}", f"{t_loop / t_ours:.1f}x"]
                 label = f"{nq} ({cache})" if cache else str(nq)
-                print(f"| {bits} | {n:,} | {label} | {k} | {t_faiss:.4f} | {loop_cells[0]} | "
-                      f"{t_ours:.4f} | {t_faiss / t_ours:.1f}x | {loop_cells[1]} | "
-                      f"{n * nq / t_ours / 1e9:.2f} | {'yes' if same else 'NO'} |", flush=True)
+                print(
+                    f"| {bits} | {n:,} | {label} | {k} | {t_faiss:.4f} | {loop_cells[0]} | "
+                    f"{t_ours:.4f} | {t_faiss / t_ours:.1f}x | {loop_cells[1]} | "
+                    f"{n * nq / t_ours / 1e9:.2f} | {'yes' if same else 'NO'} |",
+                    flush=True,
+                )
                 if cache == "cold":
                     single_rows.append((bits, n, k, t_ours, codes.nbytes / bandwidth))
 

@@ -50,8 +50,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "b
 def digits():
     data = load_digits()
     X = (data.data / 16.0).astype(np.float32)
-    return train_test_split(X, data.target, test_size=1 / 3, stratify=data.target,
-                            random_state=0)
+    return train_test_split(X, data.target, test_size=1 / 3, stratify=data.target, random_state=0)
 
 
 def retrieval(model, X_db, y_db, X_q, y_q) -> dict[str, float]:
@@ -59,9 +58,13 @@ def retrieval(model, X_db, y_db, X_q, y_q) -> dict[str, float]:
     distances, indices = dh.search(db, q, k=len(db))
     report = retrieval_report(indices, y_q, y_db, distances, recall_ranks=(), radius=2)
     relevance, _ = relevance_from_labels(indices, y_q, y_db)
-    return {"mAP": report["mAP"], "P@10": report["precision@10"],
-            "P@100": precision_at(relevance, 100), "P@r<=2": report["precision@r<=2"],
-            "acc": float(model.score(X_q, y_q))}
+    return {
+        "mAP": report["mAP"],
+        "P@10": report["precision@10"],
+        "P@100": precision_at(relevance, 100),
+        "P@r<=2": report["precision@r<=2"],
+        "acc": float(model.score(X_q, y_q)),
+    }
 
 
 def no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) -> float:
@@ -84,7 +87,7 @@ def no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) -> float:
     for _ in range(params["n_epochs"]):
         order = torch.from_numpy(rng.permutation(len(X)))
         for start in range(0, len(X), params["batch_size"]):
-            rows = order[start:start + params["batch_size"]]
+            rows = order[start : start + params["batch_size"]]
             loss = ssdh_net.e1_softmax(net(X[rows]), y[rows])
             loss = loss + 0.5 * params["weight_decay"] * ssdh_net.weight_penalty(net)
             opt.zero_grad()
@@ -98,27 +101,32 @@ def no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) -> float:
 def tune(params, X_tr, y_tr, grid_lr, grid_epochs):
     """Pick learning rate and epochs by SSDH-48 validation mAP (+ accuracy) on a split of
     the training part only (the test queries are never looked at)."""
-    X_fit, X_val, y_fit, y_val = train_test_split(X_tr, y_tr, test_size=0.25, stratify=y_tr,
-                                                  random_state=1)
+    X_fit, X_val, y_fit, y_val = train_test_split(
+        X_tr, y_tr, test_size=0.25, stratify=y_tr, random_state=1
+    )
     rows, best = [], None
     for lr in grid_lr:
         for epochs in grid_epochs:
-            model = SSDH(48, **{**params, "learning_rate": lr, "n_epochs": epochs},
-                         random_state=0).fit(X_fit, y_fit)
+            model = SSDH(
+                48, **{**params, "learning_rate": lr, "n_epochs": epochs}, random_state=0
+            ).fit(X_fit, y_fit)
             r = retrieval(model, X_fit, y_fit, X_val, y_val)
             rows.append((lr, epochs, r["mAP"], r["acc"]))
             key = (r["mAP"] + r["acc"], -epochs)
             if best is None or key > best[0]:
                 best = (key, lr, epochs)
-            print(f"  validation: lr {lr:g}, {epochs} epochs: mAP {r['mAP']:.4f}, "
-                  f"accuracy {r['acc']:.4f}")
+            print(
+                f"  validation: lr {lr:g}, {epochs} epochs: mAP {r['mAP']:.4f}, "
+                f"accuracy {r['acc']:.4f}"
+            )
     return best[1], best[2], rows
 
 
 def fmt(values) -> str:
     values = np.asarray(values)
-    return f"{values.mean():.4f}" if len(values) == 1 else \
-        f"{values.mean():.4f} ± {values.std():.4f}"
+    return (
+        f"{values.mean():.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std():.4f}"
+    )
 
 
 def main() -> None:
@@ -127,8 +135,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: SSDH's (50)")
     parser.add_argument("--lr", type=float, default=None, help="default: SSDH's (1e-3)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (the networks are tiny; 1 is fastest)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (the networks are tiny; 1 is fastest)"
+    )
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
@@ -137,30 +146,41 @@ def main() -> None:
         args.bits, args.seeds, args.epochs = [48], [0], args.epochs or 10
 
     import torch
+
     torch.set_num_threads(args.threads)
     X_tr, X_te, y_tr, y_te = digits()
     defaults = SSDH().get_params()
-    params = dict(hidden_layer_sizes=(512,), n_epochs=args.epochs or defaults["n_epochs"],
-                  learning_rate=args.lr or defaults["learning_rate"],
-                  batch_size=defaults["batch_size"], weight_decay=defaults["weight_decay"])
-    lines = [f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python "
-             f"{platform.python_version()}",
-             f"torch {torch.__version__}: threads {torch.get_num_threads()}, device cpu",
-             f"data: sklearn digits, pixels / 16, stratified split: {len(X_tr)} train = "
-             f"database, {len(X_te)} test = queries (random_state=0)"]
+    params = dict(
+        hidden_layer_sizes=(512,),
+        n_epochs=args.epochs or defaults["n_epochs"],
+        learning_rate=args.lr or defaults["learning_rate"],
+        batch_size=defaults["batch_size"],
+        weight_decay=defaults["weight_decay"],
+    )
+    lines = [
+        f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python {platform.python_version()}",
+        f"torch {torch.__version__}: threads {torch.get_num_threads()}, device cpu",
+        f"data: sklearn digits, pixels / 16, stratified split: {len(X_tr)} train = "
+        f"database, {len(X_te)} test = queries (random_state=0)",
+    ]
     print("\n".join(lines))
     tuning = []
     if args.tune:
         lr, epochs, tuning = tune(params, X_tr, y_tr, [1e-3, 3e-3, 1e-2], [50, 100])
         params.update(learning_rate=lr, n_epochs=epochs)
-    lines.append(f"training: hidden_layer_sizes=(512,), Adam lr {params['learning_rate']:g}, "
-                 f"{params['n_epochs']} epochs, batch {params['batch_size']}, weight_decay "
-                 f"{params['weight_decay']:g}, alpha = beta = gamma = 1 (SSDH); seeds "
-                 f"{args.seeds}")
+    lines.append(
+        f"training: hidden_layer_sizes=(512,), Adam lr {params['learning_rate']:g}, "
+        f"{params['n_epochs']} epochs, batch {params['batch_size']}, weight_decay "
+        f"{params['weight_decay']:g}, alpha = beta = gamma = 1 (SSDH); seeds "
+        f"{args.seeds}"
+    )
     print(lines[-1])
 
-    table = ["| method | bits | mAP | precision@10 | precision@100 | precision r<=2 | "
-             "accuracy | fit s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| method | bits | mAP | precision@10 | precision@100 | precision r<=2 | "
+        "accuracy | fit s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     results = {}
     c2f = {"hamming": [], "c2f": []}
     for bits in args.bits:
@@ -180,15 +200,17 @@ def main() -> None:
                         rel, n_rel = relevance_from_labels(ids, y_te, y_tr)
                         c2f[key].append(mean_average_precision(rel, n_rel, K=100))
             results[name, bits] = runs
-            cols = [fmt([r[key] for r in runs]) for key in ("mAP", "P@10", "P@100", "P@r<=2",
-                                                           "acc")]
-            table.append(f"| {name} | {bits} | " + " | ".join(cols)
-                         + f" | {np.mean(seconds):.1f} |")
+            cols = [
+                fmt([r[key] for r in runs]) for key in ("mAP", "P@10", "P@100", "P@r<=2", "acc")
+            ]
+            table.append(
+                f"| {name} | {bits} | " + " | ".join(cols) + f" | {np.mean(seconds):.1f} |"
+            )
             print(table[-1], flush=True)
-    plain = [no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed)
-             for seed in args.seeds]
-    table.append(f"| no hash layer (same MLP + classifier) | - | - | - | - | - | {fmt(plain)} "
-                 "| - |")
+    plain = [no_hash_accuracy(torch, params, X_tr, y_tr, X_te, y_te, seed) for seed in args.seeds]
+    table.append(
+        f"| no hash layer (same MLP + classifier) | - | - | - | - | - | {fmt(plain)} | - |"
+    )
     print(table[-1])
 
     top = max(args.bits)
@@ -208,17 +230,21 @@ def main() -> None:
         return
     with open(RESULTS, "w") as f:
         f.write(f"# bench_ssdh.py ({time.strftime('%Y-%m-%d')})\n\n")
-        f.write("Protocol: test queries against the training set as database, relevance = "
-                "same digit; mAP over the full Hamming ranking (ties by index); precision "
-                "within Hamming radius 2 counts a query with an empty ball as 0; accuracy = "
-                "the classifier on the test split. Mean ± std over seeds. Training parameters "
-                "are SSDH's defaults unless a validation grid is shown (chosen on a split of "
-                "the training part, never on the test queries). 12-bit codes take 2 bytes; "
-                "their 4 padding bits are 0 for every item, so distances are over 12 bits.\n\n")
+        f.write(
+            "Protocol: test queries against the training set as database, relevance = "
+            "same digit; mAP over the full Hamming ranking (ties by index); precision "
+            "within Hamming radius 2 counts a query with an empty ball as 0; accuracy = "
+            "the classifier on the test split. Mean ± std over seeds. Training parameters "
+            "are SSDH's defaults unless a validation grid is shown (chosen on a split of "
+            "the training part, never on the test queries). 12-bit codes take 2 bytes; "
+            "their 4 padding bits are 0 for every item, so distances are over 12 bits.\n\n"
+        )
         f.write("\n".join(f"{line}  " for line in lines) + "\n\n")
         if tuning:
-            f.write("Validation grid (25 % of the training part, SSDH 48 bits, seed 0):\n\n"
-                    "| learning rate | epochs | val mAP | val accuracy |\n|---:|---:|---:|---:|\n")
+            f.write(
+                "Validation grid (25 % of the training part, SSDH 48 bits, seed 0):\n\n"
+                "| learning rate | epochs | val mAP | val accuracy |\n|---:|---:|---:|---:|\n"
+            )
             f.writelines(f"| {lr:g} | {ep} | {m:.4f} | {a:.4f} |\n" for lr, ep, m, a in tuning)
             f.write("\n")
         f.write("\n".join(table) + "\n\n" + "\n\n".join(summary) + "\n")

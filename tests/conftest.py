@@ -11,8 +11,9 @@ from hypothesis import settings
 
 # Deterministic property tests: no example database, no time-based seeds, no deadline
 # (the first call of a test may pay for page faults or thread start-up).
-settings.register_profile("deephash", database=None, derandomize=True, deadline=None,
-                          print_blob=True)
+settings.register_profile(
+    "deephash", database=None, derandomize=True, deadline=None, print_blob=True
+)
 settings.load_profile("deephash")
 
 SIMD_LEVELS = deephash_ext.available_simd_levels()
@@ -23,8 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # triggers a third-party DeprecationWarning from mypy_extensions; with
     # filterwarnings=error that turns a readable failure report into an INTERNALERROR.
     config.addinivalue_line(
-        "filterwarnings",
-        "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+    )
 
 
 @pytest.fixture(params=SIMD_LEVELS)

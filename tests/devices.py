@@ -11,7 +11,8 @@ import pytest
 
 requires_cuda = pytest.mark.skipif(
     not deephash_ext.cuda_available(),
-    reason=f"CUDA not available: {deephash_ext.cuda_unavailable_reason()}")
+    reason=f"CUDA not available: {deephash_ext.cuda_unavailable_reason()}",
+)
 CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])
 # Every test parametrised over DEVICES checks each path against the same reference.
 DEVICES = ["cpu", CUDA]
@@ -22,7 +23,9 @@ def rbm_kernels(device: str):
     and the extra keyword arguments its functions take."""
     if device == "cpu":
         from deephash_ext import _core
+
         return _core, {}
     from deephash_ext import _gpu
+
     _gpu.ensure_cublas()
     return _gpu.cuda_module(), {"device": 0}

@@ -50,8 +50,10 @@ def meta_of(members) -> dict:
 
 def with_meta(members, meta) -> list[tuple[str, bytes]]:
     text = json.dumps(meta).encode("utf-8")
-    return [(name, npy_bytes(np.frombuffer(text, np.uint8)) if name == META else data)
-            for name, data in members]
+    return [
+        (name, npy_bytes(np.frombuffer(text, np.uint8)) if name == META else data)
+        for name, data in members
+    ]
 
 
 def replaced(members, name, data) -> list[tuple[str, bytes]]:
@@ -67,7 +69,7 @@ def deflated_zeros_member(header: bytes, n_bytes: int) -> tuple[bytes, int]:
     crc = zlib.crc32(header)
     left = n_bytes
     while left:
-        piece = chunk[:min(left, len(chunk))]
+        piece = chunk[: min(left, len(chunk))]
         parts.append(compressor.compress(piece))
         crc = zlib.crc32(piece, crc)
         left -= len(piece)

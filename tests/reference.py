@@ -52,10 +52,10 @@ def hamming_matrix(db: np.ndarray, q: np.ndarray) -> np.ndarray:
     for s in range(0, q.shape[0], chunk):
         # sum over words of popcount(q XOR db): np.bitwise_count(q[:, None] ^ db[None]).sum(-1),
         # one word at a time so that every operation runs along the long n axis
-        acc = out[s:s + chunk]
+        acc = out[s : s + chunk]
         acc[...] = 0
         for j in range(words):
-            acc += np.bitwise_count(qw[s:s + chunk, None, j] ^ dbw[None, :, j])
+            acc += np.bitwise_count(qw[s : s + chunk, None, j] ^ dbw[None, :, j])
     return out
 
 
@@ -75,8 +75,7 @@ def rank_reference(db: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     dist = hamming_matrix(db, q)
     order = _stable_order(dist)
-    return (np.take_along_axis(dist, order, axis=1).astype(np.int32),
-            order.astype(np.int64))
+    return (np.take_along_axis(dist, order, axis=1).astype(np.int32), order.astype(np.int64))
 
 
 def knn_reference(db: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +85,9 @@ def knn_reference(db: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
     return (np.take_along_axis(dist, order, axis=1).astype(np.int32), order.astype(np.int64))
 
 
-def range_reference(db: np.ndarray, q: np.ndarray,
-                    r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def range_reference(
+    db: np.ndarray, q: np.ndarray, r: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every code with distance <= r, per query sorted by (distance, index), faiss layout."""
     dist = hamming_matrix(db, q)
     lims = [0]
@@ -100,8 +100,7 @@ def range_reference(db: np.ndarray, q: np.ndarray,
         lims.append(lims[-1] + len(hits))
     distances = np.concatenate(all_d) if all_d else np.empty(0, dtype=np.int64)
     indices = np.concatenate(all_i) if all_i else np.empty(0, dtype=np.int64)
-    return (np.asarray(lims, dtype=np.int64), distances.astype(np.int32),
-            indices.astype(np.int64))
+    return (np.asarray(lims, dtype=np.int64), distances.astype(np.int32), indices.astype(np.int64))
 
 
 def pack_reference(bits: np.ndarray) -> np.ndarray:
@@ -109,8 +108,9 @@ def pack_reference(bits: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(bits).astype(bool), axis=-1, bitorder="little")
 
 
-def tie_heavy_codes(rng: np.random.Generator, n: int, code_bytes: int,
-                    n_distinct: int = 3) -> np.ndarray:
+def tie_heavy_codes(
+    rng: np.random.Generator, n: int, code_bytes: int, n_distinct: int = 3
+) -> np.ndarray:
     """n codes drawn from only n_distinct distinct rows, so most distances tie."""
     pool = rng.integers(0, 256, size=(n_distinct, code_bytes), dtype=np.uint8)
     return pool[rng.integers(0, n_distinct, size=n)]
@@ -174,8 +174,7 @@ def sigmoid_float32(x: np.ndarray) -> np.ndarray:
     fn = n.astype(f)
     r = e - fn * f(0.693359375) + fn * f(2.12194440e-4)
     p = np.full_like(r, f(1.9875691500e-4))
-    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-              5.0000001201e-1):
+    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
         p = p * r + f(c)
     p = p * r * r + r + f(1.0)
     scale = ((n + 127).astype(np.int32) << 23).view(f)
@@ -189,11 +188,19 @@ def uniform_rank_targets_reference(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p)
     n_rows, n_cols = p.shape
     row_rank = np.empty(p.shape, dtype=np.int64)
-    np.put_along_axis(row_rank, np.argsort(p, axis=1, kind="stable"),
-                      np.broadcast_to(np.arange(n_cols), p.shape), axis=1)
+    np.put_along_axis(
+        row_rank,
+        np.argsort(p, axis=1, kind="stable"),
+        np.broadcast_to(np.arange(n_cols), p.shape),
+        axis=1,
+    )
     col_rank = np.empty(p.shape, dtype=np.int64)
-    np.put_along_axis(col_rank, np.argsort(p, axis=0, kind="stable"),
-                      np.broadcast_to(np.arange(n_rows)[:, None], p.shape), axis=0)
+    np.put_along_axis(
+        col_rank,
+        np.argsort(p, axis=0, kind="stable"),
+        np.broadcast_to(np.arange(n_rows)[:, None], p.shape),
+        axis=0,
+    )
     return 0.5 * ((row_rank + 0.5) / n_cols + (col_rank + 0.5) / n_rows)
 
 
@@ -204,9 +211,24 @@ def _min_gap(a: np.ndarray, axis: int) -> float:
     return float(np.diff(np.sort(a, axis=axis), axis=axis).min())
 
 
-def cd_step_reference(components, hidden_bias, visible_bias, components_velocity,
-                      hidden_velocity, visible_velocity, V, order, batch_size, learning_rate,
-                      momentum, weight_decay, hashing_reg, cd_k, seed, first_step):
+def cd_step_reference(
+    components,
+    hidden_bias,
+    visible_bias,
+    components_velocity,
+    hidden_velocity,
+    visible_velocity,
+    V,
+    order,
+    batch_size,
+    learning_rate,
+    momentum,
+    weight_decay,
+    hashing_reg,
+    cd_k,
+    seed,
+    first_step,
+):
     """CD-k over the minibatches of `order` exactly as rbm.hpp specifies, in float64.
 
     Minibatch b holds rows V[order[b * B:(b + 1) * B]] (B = batch_size); the
@@ -225,20 +247,20 @@ def cd_step_reference(components, hidden_bias, visible_bias, components_velocity
     V = np.asarray(V, dtype=np.float64)
     order = np.asarray(order, dtype=np.int64)
     # The kernel takes the hyper-parameters as float32.
-    lr, mom, wd, lam = (float(np.float32(x)) for x in (learning_rate, momentum, weight_decay,
-                                                       hashing_reg))
+    lr, mom, wd, lam = (
+        float(np.float32(x)) for x in (learning_rate, momentum, weight_decay, hashing_reg)
+    )
     J = W.shape[0]
     B = batch_size
     info = {"min_sample_margin": np.inf, "min_rank_gap": np.inf, "n_batches": 0}
     for step, row0 in enumerate(range(0, len(order), B)):
-        v = V[order[row0:row0 + B]]
+        v = V[order[row0 : row0 + B]]
         bs = len(v)
         u = rbm_uniforms_reference(seed, first_step + step, cd_k * B * J).astype(np.float64)
 
         def sample(p, g):
-            uu = u[g * B * J:(g * B + bs) * J].reshape(bs, J)
-            info["min_sample_margin"] = min(info["min_sample_margin"],
-                                            float(np.abs(uu - p).min()))
+            uu = u[g * B * J : (g * B + bs) * J].reshape(bs, J)
+            info["min_sample_margin"] = min(info["min_sample_margin"], float(np.abs(uu - p).min()))
             return (uu < p).astype(np.float64)
 
         ph0 = sigmoid(v @ W.T + b)
@@ -266,7 +288,7 @@ def cd_step_reference(components, hidden_bias, visible_bias, components_velocity
 
 def _all_binary_states(n: int) -> np.ndarray:
     """All 2**n binary vectors of length n, (2**n, n) float64."""
-    return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
 
 
 def exact_log_likelihood(components, hidden_bias, visible_bias, V) -> float:

@@ -164,8 +164,11 @@ def test_itq_quantisation_loss_never_increases_and_matches_its_definition():
 def test_itq_codes_match_the_formula():
     model = _fitted("ITQ", 32)
     Xd = X_OTHER.astype(np.float64)
-    values = ((Xd - model.mean_) @ model.components_.T.astype(np.float64)
-              @ model.rotation_.astype(np.float64))
+    values = (
+        (Xd - model.mean_)
+        @ model.components_.T.astype(np.float64)
+        @ model.rotation_.astype(np.float64)
+    )
     _assert_bits_match(model.encode(X_OTHER), values)
 
 
@@ -231,25 +234,33 @@ def test_bpbc_objective_never_decreases_and_matches_its_definition():
     assert objective[-1] > 1.02 * objective[0], objective[[0, -1]]
     Z = data.astype(np.float64) - model.mean_
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
-    Y = np.einsum("ia,nij,jb->nab", model.R1_.astype(np.float64), Z.reshape(-1, 8, 8),
-                  model.R2_.astype(np.float64))
+    Y = np.einsum(
+        "ia,nij,jb->nab",
+        model.R1_.astype(np.float64),
+        Z.reshape(-1, 8, 8),
+        model.R2_.astype(np.float64),
+    )
     assert objective[-1] == pytest.approx(np.abs(Y).sum(), rel=1e-5)
 
 
-@pytest.mark.parametrize("d, n_bits, shape, expected_shape, expected_code_shape", [
-    (64, 8, None, (8, 8), (2, 4)),
-    (64, 64, None, (8, 8), (8, 8)),
-    (48, 16, None, (6, 8), (4, 4)),
-    (8192, 1024, None, (64, 128), (32, 32)),
-    (8192, 8192, None, (64, 128), (64, 128)),
-    (64, 32, (16, 4), (16, 4), (8, 4)),  # tie between (4, 8) and (8, 4): oriented like d
-    (64, 48, (2, 32), (2, 32), (2, 24)),
-    (56, 56, None, (7, 8), (7, 8)),
-    (104, 8, None, (8, 13), (2, 4)),
-    (26, 24, None, (2, 13), (2, 12)),
-])
-def test_bpbc_chooses_the_most_square_factorisations(d, n_bits, shape, expected_shape,
-                                                     expected_code_shape):
+@pytest.mark.parametrize(
+    "d, n_bits, shape, expected_shape, expected_code_shape",
+    [
+        (64, 8, None, (8, 8), (2, 4)),
+        (64, 64, None, (8, 8), (8, 8)),
+        (48, 16, None, (6, 8), (4, 4)),
+        (8192, 1024, None, (64, 128), (32, 32)),
+        (8192, 8192, None, (64, 128), (64, 128)),
+        (64, 32, (16, 4), (16, 4), (8, 4)),  # tie between (4, 8) and (8, 4): oriented like d
+        (64, 48, (2, 32), (2, 32), (2, 24)),
+        (56, 56, None, (7, 8), (7, 8)),
+        (104, 8, None, (8, 13), (2, 4)),
+        (26, 24, None, (2, 13), (2, 12)),
+    ],
+)
+def test_bpbc_chooses_the_most_square_factorisations(
+    d, n_bits, shape, expected_shape, expected_code_shape
+):
     data = np.random.default_rng(d).standard_normal((12, d)).astype(np.float32)
     model = BPBC(n_bits=n_bits, shape=shape, n_iter=1, random_state=0).fit(data)
     assert model.shape_ == expected_shape and model.code_shape_ == expected_code_shape
@@ -273,7 +284,7 @@ def _adc_reference(centers, codes, queries, k):
     for i, q in enumerate(queries.astype(np.float32)):
         total = np.zeros(len(codes), dtype=np.float32)
         for m in range(M):
-            table = ((q[m * sub:(m + 1) * sub] - centers[m]) ** 2).sum(axis=1)
+            table = ((q[m * sub : (m + 1) * sub] - centers[m]) ** 2).sum(axis=1)
             total += table[codes[:, m]]
         order = np.lexsort((np.arange(len(codes)), total))[:k]  # by distance, then index
         distances[i], indices[i] = total[order], order
@@ -307,7 +318,7 @@ def test_pq_encode_picks_the_nearest_centroid():
     C = model.cluster_centers_.astype(np.float64)
     assert C.shape == (8, 256, 8) and model.cluster_centers_.dtype == np.float32
     for m in range(8):
-        sq = ((X_OTHER[:, None, m * 8:(m + 1) * 8].astype(np.float64) - C[m]) ** 2).sum(-1)
+        sq = ((X_OTHER[:, None, m * 8 : (m + 1) * 8].astype(np.float64) - C[m]) ** 2).sum(-1)
         best = np.sort(sq, axis=1)
         clear = best[:, 1] - best[:, 0] > 1e-4  # not a near tie
         np.testing.assert_array_equal(codes[clear, m], sq.argmin(axis=1)[clear])
@@ -362,17 +373,33 @@ def _raises(exc, match, fn):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("value, exc", [(8.0, TypeError), ("8", TypeError), (True, TypeError),
-                                        (None, TypeError), (0, ValueError), (-8, ValueError),
-                                        (12, ValueError)])
+@pytest.mark.parametrize(
+    "value, exc",
+    [
+        (8.0, TypeError),
+        ("8", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        (0, ValueError),
+        (-8, ValueError),
+        (12, ValueError),
+    ],
+)
 def test_n_bits_must_be_a_positive_multiple_of_8(name, value, exc):
     _raises(exc, r"\bn_bits\b", lambda: _make(name, n_bits=value).fit(X))
 
 
-@pytest.mark.parametrize("name, value, exc", [
-    ("ITQ", 1.5, TypeError), ("BPBC", "3", TypeError), ("PQ", None, TypeError),
-    ("ITQ", -1, ValueError), ("BPBC", -1, ValueError), ("PQ", 0, ValueError),
-])
+@pytest.mark.parametrize(
+    "name, value, exc",
+    [
+        ("ITQ", 1.5, TypeError),
+        ("BPBC", "3", TypeError),
+        ("PQ", None, TypeError),
+        ("ITQ", -1, ValueError),
+        ("BPBC", -1, ValueError),
+        ("PQ", 0, ValueError),
+    ],
+)
 def test_n_iter_type_and_range(name, value, exc):
     _raises(exc, r"\bn_iter\b", lambda: _make(name, n_iter=value).fit(X))
 
@@ -406,11 +433,19 @@ def test_itq_n_bits_at_most_min_samples_features(n, d):
     ITQ(n_bits=8, n_iter=2).fit(X[:8, :8])  # n_bits == n_samples == n_features is allowed
 
 
-@pytest.mark.parametrize("shape, exc", [
-    (8, TypeError), ("8x8", TypeError), ((8.0, 8), TypeError),
-    ((8,), ValueError), ((8, 8, 1), ValueError), ((0, 64), ValueError),
-    ((4, 8), ValueError), ((16, 8), ValueError),
-])
+@pytest.mark.parametrize(
+    "shape, exc",
+    [
+        (8, TypeError),
+        ("8x8", TypeError),
+        ((8.0, 8), TypeError),
+        ((8,), ValueError),
+        ((8, 8, 1), ValueError),
+        ((0, 64), ValueError),
+        ((4, 8), ValueError),
+        ((16, 8), ValueError),
+    ],
+)
 def test_bpbc_shape_must_factor_n_features(shape, exc):
     _raises(exc, r"\bshape\b", lambda: BPBC(n_bits=8, shape=shape).fit(X))
 
@@ -418,7 +453,7 @@ def test_bpbc_shape_must_factor_n_features(shape, exc):
 @pytest.mark.parametrize("n_bits, shape", [(72, (8, 8)), (24, (5, 5)), (16, (1, 8))])
 def test_bpbc_n_bits_needs_a_code_shape_within_the_input_shape(n_bits, shape):
     # (5, 5): 24 <= 25 cells, but no c1 * c2 = 24 has both factors <= 5.
-    data = X[:, :shape[0] * shape[1]]
+    data = X[:, : shape[0] * shape[1]]
     _raises(ValueError, r"\bn_bits\b", lambda: BPBC(n_bits=n_bits, shape=shape).fit(data))
 
 

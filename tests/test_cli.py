@@ -17,8 +17,17 @@ import pytest
 from deephash_ext import DeepHash
 from deephash_ext.cli import main
 
-FIT_ARGS = ["--layers", "32,16", "--epochs", "2", "--learning-rate", "0.01", "--seed", "3",
-            "--quiet"]
+FIT_ARGS = [
+    "--layers",
+    "32,16",
+    "--epochs",
+    "2",
+    "--learning-rate",
+    "0.01",
+    "--seed",
+    "3",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -108,7 +117,8 @@ def test_search_prints_the_api_results(code_files, capsys):
         number, *hits = line.split()
         assert int(number) == q
         assert [tuple(map(int, h.split(":"))) for h in hits] == list(
-            zip(indices[q].tolist(), distances[q].tolist()))
+            zip(indices[q].tolist(), distances[q].tolist())
+        )
     assert indices[0, 0] == 5 and indices[1, 0] == 17 and indices[2, 0] == 250
 
 
@@ -138,17 +148,20 @@ def test_search_demo(capsys):
     assert "2,000 random 64-bit codes" in out and "range_search" in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["search-demo", "--bits", "60"],
-    ["search-demo", "--n", "5"],
-    ["search-demo", "--n", "100", "--queries", "101"],
-    ["search-demo", "--bits", "8", "--max-flips", "9"],
-    ["search-demo", "--max-flips", "-1"],
-    ["search-demo", "--seed", "-1"],
-    ["search", "db.npy"],
-    ["no-such-command"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search-demo", "--bits", "60"],
+        ["search-demo", "--n", "5"],
+        ["search-demo", "--n", "100", "--queries", "101"],
+        ["search-demo", "--bits", "8", "--max-flips", "9"],
+        ["search-demo", "--max-flips", "-1"],
+        ["search-demo", "--seed", "-1"],
+        ["search", "db.npy"],
+        ["no-such-command"],
+        [],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -173,14 +186,12 @@ def _fails(argv, capsys, *needles):
     return _one_line_error(main([str(a) for a in argv]), capsys, *needles)
 
 
-def test_errors_return_1_with_one_line(descriptors, model_file, code_files, tmp_path,
-                                       capsys):
+def test_errors_return_1_with_one_line(descriptors, model_file, code_files, tmp_path, capsys):
     X, x_path = descriptors
     database, _, db_path, q_path = code_files
     missing = tmp_path / "missing.npy"
     _fails(["fit", missing, tmp_path / "m.npz", *FIT_ARGS], capsys, str(missing))
-    _fails(["encode", tmp_path / "missing.npz", x_path, tmp_path / "c.npy"], capsys,
-           "missing.npz")
+    _fails(["encode", tmp_path / "missing.npz", x_path, tmp_path / "c.npy"], capsys, "missing.npz")
     _fails(["encode", model_file, missing, tmp_path / "c.npy"], capsys, str(missing))
     _fails(["search", missing, q_path], capsys, str(missing))
     # Codes must be uint8.
@@ -189,10 +200,16 @@ def test_errors_return_1_with_one_line(descriptors, model_file, code_files, tmp_
     _fails(["search", floats, q_path], capsys, "uint8")
     _fails(["search", db_path, floats], capsys, "uint8")
     # Invalid values reach the API and come back as messages.
-    _fails(["fit", x_path, tmp_path / "m.npz", "--layers", "30", "--quiet"], capsys,
-           "hidden_layer_sizes")
-    _fails(["fit", x_path, tmp_path / "m.npz", *FIT_ARGS, "--learning-rate", "0"], capsys,
-           "learning_rate")
+    _fails(
+        ["fit", x_path, tmp_path / "m.npz", "--layers", "30", "--quiet"],
+        capsys,
+        "hidden_layer_sizes",
+    )
+    _fails(
+        ["fit", x_path, tmp_path / "m.npz", *FIT_ARGS, "--learning-rate", "0"],
+        capsys,
+        "learning_rate",
+    )
     _fails(["encode", model_file, x_path, tmp_path / "c.npy", "--layer", "5"], capsys, "layer")
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, X[:, :40])
@@ -202,9 +219,15 @@ def test_errors_return_1_with_one_line(descriptors, model_file, code_files, tmp_
     _fails(["encode", not_a_model, x_path, tmp_path / "c.npy"], capsys, str(not_a_model))
     _fails(["search", db_path, q_path, "-k", "0"], capsys, "k")
     # Nothing was written by the failed commands.
-    assert sorted(os.listdir(tmp_path)) == ["X.npy", "db.npy", "float_codes.npy",
-                                            "model.npz", "not_a_model.npz", "q.npy",
-                                            "wrong.npy"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "X.npy",
+        "db.npy",
+        "float_codes.npy",
+        "model.npz",
+        "not_a_model.npz",
+        "q.npy",
+        "wrong.npy",
+    ]
 
 
 # ---------------------------------------------------------------- issue 12: user errors
@@ -212,14 +235,17 @@ def _output_argv(kind, descriptors, model_file, code_files, output):
     """A command of each kind that writes ``output``."""
     _, x_path = descriptors
     _, _, db_path, q_path = code_files
-    return {"fit": ["fit", x_path, output, *FIT_ARGS],
-            "encode": ["encode", model_file, x_path, output],
-            "search": ["search", db_path, q_path, "--output", output]}[kind]
+    return {
+        "fit": ["fit", x_path, output, *FIT_ARGS],
+        "encode": ["encode", model_file, x_path, output],
+        "search": ["search", db_path, q_path, "--output", output],
+    }[kind]
 
 
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
-def test_output_path_that_is_a_directory(kind, descriptors, model_file, code_files, tmp_path,
-                                         capsys):
+def test_output_path_that_is_a_directory(
+    kind, descriptors, model_file, code_files, tmp_path, capsys
+):
     folder = tmp_path / "out"
     folder.mkdir()
     argv = _output_argv(kind, descriptors, model_file, code_files, folder)
@@ -230,8 +256,9 @@ def test_output_path_that_is_a_directory(kind, descriptors, model_file, code_fil
 
 
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
-def test_output_that_is_a_read_only_file(kind, descriptors, model_file, code_files, tmp_path,
-                                         capsys):
+def test_output_that_is_a_read_only_file(
+    kind, descriptors, model_file, code_files, tmp_path, capsys
+):
     target = tmp_path / "read_only.out"
     target.write_bytes(b"keep me")
     target.chmod(0o444)
@@ -241,11 +268,11 @@ def test_output_that_is_a_read_only_file(kind, descriptors, model_file, code_fil
     assert (target.stat().st_mode & 0o777) == 0o444
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders"
+)
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
-def test_output_in_a_read_only_folder(kind, descriptors, model_file, code_files, tmp_path,
-                                      capsys):
+def test_output_in_a_read_only_folder(kind, descriptors, model_file, code_files, tmp_path, capsys):
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o555)
@@ -258,8 +285,9 @@ def test_output_in_a_read_only_folder(kind, descriptors, model_file, code_files,
 
 
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
-def test_output_in_a_folder_the_user_cannot_write(kind, descriptors, model_file, code_files,
-                                                  tmp_path, capsys, monkeypatch):
+def test_output_in_a_folder_the_user_cannot_write(
+    kind, descriptors, model_file, code_files, tmp_path, capsys, monkeypatch
+):
     """As the test above, for any user (root included): the folder is reported as not
     writable by os.access, and the command stops before any work."""
     folder = tmp_path / "locked"
@@ -288,8 +316,7 @@ def test_output_on_a_read_only_file_system(kind, descriptors, model_file, code_f
 
 
 @pytest.mark.parametrize("kind", ["fit", "encode", "search"])
-def test_output_in_a_missing_folder(kind, descriptors, model_file, code_files, tmp_path,
-                                    capsys):
+def test_output_in_a_missing_folder(kind, descriptors, model_file, code_files, tmp_path, capsys):
     target = tmp_path / "no" / "such" / "out.npy"
     argv = _output_argv(kind, descriptors, model_file, code_files, target)
     line = _fails(argv, capsys, str(target))
@@ -314,10 +341,10 @@ def test_write_error_is_one_line(descriptors, model_file, tmp_path, capsys, monk
 def _npy_with_header_of(path, header_bytes):
     """A uint8 (3, 4) .npy file (format 2.0) whose header is ``header_bytes`` long."""
     import struct
+
     header = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 4), }"
     header = header.ljust(header_bytes - 1).encode("latin1") + b"\n"
-    path.write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header
-                     + bytes(12))
+    path.write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header + bytes(12))
     return path
 
 
@@ -337,8 +364,7 @@ def test_npy_that_declares_more_data_than_it_holds(code_files, tmp_path, capsys)
     header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1000000000000000, 8), }"
     header = header.ljust(127).encode("latin1") + b"\n"
     huge = tmp_path / "huge.npy"
-    huge.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
-                     + bytes(16))
+    huge.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(16))
     _fails(["search", db_path, huge], capsys, str(huge), "but only")
 
 
@@ -360,7 +386,7 @@ def test_model_file_that_is_a_corrupt_zip(descriptors, model_file, tmp_path, cap
     # A corrupted member (its CRC no longer matches).
     start = data.index(b"components_0.npy") + 200
     flipped = tmp_path / "flipped.npz"
-    flipped.write_bytes(data[:start] + bytes([data[start] ^ 0xFF]) + data[start + 1:])
+    flipped.write_bytes(data[:start] + bytes([data[start] ^ 0xFF]) + data[start + 1 :])
     _fails(["encode", flipped, x_path, tmp_path / "c.npy"], capsys, str(flipped))
     assert not (tmp_path / "c.npy").exists()
 
@@ -368,10 +394,11 @@ def test_model_file_that_is_a_corrupt_zip(descriptors, model_file, tmp_path, cap
 def _zip_with_compression_method(data, method):
     """``data`` (a zip) with the compression method of its central directory entries set."""
     import struct
+
     out = bytearray(data)
     at = out.find(b"PK\x01\x02")
     while at >= 0:
-        out[at + 10:at + 12] = struct.pack("<H", method)
+        out[at + 10 : at + 12] = struct.pack("<H", method)
         at = out.find(b"PK\x01\x02", at + 4)
     return bytes(out)
 
@@ -386,40 +413,54 @@ def test_model_file_with_a_corrupt_zip_directory(descriptors, model_file, tmp_pa
 def test_model_member_that_declares_a_huge_array(descriptors, model_file, tmp_path, capsys):
     """A member whose .npy header declares petabytes: an error, not an allocation."""
     import zipfile
+
     _, x_path = descriptors
     huge = tmp_path / "huge_member.npz"
     with zipfile.ZipFile(model_file) as source, zipfile.ZipFile(huge, "w") as target:
         for name in source.namelist():
             payload = source.read(name)
             if name == "components_0.npy":
-                header = ("{'descr': '<f4', 'fortran_order': False, "
-                          "'shape': (1000000000000000, 48), }").ljust(127)
-                payload = (b"\x93NUMPY\x01\x00" + (128).to_bytes(2, "little")
-                           + header.encode("latin1") + b"\n" + bytes(64))
+                header = (
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000, 48), }"
+                ).ljust(127)
+                payload = (
+                    b"\x93NUMPY\x01\x00"
+                    + (128).to_bytes(2, "little")
+                    + header.encode("latin1")
+                    + b"\n"
+                    + bytes(64)
+                )
             target.writestr(name, payload)
     _one_line_error(main(["encode", str(huge), str(x_path), str(tmp_path / "c.npy")]), capsys)
 
 
 def test_huge_layers_fail_before_allocating(descriptors, tmp_path, capsys):
     _, x_path = descriptors
-    for layers in (f"{2 ** 60}", f"16,{2 ** 60}", "99999999992"):
-        line = _fails(["fit", x_path, tmp_path / "m.npz", "--layers", layers, "--quiet"],
-                      capsys, "--layers", layers)
+    for layers in (f"{2**60}", f"16,{2**60}", "99999999992"):
+        line = _fails(
+            ["fit", x_path, tmp_path / "m.npz", "--layers", layers, "--quiet"],
+            capsys,
+            "--layers",
+            layers,
+        )
         assert "memory" in line
     assert sorted(os.listdir(tmp_path)) == ["X.npy"]
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["fit", "X.npy", "m.npz", "--layers", "32,x"], "--layers"),
-    (["fit", "X.npy", "m.npz", "--layers", "1e9"], "--layers"),
-    (["fit", "X.npy", "m.npz", "--epochs", "2.5"], "--epochs"),
-    (["fit", "X.npy", "m.npz", "--seed", ""], "--seed"),
-    (["encode", "m.npz", "X.npy", "c.npy", "--layer", "last"], "--layer"),
-    (["search", "db.npy", "q.npy", "-k", "ten"], "-k"),
-    (["search-demo", "--n", "1e6"], "--n"),
-    (["demo", "--bits", "64,x"], "--bits"),
-    (["demo", "--bits", "60"], "--bits"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["fit", "X.npy", "m.npz", "--layers", "32,x"], "--layers"),
+        (["fit", "X.npy", "m.npz", "--layers", "1e9"], "--layers"),
+        (["fit", "X.npy", "m.npz", "--epochs", "2.5"], "--epochs"),
+        (["fit", "X.npy", "m.npz", "--seed", ""], "--seed"),
+        (["encode", "m.npz", "X.npy", "c.npy", "--layer", "last"], "--layer"),
+        (["search", "db.npy", "q.npy", "-k", "ten"], "-k"),
+        (["search-demo", "--n", "1e6"], "--n"),
+        (["demo", "--bits", "64,x"], "--bits"),
+        (["demo", "--bits", "60"], "--bits"),
+    ],
+)
 def test_bad_ints_are_usage_errors(argv, option, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -430,31 +471,40 @@ def test_bad_ints_are_usage_errors(argv, option, capsys):
     assert "error: argument " + option in last, last
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["search", "DB", "Q", "-k", str(10 ** 30)], "k"),
-    (["encode", "MODEL", "X", "OUT", "--layer", str(10 ** 30)], "layer"),
-    (["fit", "X", "OUT", "--layers", "16", "--epochs", "-1", "--quiet"], "n_epochs"),
-])
-def test_out_of_range_ints_are_one_line(argv, needle, descriptors, model_file, code_files,
-                                        tmp_path, capsys):
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["search", "DB", "Q", "-k", str(10**30)], "k"),
+        (["encode", "MODEL", "X", "OUT", "--layer", str(10**30)], "layer"),
+        (["fit", "X", "OUT", "--layers", "16", "--epochs", "-1", "--quiet"], "n_epochs"),
+    ],
+)
+def test_out_of_range_ints_are_one_line(
+    argv, needle, descriptors, model_file, code_files, tmp_path, capsys
+):
     _, x_path = descriptors
     _, _, db_path, q_path = code_files
-    files = {"DB": db_path, "Q": q_path, "MODEL": model_file, "X": x_path,
-             "OUT": tmp_path / "out.npz"}
+    files = {
+        "DB": db_path,
+        "Q": q_path,
+        "MODEL": model_file,
+        "X": x_path,
+        "OUT": tmp_path / "out.npz",
+    }
     _fails([files.get(a, a) for a in argv], capsys, needle)
 
 
 def test_missing_input_files_are_one_line(tmp_path, capsys):
     missing = tmp_path / "nothing.npy"
     _fails(["fit", missing, tmp_path / "m.npz"], capsys, str(missing))
-    _fails(["encode", tmp_path / "nothing.npz", missing, tmp_path / "c.npy"], capsys,
-           "nothing.npz")
+    _fails(["encode", tmp_path / "nothing.npz", missing, tmp_path / "c.npy"], capsys, "nothing.npz")
     _fails(["search", missing, missing], capsys, str(missing))
     _fails(["search", tmp_path, missing], capsys, str(tmp_path))  # a folder, not a file
 
 
-def test_interrupt_is_one_line_130_and_leaves_no_file(descriptors, model_file, tmp_path,
-                                                      capsys, monkeypatch):
+def test_interrupt_is_one_line_130_and_leaves_no_file(
+    descriptors, model_file, tmp_path, capsys, monkeypatch
+):
     """Ctrl-C half-way through writing the output: no traceback, no partial file."""
     _, x_path = descriptors
     real_save = np.save
@@ -521,35 +571,58 @@ def test_one_query_saved_1d_searches_like_its_2d_form(code_files, tmp_path, caps
     assert printed_1d.split() == ["0"] + [f"{i}:{d}" for i, d in zip(indices, distances)]
     assert indices[0] == 17
     for path in (one, two):
-        assert main(["search", str(db_path), str(path), "-k", "4",
-                     "--output", str(tmp_path / f"{path.stem}.npz")]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    str(db_path),
+                    str(path),
+                    "-k",
+                    "4",
+                    "--output",
+                    str(tmp_path / f"{path.stem}.npz"),
+                ]
+            )
+            == 0
+        )
     with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
         for name in ("distances", "indices"):
             assert a[name].shape == (1, 4)
             np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_multi_line_library_messages_become_one_line(descriptors, model_file, tmp_path,
-                                                     capsys, monkeypatch):
+def test_multi_line_library_messages_become_one_line(
+    descriptors, model_file, tmp_path, capsys, monkeypatch
+):
     """Some messages span lines (scikit-learn's reshape advice, numpy's header warning,
     pybind's signature list); the CLI prints each as one line."""
     from deephash_ext import deephash
 
     def advise(self, X, layer=-1):
-        raise ValueError("Expected 2D array, got 1D array instead:\narray=[1. 2.].\n"
-                         "Reshape your data.")
+        raise ValueError(
+            "Expected 2D array, got 1D array instead:\narray=[1. 2.].\nReshape your data."
+        )
 
     monkeypatch.setattr(deephash.DeepHash, "encode", advise)
     _, x_path = descriptors
-    _fails(["encode", model_file, x_path, tmp_path / "c.npy"], capsys,
-           "Expected 2D array, got 1D array instead: array=[1. 2.]. Reshape your data.")
+    _fails(
+        ["encode", model_file, x_path, tmp_path / "c.npy"],
+        capsys,
+        "Expected 2D array, got 1D array instead: array=[1. 2.]. Reshape your data.",
+    )
     assert not (tmp_path / "c.npy").exists()
 
 
 def test_help_documents_the_exit_status():
     from deephash_ext import cli
-    result = subprocess.run([sys.executable, "-m", "deephash_ext", "--help"],
-                            capture_output=True, text=True, timeout=60, check=True)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "deephash_ext", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "exit status" in result.stdout
     for status in ("0 success", "1 error", "2 usage", "130 interrupted"):
         assert status in " ".join(result.stdout.split()), status
@@ -562,9 +635,23 @@ def test_python_m_user_error_end_to_end(tmp_path):
     folder.mkdir()
     db = tmp_path / "db.npy"
     np.save(db, np.zeros((4, 2), dtype=np.uint8))
-    result = subprocess.run([sys.executable, "-m", "deephash_ext", "search", str(db), str(db),
-                             "-k", "2", "--output", str(folder)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deephash_ext",
+            "search",
+            str(db),
+            str(db),
+            "-k",
+            "2",
+            "--output",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1, result
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("deephash: error: ") and str(folder) in result.stderr
@@ -576,9 +663,13 @@ def test_python_m_closed_stdout_is_quiet(code_files):
     read_end, write_end = os.pipe()
     os.close(read_end)  # no reader at all: the first write fails, deterministically
     try:
-        result = subprocess.run([sys.executable, "-m", "deephash_ext", "search", str(db_path),
-                                 str(q_path)], stdout=write_end, stderr=subprocess.PIPE,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "deephash_ext", "search", str(db_path), str(q_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.close(write_end)
     assert result.returncode == 1
@@ -586,16 +677,25 @@ def test_python_m_closed_stdout_is_quiet(code_files):
 
 
 def test_python_m_usage_error_end_to_end(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "deephash_ext", "search", "a", "b", "-k",
-                             "x"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "deephash_ext", "search", "a", "b", "-k", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("deephash search: error: ")
 
 
 def test_python_m_help():
-    result = subprocess.run([sys.executable, "-m", "deephash_ext", "--help"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "deephash_ext", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     for command in ("demo", "fit", "encode", "search", "search-demo"):
         assert command in result.stdout
     assert result.stderr == ""
@@ -605,8 +705,9 @@ def test_console_script():
     script = shutil.which("deephash")
     if script is None:
         pytest.skip("the deephash console script is not on PATH")
-    result = subprocess.run([script, "search", "--help"], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [script, "search", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "usage: deephash search" in result.stdout
 
 
@@ -615,15 +716,41 @@ def test_demo_runs_the_whole_pipeline_on_a_small_set(tmp_path, monkeypatch, caps
     pytest.importorskip("torch")
     monkeypatch.setenv("DEEPHASH_DATA", str(tmp_path / "data"))
     out = tmp_path / "demo"
-    assert main(["demo", "--instances", "60", "--bits", "64", "--epochs", "1",
-                 "--finetune-epochs", "1", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--instances",
+                "60",
+                "--bits",
+                "64",
+                "--epochs",
+                "1",
+                "--finetune-epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    for scheme in ("Fisher Vector", "FV > training means", "LSH", "ITQ", "BPBC",
-                   "DeepHash 8192-4096-2048-64", "DeepHash+ 8192-4096-2048-64",
-                   "hashing_reg=0.2", "The paper's claims"):
+    for scheme in (
+        "Fisher Vector",
+        "FV > training means",
+        "LSH",
+        "ITQ",
+        "BPBC",
+        "DeepHash 8192-4096-2048-64",
+        "DeepHash+ 8192-4096-2048-64",
+        "hashing_reg=0.2",
+        "The paper's claims",
+    ):
         assert scheme in printed, scheme
     assert (out / "recall_vs_bits.png").stat().st_size > 10_000
     import json
+
     results = json.loads((out / "results.json").read_text())
     assert {r["scheme"] for r in results["rows"]} >= {"LSH", "ITQ", "BPBC"}
     for row in results["rows"]:

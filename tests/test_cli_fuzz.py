@@ -62,7 +62,7 @@ def _mutations(data: bytes, rng: random.Random, count: int) -> list[bytes]:
             j = rng.randrange(min(len(b), 128))
             b[j] = rng.randrange(256)
         else:
-            b = b[:rng.randrange(len(b))]
+            b = b[: rng.randrange(len(b))]
         out.append(bytes(b))
     return out
 
@@ -82,33 +82,72 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 
     X = nprng.normal(size=(24, 16)).astype(np.float32)
     from deephash_ext.datasets import save_fvecs
+
     save_fvecs(root / "X.fvecs", X)
     good_x = [put(_npy_bytes(X), ".npy"), str(root / "X.fvecs")]
 
     bad_arrays = [
-        X.astype(np.int32), X.astype(np.complex64), X > 0, X.astype(np.float16),
-        np.float32(1.5), np.zeros((0, 16), np.float32), np.zeros((16, 0), np.float32),
-        np.zeros((0, 0), np.float32), np.full((24, 16), np.nan, np.float32),
-        np.full((24, 16), np.inf, np.float32), X[0], X.reshape(24, 4, 4), np.asfortranarray(X),
-        np.zeros(4, dtype=[("a", "<f4")]), np.array([None, 1], dtype=object),
-        X.astype(np.float64), X[:, :8], X[:1], np.zeros((24, 16), np.uint8),
+        X.astype(np.int32),
+        X.astype(np.complex64),
+        X > 0,
+        X.astype(np.float16),
+        np.float32(1.5),
+        np.zeros((0, 16), np.float32),
+        np.zeros((16, 0), np.float32),
+        np.zeros((0, 0), np.float32),
+        np.full((24, 16), np.nan, np.float32),
+        np.full((24, 16), np.inf, np.float32),
+        X[0],
+        X.reshape(24, 4, 4),
+        np.asfortranarray(X),
+        np.zeros(4, dtype=[("a", "<f4")]),
+        np.array([None, 1], dtype=object),
+        X.astype(np.float64),
+        X[:, :8],
+        X[:1],
+        np.zeros((24, 16), np.uint8),
     ]
     bad_x = [put(_npy_bytes(a), ".npy") for a in bad_arrays]
     npy = _npy_bytes(X)
     bad_x += [put(m, ".npy") for m in _mutations(npy, rng, 24)]
     bad_x += [
-        put(b"", ".npy"), put(b"1 2 3\n4 5 6\n", ".npy"), put(bytes(range(256)), ".npy"),
-        put(_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (10**15, 16), }",
-                         bytes(64)), ".npy"),
-        put(_with_header("{'descr': '<f4', 'fortran_order': False, "
-                         "'shape': (1000000000000000, 16), }", bytes(64)), ".npy"),
-        put(_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 16), }",
-                         bytes(64)), ".npy"),
-        put(_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 16), }"
-                         + " " * 20000, bytes(256), version=2), ".npy"),
-        put(struct.pack("<i", 16) + bytes(30), ".fvecs"), put(struct.pack("<i", -5), ".fvecs"),
-        put(struct.pack("<i", 2**31 - 1) + bytes(8), ".fvecs"), put(b"\x01\x02", ".fvecs"),
-        put(npy, ".txt"), str(root), str(root / "missing.npy"),
+        put(b"", ".npy"),
+        put(b"1 2 3\n4 5 6\n", ".npy"),
+        put(bytes(range(256)), ".npy"),
+        put(
+            _with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (10**15, 16), }", bytes(64)
+            ),
+            ".npy",
+        ),
+        put(
+            _with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000, 16), }",
+                bytes(64),
+            ),
+            ".npy",
+        ),
+        put(
+            _with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 16), }", bytes(64)
+            ),
+            ".npy",
+        ),
+        put(
+            _with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 16), }" + " " * 20000,
+                bytes(256),
+                version=2,
+            ),
+            ".npy",
+        ),
+        put(struct.pack("<i", 16) + bytes(30), ".fvecs"),
+        put(struct.pack("<i", -5), ".fvecs"),
+        put(struct.pack("<i", 2**31 - 1) + bytes(8), ".fvecs"),
+        put(b"\x01\x02", ".fvecs"),
+        put(npy, ".txt"),
+        str(root),
+        str(root / "missing.npy"),
     ]
 
     model_path = root / "model.npz"
@@ -118,15 +157,21 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     bad_model = [put(m, ".npz") for m in _mutations(model, rng, 18)]
     directory = bytearray(model)
     at = directory.find(b"PK\x01\x02")
-    directory[at + 10:at + 12] = struct.pack("<H", 99)  # unknown compression method
-    bad_model += [put(bytes(directory), ".npz"), put(b"", ".npz"), put(npy, ".npz"),
-                  good_x[0], str(root / "missing.npz"), str(root)]
+    directory[at + 10 : at + 12] = struct.pack("<H", 99)  # unknown compression method
+    bad_model += [
+        put(bytes(directory), ".npz"),
+        put(b"", ".npz"),
+        put(npy, ".npz"),
+        good_x[0],
+        str(root / "missing.npz"),
+        str(root),
+    ]
     with zipfile.ZipFile(model_path) as source:
         members = {name: source.read(name) for name in source.namelist()}
     huge = dict(members)
     huge["components_0.npy"] = _with_header(
-        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000, 16), }",
-        bytes(64))
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000, 16), }", bytes(64)
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as target:
         for name, payload in huge.items():
@@ -134,12 +179,26 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     bad_model.append(put(buffer.getvalue(), ".npz"))
 
     db = nprng.integers(0, 256, size=(40, 2), dtype=np.uint8)
-    good_codes = [put(_npy_bytes(db), ".npy"), put(_npy_bytes(db[:5]), ".npy"),
-                  put(_npy_bytes(db[7]), ".npy")]
-    bad_codes = [put(_npy_bytes(a), ".npy") for a in (
-        db.astype(np.float32), np.uint8(3), np.zeros((0, 2), np.uint8),
-        np.zeros((3, 0), np.uint8), db.reshape(40, 1, 2), db[:, :1], db.astype(np.int8),
-        db > 0, np.zeros((2, 3), np.uint16), np.asfortranarray(db))]
+    good_codes = [
+        put(_npy_bytes(db), ".npy"),
+        put(_npy_bytes(db[:5]), ".npy"),
+        put(_npy_bytes(db[7]), ".npy"),
+    ]
+    bad_codes = [
+        put(_npy_bytes(a), ".npy")
+        for a in (
+            db.astype(np.float32),
+            np.uint8(3),
+            np.zeros((0, 2), np.uint8),
+            np.zeros((3, 0), np.uint8),
+            db.reshape(40, 1, 2),
+            db[:, :1],
+            db.astype(np.int8),
+            db > 0,
+            np.zeros((2, 3), np.uint16),
+            np.asfortranarray(db),
+        )
+    ]
     codes = _npy_bytes(db)
     bad_codes += [put(m, ".npy") for m in _mutations(codes, rng, 18)]
     bad_codes += bad_x[-8:]
@@ -150,16 +209,38 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     folder = root / "a_folder"
     folder.mkdir()
     bad_out = [str(read_only), str(folder), str(root / "no" / "such" / "out.npy"), ""]
-    return {"good_x": good_x, "bad_x": bad_x, "good_model": good_model,
-            "bad_model": bad_model, "good_codes": good_codes, "bad_codes": bad_codes,
-            "bad_out": bad_out, "root": [str(root)]}
+    return {
+        "good_x": good_x,
+        "bad_x": bad_x,
+        "good_model": good_model,
+        "bad_model": bad_model,
+        "good_codes": good_codes,
+        "bad_codes": bad_codes,
+        "bad_out": bad_out,
+        "root": [str(root)],
+    }
 
 
 # Option values: cheap valid ones, invalid ones, huge ones.
 INTS = ["0", "1", "2", "-1", "x", "1.5", "", "99999999999999999999"]
 VALUES = {
-    "--layers": ["8", "16,8", "8,8", "24", "7", "0", "-8", "", ",", "8,,8", "x", "1e3",
-                 str(2**61), f"8,{2**61}", "4294967296"],
+    "--layers": [
+        "8",
+        "16,8",
+        "8,8",
+        "24",
+        "7",
+        "0",
+        "-8",
+        "",
+        ",",
+        "8,,8",
+        "x",
+        "1e3",
+        str(2**61),
+        f"8,{2**61}",
+        "4294967296",
+    ],
     "--epochs": ["1", "2", "0", "-1", "x", "1.5", ""],
     "--learning-rate": ["0.01", "0.1", "0", "-1", "nan", "inf", "x"],
     "--hashing-reg": ["0", "0.2", "-1", "nan", "x"],
@@ -189,8 +270,9 @@ def _case(rng: random.Random, pool: dict[str, list[str]], index: int) -> tuple[l
     """One argument vector and the fresh output path it may write (or "")."""
     fresh = os.path.join(pool["root"][0], "out", f"case{index}.out")
     out = fresh if rng.random() < 0.75 else rng.choice(pool["bad_out"])
-    command = rng.choices(["fit", "encode", "search", "search-demo", "other"],
-                          weights=[30, 25, 30, 10, 5])[0]
+    command = rng.choices(
+        ["fit", "encode", "search", "search-demo", "other"], weights=[30, 25, 30, 10, 5]
+    )[0]
     if command == "fit":
         argv = ["fit", _pick(rng, pool["good_x"], pool["bad_x"], 0.5), out]
         if rng.random() < 0.8:  # the default network (4096, 256) is fine, only slower
@@ -199,12 +281,19 @@ def _case(rng: random.Random, pool: dict[str, list[str]], index: int) -> tuple[l
         argv += _options(rng, ["--epochs", "--learning-rate", "--hashing-reg", "--seed"])
         argv += ["--quiet"] if rng.random() < 0.9 else []
     elif command == "encode":
-        argv = ["encode", _pick(rng, pool["good_model"], pool["bad_model"], 0.5),
-                _pick(rng, pool["good_x"], pool["bad_x"], 0.5), out]
+        argv = [
+            "encode",
+            _pick(rng, pool["good_model"], pool["bad_model"], 0.5),
+            _pick(rng, pool["good_x"], pool["bad_x"], 0.5),
+            out,
+        ]
         argv += _options(rng, ["--layer"])
     elif command == "search":
-        argv = ["search", _pick(rng, pool["good_codes"][:1], pool["bad_codes"], 0.6),
-                _pick(rng, pool["good_codes"], pool["bad_codes"], 0.6)]
+        argv = [
+            "search",
+            _pick(rng, pool["good_codes"][:1], pool["bad_codes"], 0.6),
+            _pick(rng, pool["good_codes"], pool["bad_codes"], 0.6),
+        ]
         argv += _options(rng, ["-k"])
         if rng.random() < 0.5:
             argv += ["--output", out]
@@ -215,10 +304,21 @@ def _case(rng: random.Random, pool: dict[str, list[str]], index: int) -> tuple[l
         argv += _options(rng, ["--n", "--bits", "--queries", "--max-flips", "--seed"])
         out = ""
     else:
-        argv = rng.choice([[], ["nope"], ["fit"], ["encode", "a"], ["search", "-k"],
-                           ["--version"], ["fit", "--layers"], ["search", "a", "b", "-q"],
-                           ["demo", "--bits", "60"], ["demo", "--instances", "x"],
-                           ["demo", "--out", pool["bad_x"][0], "--quiet"]])
+        argv = rng.choice(
+            [
+                [],
+                ["nope"],
+                ["fit"],
+                ["encode", "a"],
+                ["search", "-k"],
+                ["--version"],
+                ["fit", "--layers"],
+                ["search", "a", "b", "-q"],
+                ["demo", "--bits", "60"],
+                ["demo", "--instances", "x"],
+                ["demo", "--out", pool["bad_x"][0], "--quiet"],
+            ]
+        )
         out = ""
     # Stray flags and numbers, now and then.
     if rng.random() < 0.05:
@@ -244,8 +344,9 @@ def _reads_pending_model(argv: list[str], pool: dict[str, list[str]]) -> bool:
     return any(a in pool["bad_model"] for a in argv)
 
 
-def test_cli_fuzz(pool: dict[str, list[str]], capsys: pytest.CaptureFixture[str],
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_fuzz(
+    pool: dict[str, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from deephash_ext import datasets
 
     def no_demo(*args: object, **kwargs: object) -> None:
@@ -278,11 +379,12 @@ def test_cli_fuzz(pool: dict[str, list[str]], capsys: pytest.CaptureFixture[str]
         if problem:
             failures.append((argv, problem))
         outcomes["ok" if succeeded else "usage" if status == "exit 2" else "error"] += 1
-    leftovers = [n for n in os.listdir(os.path.join(pool["root"][0], "out"))
-                 if n.startswith(".")] + [n for n in os.listdir(pool["root"][0])
-                                          if n.endswith(".tmp")]
+    leftovers = [
+        n for n in os.listdir(os.path.join(pool["root"][0], "out")) if n.startswith(".")
+    ] + [n for n in os.listdir(pool["root"][0]) if n.endswith(".tmp")]
     assert not failures, f"{len(failures)} of {N_CASES} runs failed:\n" + "\n".join(
-        f"{argv}: {problem}" for argv, problem in failures[:20])
+        f"{argv}: {problem}" for argv, problem in failures[:20]
+    )
     assert not leftovers, leftovers
     assert Path(read_only).read_bytes() == b"keep"
     # The fuzz reaches every outcome, so it exercises what it claims to.
@@ -297,8 +399,11 @@ def _check(argv: list[str], status: int | str, stdout: str, stderr: str) -> str 
     if status in (0, "exit 0"):
         return None
     if status == "exit 2":  # argparse: usage line(s), then "deephash ...: error: ..."
-        if not (stderr.startswith("usage: deephash") and lines[-1].startswith("deephash")
-                and ": error: " in lines[-1]):
+        if not (
+            stderr.startswith("usage: deephash")
+            and lines[-1].startswith("deephash")
+            and ": error: " in lines[-1]
+        ):
             return f"usage error without argparse's message: {stderr!r}"
         return None
     if status != 1:

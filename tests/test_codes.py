@@ -27,8 +27,7 @@ def test_pack_bits_matches_numpy_little_endian(rng, n_bits, dtype):
     assert codes.dtype == np.uint8
     assert codes.shape == (37, n_bits // 8)
     np.testing.assert_array_equal(codes, pack_reference(bits))
-    np.testing.assert_array_equal(
-        codes, np.packbits(bits.astype(bool), axis=-1, bitorder="little"))
+    np.testing.assert_array_equal(codes, np.packbits(bits.astype(bool), axis=-1, bitorder="little"))
 
 
 def test_pack_bits_layout_is_lsb_first():
@@ -39,15 +38,17 @@ def test_pack_bits_layout_is_lsb_first():
         expected = np.zeros(3, dtype=np.uint8)
         expected[j // 8] = 1 << (j % 8)
         np.testing.assert_array_equal(pack_bits(bits), expected)
-    np.testing.assert_array_equal(pack_bits(np.array([[1, 0, 0, 0, 0, 0, 0, 1]])),
-                                  np.array([[129]], dtype=np.uint8))
+    np.testing.assert_array_equal(
+        pack_bits(np.array([[1, 0, 0, 0, 0, 0, 0, 1]])), np.array([[129]], dtype=np.uint8)
+    )
 
 
 def test_pack_bits_python_lists_and_bool_lists():
     row = [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     np.testing.assert_array_equal(pack_bits(row), np.array([3, 128], dtype=np.uint8))
-    np.testing.assert_array_equal(pack_bits([[bool(b) for b in row]]),
-                                  np.array([[3, 128]], dtype=np.uint8))
+    np.testing.assert_array_equal(
+        pack_bits([[bool(b) for b in row]]), np.array([[3, 128]], dtype=np.uint8)
+    )
 
 
 def test_pack_bits_1d_gives_1d(rng):
@@ -93,8 +94,7 @@ def test_unpack_pack_round_trip(rng, n_bits):
 def test_pack_unpack_round_trip_from_codes(rng, code_width):
     codes = rng.integers(0, 256, size=(11, code_width), dtype=np.uint8)
     bits = unpack_bits(codes)
-    np.testing.assert_array_equal(
-        bits, np.unpackbits(codes, axis=-1, bitorder="little"))
+    np.testing.assert_array_equal(bits, np.unpackbits(codes, axis=-1, bitorder="little"))
     np.testing.assert_array_equal(pack_bits(bits), codes)
 
 
@@ -117,8 +117,10 @@ def test_unpack_bits_1d(rng):
 
 
 @settings(max_examples=50)
-@given(st.lists(st.lists(st.booleans(), min_size=8, max_size=8), min_size=1, max_size=12),
-       st.integers(1, 6))
+@given(
+    st.lists(st.lists(st.booleans(), min_size=8, max_size=8), min_size=1, max_size=12),
+    st.integers(1, 6),
+)
 def test_pack_unpack_property(byte_rows, n_rows):
     bits = np.array(byte_rows * n_rows, dtype=bool).reshape(n_rows, -1)
     codes = pack_bits(bits)
@@ -153,8 +155,9 @@ def test_binarize_is_strict_at_equality():
     # every value equal to its threshold gives 0
     np.testing.assert_array_equal(binarize(X, X[0]), np.array([[0]], dtype=np.uint8))
     # scalar threshold equal to some values
-    np.testing.assert_array_equal(binarize(X, 0.5),
-                                  pack_reference(np.array([[0, 0, 1, 0, 0, 0, 1, 0]])))
+    np.testing.assert_array_equal(
+        binarize(X, 0.5), pack_reference(np.array([[0, 0, 1, 0, 0, 0, 1, 0]]))
+    )
 
 
 def test_binarize_per_column_thresholds():
@@ -168,8 +171,9 @@ def test_binarize_per_column_thresholds():
 
 
 def test_binarize_docstring_example():
-    np.testing.assert_array_equal(binarize([[0.5, -1, 0, 2, 3, -3, 0.1, 0]], 0.0),
-                                  np.array([[89]], dtype=np.uint8))
+    np.testing.assert_array_equal(
+        binarize([[0.5, -1, 0, 2, 3, -3, 0.1, 0]], 0.0), np.array([[89]], dtype=np.uint8)
+    )
 
 
 def test_binarize_1d_gives_1d(rng):
@@ -188,8 +192,9 @@ def test_binarize_compares_in_float32():
     # A float64 threshold is converted too: float32(0.1) == float32(float64 0.1)
     X32 = np.full((2, 8), 0.1, dtype=np.float32)
     np.testing.assert_array_equal(binarize(X32, np.float64(0.1)), np.zeros((2, 1), np.uint8))
-    np.testing.assert_array_equal(binarize(X32, np.full(8, 0.1, dtype=np.float64)),
-                                  np.zeros((2, 1), np.uint8))
+    np.testing.assert_array_equal(
+        binarize(X32, np.full(8, 0.1, dtype=np.float64)), np.zeros((2, 1), np.uint8)
+    )
     # Integers beyond 2**24 also round in float32
     Xi = np.full((1, 8), 2**24 + 1, dtype=np.int64)
     np.testing.assert_array_equal(binarize(Xi, 2**24), np.array([[0]], dtype=np.uint8))

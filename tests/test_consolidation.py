@@ -127,13 +127,16 @@ def test_diverging_finetune_raises_and_leaves_the_model():
 
 # ------------------------------------------------------------------------- devices
 
+
 def _estimators():
     from deephash_ext import DLBHC, DRHN, SSDH
+
     return [RBM(n_hidden=8), DeepHash((8,)), SSDH(n_bits=8), DLBHC(n_bits=8), DRHN(n_bits=8)]
 
 
 def _fit_args(model):
     from deephash_ext import DRHN
+
     if isinstance(model, DRHN):
         return np.zeros((4, 32, 32), np.float32), np.array([0, 1, 0, 1])
     if isinstance(model, RBM):
@@ -143,8 +146,10 @@ def _fit_args(model):
     return X[:20], np.repeat([0, 1], 10)
 
 
-@pytest.mark.parametrize("device, error", [("gpu", ValueError), ("cuda:x", ValueError),
-                                           (3, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "device, error",
+    [("gpu", ValueError), ("cuda:x", ValueError), (3, TypeError), (None, TypeError)],
+)
 def test_every_estimator_checks_device_the_same_way(device, error):
     for model in _estimators():
         model.set_params(device=device)
@@ -164,29 +169,36 @@ def test_auto_means_the_cpu_when_no_engine_has_a_gpu():
 
 # ------------------------------------------------------------------------- imports
 
+
 def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_submodules_are_lazy_attributes():
-    out = _run("import sys, deephash_ext as dh\n"
-               "print(any(m in sys.modules for m in ('deephash_ext.metrics', "
-               "'deephash_ext.baselines', 'deephash_ext.datasets', 'sklearn')))\n"
-               "print(dh.metrics.recall_at.__module__, dh.baselines.ITQ.__name__, "
-               "dh.datasets.load_descriptors.__name__)")
+    out = _run(
+        "import sys, deephash_ext as dh\n"
+        "print(any(m in sys.modules for m in ('deephash_ext.metrics', "
+        "'deephash_ext.baselines', 'deephash_ext.datasets', 'sklearn')))\n"
+        "print(dh.metrics.recall_at.__module__, dh.baselines.ITQ.__name__, "
+        "dh.datasets.load_descriptors.__name__)"
+    )
     assert out.splitlines() == ["False", "deephash_ext.metrics ITQ load_descriptors"]
 
 
 def test_no_module_outside_the_torch_subpackage_imports_torch():
-    out = _run("import sys, deephash_ext as dh\n"
-               "from deephash_ext import baselines, cli, datasets, deephash, drhn, metrics, "
-               "rbm, ssdh\n"
-               "print('torch' in sys.modules)")
+    out = _run(
+        "import sys, deephash_ext as dh\n"
+        "from deephash_ext import baselines, cli, datasets, deephash, drhn, metrics, "
+        "rbm, ssdh\n"
+        "print('torch' in sys.modules)"
+    )
     assert out == "False"
 
 
 def test_unknown_attribute_is_an_attribute_error():
     import deephash_ext
+
     with pytest.raises(AttributeError, match="no_such_thing"):
         deephash_ext.no_such_thing  # noqa: B018

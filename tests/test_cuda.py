@@ -25,10 +25,17 @@ def codes(rng):
 
 # ==================================================================== everywhere
 
+
 def test_build_info_reports_cuda():
     info = deephash_ext.build_info()
-    for key in ("cuda_compiled", "cuda_architectures", "cuda_available",
-                "cuda_unavailable_reason", "cuda_device", "cublas"):
+    for key in (
+        "cuda_compiled",
+        "cuda_architectures",
+        "cuda_available",
+        "cuda_unavailable_reason",
+        "cuda_device",
+        "cublas",
+    ):
         assert key in info
     assert info["cuda_available"] == deephash_ext.cuda_available()
     assert info["cuda_unavailable_reason"] == deephash_ext.cuda_unavailable_reason()
@@ -39,8 +46,9 @@ def test_build_info_reports_cuda():
         assert info["cuda_device"] is None
 
 
-@pytest.mark.parametrize("device, error", [("gpu", ValueError), ("CUDA", ValueError),
-                                           (0, TypeError), (None, None)])
+@pytest.mark.parametrize(
+    "device, error", [("gpu", ValueError), ("CUDA", ValueError), (0, TypeError), (None, None)]
+)
 def test_device_names_are_checked(codes, device, error):
     if error is None:  # None is the default: where the codes are
         search(codes, codes[:2], 3, device=device)
@@ -122,8 +130,11 @@ WIDTHS = [1, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 64, 100, 128, 129, 256, 
 @requires_cuda
 def test_gpu_search_is_bit_exact(rng, code_bytes, tie_heavy):
     n = 2000
-    db = (tie_heavy_codes(rng, n, code_bytes) if tie_heavy
-          else rng.integers(0, 256, (n, code_bytes), dtype=np.uint8))
+    db = (
+        tie_heavy_codes(rng, n, code_bytes)
+        if tie_heavy
+        else rng.integers(0, 256, (n, code_bytes), dtype=np.uint8)
+    )
     q = np.concatenate([db[:5], rng.integers(0, 256, (40, code_bytes), dtype=np.uint8)])
     index = GpuCodes(db)
     for k in (1, 7, 100, n):

@@ -15,8 +15,16 @@ import pytest
 from deephash_ext import datasets
 from deephash_ext.datasets import load_descriptors, load_instances, save_fvecs
 
-TINY = dict(n_instances=12, n_views=3, test_fraction=0.4, random_state=0, n_components=8,
-            pca_dims=16, max_keypoints=150, verbose=False)
+TINY = dict(
+    n_instances=12,
+    n_views=3,
+    test_fraction=0.4,
+    random_state=0,
+    n_components=8,
+    pca_dims=16,
+    max_keypoints=150,
+    verbose=False,
+)
 ARRAYS = ("X_train", "y_train", "X_query", "y_query", "X_db", "y_db", "pairs_train")
 
 
@@ -46,6 +54,7 @@ def cache_files(directory):
 # ---------------------------------------------------------------------------------------
 # content
 # ---------------------------------------------------------------------------------------
+
 
 def test_shapes_dtypes_and_split_by_instance(tiny):
     data, _, _ = tiny
@@ -115,6 +124,7 @@ def test_views_of_one_instance_are_closer_than_views_of_different_instances(tiny
 # determinism and cache
 # ---------------------------------------------------------------------------------------
 
+
 def test_rebuild_without_cache_is_bit_identical(tiny, tmp_path):
     data, _, _ = tiny
     again = load_instances(cache_dir=tmp_path, **TINY)
@@ -125,7 +135,8 @@ def test_another_seed_gives_other_data(tiny, tmp_path):
     data, _, _ = tiny
     other = load_instances(cache_dir=tmp_path, **dict(TINY, random_state=1))
     assert not np.array_equal(data.y_query, other.y_query) or not np.array_equal(
-        data.X_query, other.X_query)
+        data.X_query, other.X_query
+    )
 
 
 def test_cache_hit_returns_the_same_arrays_faster(tiny):
@@ -181,28 +192,32 @@ def test_corrupt_or_stale_cache_is_rebuilt(tiny, tmp_path, damage, capsys):
 # parameter errors
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kwargs", "error", "name"), [
-    (dict(n_instances=1), ValueError, "n_instances"),
-    (dict(n_instances=12.0), TypeError, "n_instances"),
-    (dict(n_instances=True), TypeError, "n_instances"),
-    (dict(n_views=1), ValueError, "n_views"),
-    (dict(n_views="3"), TypeError, "n_views"),
-    (dict(test_fraction=0.0), ValueError, "test_fraction"),
-    (dict(test_fraction=1.0), ValueError, "test_fraction"),
-    (dict(test_fraction=0.01), ValueError, "test_fraction"),
-    (dict(test_fraction=0.99), ValueError, "test_fraction"),
-    (dict(test_fraction="0.4"), TypeError, "test_fraction"),
-    (dict(random_state=-1), ValueError, "random_state"),
-    (dict(random_state=None), TypeError, "random_state"),
-    (dict(random_state=np.random.RandomState(0)), TypeError, "random_state"),
-    (dict(cache_dir=3), TypeError, "cache_dir"),
-    (dict(verbose="yes"), TypeError, "verbose"),
-    (dict(n_components=0), ValueError, "n_components"),
-    (dict(pca_dims=129), ValueError, "pca_dims"),
-    (dict(pca_dims=0), ValueError, "pca_dims"),
-    (dict(max_keypoints=0), ValueError, "max_keypoints"),
-    (dict(root_sift=1), TypeError, "root_sift"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        (dict(n_instances=1), ValueError, "n_instances"),
+        (dict(n_instances=12.0), TypeError, "n_instances"),
+        (dict(n_instances=True), TypeError, "n_instances"),
+        (dict(n_views=1), ValueError, "n_views"),
+        (dict(n_views="3"), TypeError, "n_views"),
+        (dict(test_fraction=0.0), ValueError, "test_fraction"),
+        (dict(test_fraction=1.0), ValueError, "test_fraction"),
+        (dict(test_fraction=0.01), ValueError, "test_fraction"),
+        (dict(test_fraction=0.99), ValueError, "test_fraction"),
+        (dict(test_fraction="0.4"), TypeError, "test_fraction"),
+        (dict(random_state=-1), ValueError, "random_state"),
+        (dict(random_state=None), TypeError, "random_state"),
+        (dict(random_state=np.random.RandomState(0)), TypeError, "random_state"),
+        (dict(cache_dir=3), TypeError, "cache_dir"),
+        (dict(verbose="yes"), TypeError, "verbose"),
+        (dict(n_components=0), ValueError, "n_components"),
+        (dict(pca_dims=129), ValueError, "pca_dims"),
+        (dict(pca_dims=0), ValueError, "pca_dims"),
+        (dict(max_keypoints=0), ValueError, "max_keypoints"),
+        (dict(root_sift=1), TypeError, "root_sift"),
+    ],
+)
 def test_parameter_errors_name_the_parameter(kwargs, error, name, tmp_path):
     with pytest.raises(error, match=name):
         load_instances(cache_dir=tmp_path, **dict(TINY, **kwargs))
@@ -211,14 +226,22 @@ def test_parameter_errors_name_the_parameter(kwargs, error, name, tmp_path):
 
 def test_too_few_descriptors_for_the_codebook(tmp_path):
     with pytest.raises(ValueError, match="n_components=100000"):
-        load_instances(n_instances=2, n_views=2, test_fraction=0.5, cache_dir=tmp_path,
-                       n_components=100_000, pca_dims=8, verbose=False)
+        load_instances(
+            n_instances=2,
+            n_views=2,
+            test_fraction=0.5,
+            cache_dir=tmp_path,
+            n_components=100_000,
+            pca_dims=8,
+            verbose=False,
+        )
     assert cache_files(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------
 # descriptor files
 # ---------------------------------------------------------------------------------------
+
 
 def test_fvecs_round_trip_and_layout(tmp_path, rng):
     X = rng.standard_normal((7, 5)).astype(np.float32)
@@ -260,15 +283,18 @@ def _write(path, data):
     return path
 
 
-@pytest.mark.parametrize(("name", "content", "match"), [
-    ("short.fvecs", b"\x01\x00", "shorter than"),
-    ("zero_dim.fvecs", np.array([0], "<i4").tobytes(), "dimension header is 0"),
-    ("negative_dim.fvecs", np.array([-3, 0], "<i4").tobytes(), "dimension header is -3"),
-    ("truncated.fvecs", np.array([2, 0, 0, 2, 0], "<i4").tobytes(), "not a multiple"),
-    ("mixed.fvecs", np.array([2, 0, 0, 3, 0, 0], "<i4").tobytes(), "vector 1 has dimension"),
-    ("garbage.npy", b"this is not a numpy file", "not a readable .npy"),
-    ("x.txt", b"1 2 3", "unsupported descriptor file extension"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("short.fvecs", b"\x01\x00", "shorter than"),
+        ("zero_dim.fvecs", np.array([0], "<i4").tobytes(), "dimension header is 0"),
+        ("negative_dim.fvecs", np.array([-3, 0], "<i4").tobytes(), "dimension header is -3"),
+        ("truncated.fvecs", np.array([2, 0, 0, 2, 0], "<i4").tobytes(), "not a multiple"),
+        ("mixed.fvecs", np.array([2, 0, 0, 3, 0, 0], "<i4").tobytes(), "vector 1 has dimension"),
+        ("garbage.npy", b"this is not a numpy file", "not a readable .npy"),
+        ("x.txt", b"1 2 3", "unsupported descriptor file extension"),
+    ],
+)
 def test_malformed_files_raise_value_error_naming_the_path(tmp_path, name, content, match):
     path = _write(tmp_path / name, content)
     with pytest.raises(ValueError, match=match) as info:
@@ -276,11 +302,14 @@ def test_malformed_files_raise_value_error_naming_the_path(tmp_path, name, conte
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize(("array", "match"), [
-    (np.zeros(4), "2-D"),
-    (np.zeros((2, 2), dtype=np.int32), "floating-point"),
-    (np.array([[1, None]], dtype=object), "not a readable .npy"),
-])
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (np.zeros(4), "2-D"),
+        (np.zeros((2, 2), dtype=np.int32), "floating-point"),
+        (np.array([[1, None]], dtype=object), "not a readable .npy"),
+    ],
+)
 def test_npy_with_wrong_content(tmp_path, array, match):
     path = tmp_path / "bad.npy"
     np.save(path, array, allow_pickle=True)

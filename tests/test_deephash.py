@@ -103,13 +103,15 @@ def test_fit_sets_attributes(data, fitted):
     X, _ = data
     assert fitted.n_features_in_ == X.shape[1]
     assert fitted.input_means_.dtype == np.float32 and fitted.input_means_.shape == (128,)
-    np.testing.assert_allclose(fitted.input_means_, X.mean(axis=0, dtype=np.float64),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        fitted.input_means_, X.mean(axis=0, dtype=np.float64), rtol=1e-6, atol=1e-6
+    )
     n_in = X.shape[1]
     for name in ("components_", "offsets_", "intercepts_visible_"):
         assert isinstance(getattr(fitted, name), list) and len(getattr(fitted, name)) == 2
-    for W, offsets, visible, size in zip(fitted.components_, fitted.offsets_,
-                                         fitted.intercepts_visible_, SIZES):
+    for W, offsets, visible, size in zip(
+        fitted.components_, fitted.offsets_, fitted.intercepts_visible_, SIZES
+    ):
         assert W.dtype == offsets.dtype == visible.dtype == np.float32
         assert W.shape == (size, n_in) and offsets.shape == (size,) and visible.shape == (n_in,)
         n_in = size
@@ -157,11 +159,13 @@ def test_encode_matches_numpy_reference(data, fitted):
             sure = (np.abs(margin) > MARGIN) & sure_rows[:, None]
             assert sure.mean() > 0.9, (layer, sure.mean())
             codes = fitted.encode(rows, layer=layer)
-            np.testing.assert_array_equal(_bits(codes, W.shape[0])[sure], bits[sure],
-                                          err_msg=f"layer {layer}")
+            np.testing.assert_array_equal(
+                _bits(codes, W.shape[0])[sure], bits[sure], err_msg=f"layer {layer}"
+            )
             exact = sure.all(axis=1)
-            np.testing.assert_array_equal(codes[exact],
-                                          np.packbits(bits, axis=1, bitorder="little")[exact])
+            np.testing.assert_array_equal(
+                codes[exact], np.packbits(bits, axis=1, bitorder="little")[exact]
+            )
             sure_rows &= exact
             z = bits.astype(np.float64)
             if layer > 0:  # one step from the encoder's own codes of the layer below
@@ -169,8 +173,9 @@ def test_encode_matches_numpy_reference(data, fitted):
                 margin = below @ W.astype(np.float64).T - offsets.astype(np.float64)
                 sure = np.abs(margin) > MARGIN
                 assert sure.mean() > 0.99, (layer, sure.mean())
-                np.testing.assert_array_equal(_bits(codes, W.shape[0])[sure],
-                                              (margin > 0)[sure], err_msg=f"layer {layer}")
+                np.testing.assert_array_equal(
+                    _bits(codes, W.shape[0])[sure], (margin > 0)[sure], err_msg=f"layer {layer}"
+                )
 
 
 def test_offsets_are_training_mean_projections(data, fitted):
@@ -179,8 +184,13 @@ def test_offsets_are_training_mean_projections(data, fitted):
     X, _ = data
     z = (X > fitted.input_means_).astype(np.float64)
     for layer, (W, offsets) in enumerate(zip(fitted.components_, fitted.offsets_)):
-        np.testing.assert_allclose(offsets, (z @ W.astype(np.float64).T).mean(axis=0),
-                                   rtol=1e-5, atol=1e-5, err_msg=f"layer {layer}")
+        np.testing.assert_allclose(
+            offsets,
+            (z @ W.astype(np.float64).T).mean(axis=0),
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"layer {layer}",
+        )
         z = _bits(fitted.encode(X, layer=layer), W.shape[0]).astype(np.float64)
     # Centred bits fire for a fair share of the training data.
     rates = _bits(fitted.encode(X, layer=0), 64).mean(axis=0)
@@ -244,8 +254,7 @@ def test_fit_is_identical_at_any_thread_count(data, restore_num_threads):
     models = []
     for threads in (1, 2):
         deephash_ext.set_num_threads(threads)
-        models.append(DeepHash((1024, 16), n_epochs=1, learning_rate=0.01,
-                               random_state=0).fit(X))
+        models.append(DeepHash((1024, 16), n_epochs=1, learning_rate=0.01, random_state=0).fit(X))
         assert deephash_ext.get_num_threads() == threads
     _assert_same_model(*models)
     np.testing.assert_array_equal(models[0].encode(X), models[1].encode(X))
@@ -265,8 +274,7 @@ def test_save_load_round_trip(data, fitted, tmp_path):
     assert loaded.n_features_in_ == fitted.n_features_in_
     assert loaded.finetuned_ is False and loaded.margins_ == [] and loaded.finetune_loss_ == []
     for layer in (0, 1):
-        np.testing.assert_array_equal(loaded.encode(X, layer=layer),
-                                      fitted.encode(X, layer=layer))
+        np.testing.assert_array_equal(loaded.encode(X, layer=layer), fitted.encode(X, layer=layer))
     # str paths and any file name work; nothing else is left in the directory.
     fitted.save(str(tmp_path / "model.bin"))
     _assert_same_model(fitted, DeepHash.load(str(tmp_path / "model.bin")))
@@ -363,8 +371,11 @@ def test_load_wrong_format_or_version_or_inconsistent_arrays(fitted, tmp_path):
     _rewrite(good, tmp_path / "bad_param.npz", meta={"params": {"no_such_param": 1}})
     with pytest.raises(ValueError, match=re.escape("bad_param.npz")):
         DeepHash.load(tmp_path / "bad_param.npz")
-    _rewrite(good, tmp_path / "shapes.npz",
-             replace={"components_1": np.zeros((16, 63), dtype=np.float32)})
+    _rewrite(
+        good,
+        tmp_path / "shapes.npz",
+        replace={"components_1": np.zeros((16, 63), dtype=np.float32)},
+    )
     with pytest.raises(ValueError, match="layer 1"):
         DeepHash.load(tmp_path / "shapes.npz")
     # The rewritten-but-unchanged file still loads: the failures above are the edits.
@@ -372,8 +383,7 @@ def test_load_wrong_format_or_version_or_inconsistent_arrays(fitted, tmp_path):
     _assert_same_model(fitted, DeepHash.load(tmp_path / "same.npz"))
 
 
-def test_failed_save_leaves_existing_file_and_no_temporary(data, fitted, tmp_path,
-                                                           monkeypatch):
+def test_failed_save_leaves_existing_file_and_no_temporary(data, fitted, tmp_path, monkeypatch):
     path = tmp_path / "model.npz"
     DeepHash((8,), n_epochs=1, random_state=3).fit(data[0]).save(path)
     before = path.read_bytes()
@@ -436,8 +446,13 @@ def test_finetune_recentres_on_its_X(torch, data, fitted):
     for layer, (W, offsets) in enumerate(zip(model.components_, model.offsets_)):
         assert not np.array_equal(W, fitted.components_[layer])
         assert offsets.dtype == np.float32
-        np.testing.assert_allclose(offsets, (z @ W.astype(np.float64).T).mean(axis=0),
-                                   rtol=1e-5, atol=1e-5, err_msg=f"layer {layer}")
+        np.testing.assert_allclose(
+            offsets,
+            (z @ W.astype(np.float64).T).mean(axis=0),
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"layer {layer}",
+        )
         z = _bits(model.encode(X_ft, layer=layer), W.shape[0]).astype(np.float64)
 
 
@@ -462,8 +477,9 @@ def test_finetune_is_reproducible_and_margins_can_be_given(torch, data, fitted):
 def test_finetune_single_margin_and_explicit_labels(torch, data, fitted):
     X, instance = data
     pairs = _matching_pairs(instance)
-    single = _copy(fitted).finetune(X, pairs, loss="single_margin", n_epochs=1,
-                                    learning_rate=1e-3, random_state=0)
+    single = _copy(fitted).finetune(
+        X, pairs, loss="single_margin", n_epochs=1, learning_rate=1e-3, random_state=0
+    )
     assert single.finetuned_ and len(single.finetune_loss_) == 1
     assert np.isfinite(single.finetune_loss_).all()
     rng = np.random.default_rng(3)
@@ -471,8 +487,9 @@ def test_finetune_single_margin_and_explicit_labels(torch, data, fitted):
     others = others[instance[others[:, 0]] != instance[others[:, 1]]]
     all_pairs = np.concatenate([pairs, others])
     labels = np.concatenate([np.ones(len(pairs), int), np.zeros(len(others), int)])
-    labelled = _copy(fitted).finetune(X, all_pairs, labels, n_epochs=2, learning_rate=1e-3,
-                                      random_state=0)
+    labelled = _copy(fitted).finetune(
+        X, all_pairs, labels, n_epochs=2, learning_rate=1e-3, random_state=0
+    )
     assert len(labelled.margins_) == 2 and all(m > 0 for m in labelled.margins_)
     assert len(labelled.finetune_loss_) == 2
     # Boolean labels are 0/1 as well.
@@ -510,35 +527,41 @@ def test_finetune_before_fit_raises(data):
 # ==================================================================== errors
 
 
-@pytest.mark.parametrize("sizes, exc", [
-    ((), ValueError),
-    ([], ValueError),
-    ((64, 12), ValueError),
-    ((0,), ValueError),
-    ((-8,), ValueError),
-    (16, TypeError),
-    ("16", TypeError),
-    (None, TypeError),
-    ((16.0,), TypeError),
-    ((16, "8"), TypeError),
-    ((True,), TypeError),
-])
+@pytest.mark.parametrize(
+    "sizes, exc",
+    [
+        ((), ValueError),
+        ([], ValueError),
+        ((64, 12), ValueError),
+        ((0,), ValueError),
+        ((-8,), ValueError),
+        (16, TypeError),
+        ("16", TypeError),
+        (None, TypeError),
+        ((16.0,), TypeError),
+        ((16, "8"), TypeError),
+        ((True,), TypeError),
+    ],
+)
 def test_invalid_hidden_layer_sizes(data, sizes, exc):
     with pytest.raises(exc, match="hidden_layer_sizes"):
         DeepHash(sizes, n_epochs=1).fit(data[0][:50])
 
 
-@pytest.mark.parametrize("name, value", [
-    ("learning_rate", 0.0),
-    ("learning_rate", -0.1),
-    ("momentum", 1.0),
-    ("momentum", -0.1),
-    ("hashing_reg", 1.5),
-    ("weight_decay", -1.0),
-    ("n_epochs", 0),
-    ("batch_size", 0),
-    ("cd_k", 0),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("learning_rate", 0.0),
+        ("learning_rate", -0.1),
+        ("momentum", 1.0),
+        ("momentum", -0.1),
+        ("hashing_reg", 1.5),
+        ("weight_decay", -1.0),
+        ("n_epochs", 0),
+        ("batch_size", 0),
+        ("cd_k", 0),
+    ],
+)
 def test_invalid_rbm_parameter_raises_before_training(data, fitted, monkeypatch, name, value):
     def no_training(*args, **kwargs):
         raise AssertionError("an RBM was trained before the parameters were checked")
@@ -583,9 +606,17 @@ def test_encode_wrong_number_of_features(data, fitted):
         fitted.encode(X[0])
 
 
-@pytest.mark.parametrize("layer, exc", [(2, ValueError), (-3, ValueError), (1.0, TypeError),
-                                        ("0", TypeError), (None, TypeError),
-                                        (True, TypeError)])
+@pytest.mark.parametrize(
+    "layer, exc",
+    [
+        (2, ValueError),
+        (-3, ValueError),
+        (1.0, TypeError),
+        ("0", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+)
 def test_encode_bad_layer(data, fitted, layer, exc):
     with pytest.raises(exc, match="layer"):
         fitted.encode(data[0][:5], layer=layer)
@@ -624,8 +655,11 @@ _BAD_FINETUNE = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, exc, match", _BAD_FINETUNE,
-                         ids=[f"{list(k)[-1]}-{i}" for i, (k, _, _) in enumerate(_BAD_FINETUNE)])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    _BAD_FINETUNE,
+    ids=[f"{list(k)[-1]}-{i}" for i, (k, _, _) in enumerate(_BAD_FINETUNE)],
+)
 def test_finetune_invalid_arguments_leave_model_unchanged(data, fitted, kwargs, exc, match):
     """Checked before torch is imported, so these run without torch too."""
     X, instance = data
@@ -652,15 +686,27 @@ def test_package_exposes_deephash():
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, deephash_ext.deephash, deephash_ext; deephash_ext.DeepHash; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, deephash_ext.deephash, deephash_ext; deephash_ext.DeepHash; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
 
 
 def test_clone_and_get_params(fitted):
-    params = dict(hidden_layer_sizes=(32, 8), learning_rate=0.05, momentum=0.5,
-                  weight_decay=0.0, batch_size=20, n_epochs=2, cd_k=2, hashing_reg=0.3,
-                  random_state=4, verbose=False, device="cpu")
+    params = dict(
+        hidden_layer_sizes=(32, 8),
+        learning_rate=0.05,
+        momentum=0.5,
+        weight_decay=0.0,
+        batch_size=20,
+        n_epochs=2,
+        cd_k=2,
+        hashing_reg=0.3,
+        random_state=4,
+        verbose=False,
+        device="cpu",
+    )
     model = DeepHash(**params)
     assert model.get_params() == params
     copy = clone(model)

@@ -8,10 +8,18 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["deephash_ext.codes", "deephash_ext._search",
-                                    "deephash_ext.rbm", "deephash_ext.metrics",
-                                    "deephash_ext.baselines", "deephash_ext.drhn",
-                                    "deephash_ext.ssdh"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "deephash_ext.codes",
+        "deephash_ext._search",
+        "deephash_ext.rbm",
+        "deephash_ext.metrics",
+        "deephash_ext.baselines",
+        "deephash_ext.drhn",
+        "deephash_ext.ssdh",
+    ],
+)
 def test_docstring_examples(module):
     if module in ("deephash_ext.drhn", "deephash_ext.ssdh"):
         pytest.importorskip("torch")

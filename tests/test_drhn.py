@@ -87,8 +87,7 @@ class torch_threads:
 def _same_state(a, b):
     assert a.network_state_.keys() == b.network_state_.keys()
     for name in a.network_state_:
-        np.testing.assert_array_equal(a.network_state_[name], b.network_state_[name],
-                                      err_msg=name)
+        np.testing.assert_array_equal(a.network_state_[name], b.network_state_[name], err_msg=name)
 
 
 # ==================================================================== architecture
@@ -111,8 +110,14 @@ def test_architecture_matches_table_1(depth):
         for group in net.groups:
             y = group(y)
             shapes.append(tuple(y.shape[1:]))
-        assert shapes == [(16, 32, 32), (32, 16, 16), (64, 8, 8), (64, 8, 8), (64, 8, 8),
-                          (128, 4, 4)]
+        assert shapes == [
+            (16, 32, 32),
+            (32, 16, 16),
+            (64, 8, 8),
+            (64, 8, 8),
+            (64, 8, 8),
+            (128, 4, 4),
+        ]
         assert net.features(x).shape == (5, 128)
         H, logits = net(x)
     assert H.shape == (5, 24) and logits.shape == (5, 3)
@@ -143,8 +148,15 @@ def _formula(block, x, shortcut):
 
 @pytest.mark.parametrize("shortcut", ["projection", "identity"])
 def test_block_is_x_plus_bn_conv_bn_relu_conv(data, shortcut):
-    model = DRHN(n_bits=8, widths=(4, 4, 8), depth=2, shortcut=shortcut, n_epochs=2,
-                 batch_size=16, random_state=0).fit(*data)
+    model = DRHN(
+        n_bits=8,
+        widths=(4, 4, 8),
+        depth=2,
+        shortcut=shortcut,
+        n_epochs=2,
+        batch_size=16,
+        random_state=0,
+    ).fit(*data)
     net = model.to_torch()
     assert not net.training
     x = torch.randn(3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -154,8 +166,9 @@ def test_block_is_x_plus_bn_conv_bn_relu_conv(data, shortcut):
             for block in group:
                 assert not block.training
                 # trained batch-norm statistics, so the check is not vacuous
-                assert not torch.allclose(block.bn1.running_mean, torch.zeros_like(
-                    block.bn1.running_mean))
+                assert not torch.allclose(
+                    block.bn1.running_mean, torch.zeros_like(block.bn1.running_mean)
+                )
                 if isinstance(block.shortcut, torch.nn.Identity):
                     expected = _formula(block, x, x)
                 elif shortcut == "identity":
@@ -185,26 +198,27 @@ def test_stem_is_bn_of_relu_of_conv(tiny, data):
 
 def test_single_channel_layouts_give_the_same_model(data):
     images, labels = data
-    fits = [DRHN(n_bits=8, **TINY).fit(layout, labels)
-            for layout in (images, images[:, None], images[..., None])]
+    fits = [
+        DRHN(n_bits=8, **TINY).fit(layout, labels)
+        for layout in (images, images[:, None], images[..., None])
+    ]
     for other in fits[1:]:
         _same_state(fits[0], other)
     codes = fits[0].encode(images)
     for model in fits:
-        for layout in (images, images[:, None], images[..., None],
-                       images.astype(np.float64)):
+        for layout in (images, images[:, None], images[..., None], images.astype(np.float64)):
             np.testing.assert_array_equal(model.encode(layout), codes)
 
 
 def test_channels_first_and_last_agree():
     images, labels = _blobs(channels=3)
     first = DRHN(n_bits=8, **TINY).fit(images, labels)
-    last = DRHN(n_bits=8, **TINY).fit(np.ascontiguousarray(images.transpose(0, 2, 3, 1)),
-                                       labels)
+    last = DRHN(n_bits=8, **TINY).fit(np.ascontiguousarray(images.transpose(0, 2, 3, 1)), labels)
     _same_state(first, last)
     assert first.n_channels_in_ == 3
-    np.testing.assert_array_equal(first.transform(images),
-                                  first.transform(images.transpose(0, 2, 3, 1)))
+    np.testing.assert_array_equal(
+        first.transform(images), first.transform(images.transpose(0, 2, 3, 1))
+    )
     with pytest.raises(ValueError, match="images must have 3 channel"):
         first.predict(images[:, 0])
 
@@ -231,8 +245,13 @@ def test_encode_is_h_above_half_packed_lsb_first(data, n_bits):
     np.testing.assert_array_equal(bits[:, :n_bits], (H > 0.5).astype(np.uint8))
     assert not bits[:, n_bits:].any()  # zero padding bits
     weights = 1 << np.arange(8)
-    manual = [[int((H[i, 8 * b:8 * b + 8] > 0.5) @ weights[:len(H[i, 8 * b:8 * b + 8])])
-               for b in range(n_bytes)] for i in range(len(H))]
+    manual = [
+        [
+            int((H[i, 8 * b : 8 * b + 8] > 0.5) @ weights[: len(H[i, 8 * b : 8 * b + 8])])
+            for b in range(n_bytes)
+        ]
+        for i in range(len(H))
+    ]
     np.testing.assert_array_equal(codes, np.array(manual, dtype=np.uint8))
 
 
@@ -284,8 +303,9 @@ def test_load_rejects_bad_files(tiny, tmp_path):
     with pytest.raises(ValueError, match="not a readable DRHN model"):
         DRHN.load(corrupt)
     foreign = tmp_path / "foreign.npz"
-    _io.atomic_write_npz(foreign, {"x": np.zeros(3)}, {"format": "deephash_ext.DeepHash",
-                                                        "version": 1})
+    _io.atomic_write_npz(
+        foreign, {"x": np.zeros(3)}, {"format": "deephash_ext.DeepHash", "version": 1}
+    )
     with pytest.raises(ValueError, match="not a DRHN model"):
         DRHN.load(foreign)
     good = tmp_path / "good.npz"
@@ -329,8 +349,9 @@ def test_same_seed_same_model_other_seed_differs(tiny, data):
     assert again.loss_curve_ == tiny.loss_curve_
     np.testing.assert_array_equal(again.encode(images), tiny.encode(images))
     other = DRHN(n_bits=12, **{**TINY, "random_state": 1}).fit(images, labels)
-    assert not np.array_equal(other.network_state_["hash.weight"],
-                              tiny.network_state_["hash.weight"])
+    assert not np.array_equal(
+        other.network_state_["hash.weight"], tiny.network_state_["hash.weight"]
+    )
 
 
 def test_fit_leaves_torch_global_rng_alone(data):
@@ -358,8 +379,9 @@ def test_learns_an_easy_problem():
     images, labels = _blobs(n_per_class=30, n_classes=4, seed=0)
     test_images, test_labels = _blobs(n_per_class=15, n_classes=4, seed=1)
     labels, test_labels = labels * 10 + 3, test_labels * 10 + 3  # arbitrary class values
-    model = DRHN(n_bits=16, widths=(8, 16), n_epochs=6, batch_size=16, learning_rate=0.05,
-                 random_state=0).fit(images, labels)
+    model = DRHN(
+        n_bits=16, widths=(8, 16), n_epochs=6, batch_size=16, learning_rate=0.05, random_state=0
+    ).fit(images, labels)
     np.testing.assert_array_equal(model.classes_, [3, 13, 23, 33])
     assert model.loss_curve_[-1] < model.loss_curve_[0]
     assert model.score(test_images, test_labels) > 0.75  # chance: 0.25
@@ -378,8 +400,19 @@ def test_verbose_shows_progress(data, capsys):
 # ==================================================================== errors
 
 
-@pytest.mark.parametrize("shape", [(8, 28, 28), (8, 32, 32, 2), (8, 2, 32, 32), (8, 1024),
-                                   (8, 1, 1, 32, 32), (32, 32), (0, 32, 32), (8, 4, 32, 32)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (8, 28, 28),
+        (8, 32, 32, 2),
+        (8, 2, 32, 32),
+        (8, 1024),
+        (8, 1, 1, 32, 32),
+        (32, 32),
+        (0, 32, 32),
+        (8, 4, 32, 32),
+    ],
+)
 def test_bad_image_shapes(data, shape, tiny):
     images = np.zeros(shape, dtype=np.float32)
     labels = np.arange(shape[0]) % 2
@@ -417,17 +450,31 @@ def test_bad_labels(data):
         DRHN(**TINY).fit(images, labels[:, None])
 
 
-@pytest.mark.parametrize("param, value, error", [
-    ("n_bits", 0, ValueError), ("n_bits", 12.0, TypeError), ("n_bits", True, TypeError),
-    ("depth", 0, ValueError), ("widths", (), ValueError), ("widths", (4, 0), ValueError),
-    ("widths", 16, TypeError), ("widths", (4, 8.5), TypeError),
-    ("shortcut", "conv", ValueError), ("n_epochs", 0, ValueError),
-    ("batch_size", 1, ValueError), ("learning_rate", 0.0, ValueError),
-    ("learning_rate", float("nan"), ValueError), ("learning_rate", "0.1", TypeError),
-    ("weight_decay", -1e-4, ValueError), ("momentum", 1.0, ValueError),
-    ("momentum", -0.1, ValueError), ("mirror", "yes", TypeError),
-    ("device", "tpu", ValueError), ("device", 3, TypeError),
-])
+@pytest.mark.parametrize(
+    "param, value, error",
+    [
+        ("n_bits", 0, ValueError),
+        ("n_bits", 12.0, TypeError),
+        ("n_bits", True, TypeError),
+        ("depth", 0, ValueError),
+        ("widths", (), ValueError),
+        ("widths", (4, 0), ValueError),
+        ("widths", 16, TypeError),
+        ("widths", (4, 8.5), TypeError),
+        ("shortcut", "conv", ValueError),
+        ("n_epochs", 0, ValueError),
+        ("batch_size", 1, ValueError),
+        ("learning_rate", 0.0, ValueError),
+        ("learning_rate", float("nan"), ValueError),
+        ("learning_rate", "0.1", TypeError),
+        ("weight_decay", -1e-4, ValueError),
+        ("momentum", 1.0, ValueError),
+        ("momentum", -0.1, ValueError),
+        ("mirror", "yes", TypeError),
+        ("device", "tpu", ValueError),
+        ("device", 3, TypeError),
+    ],
+)
 def test_bad_parameters_name_themselves(data, param, value, error):
     model = DRHN(n_bits=8, **TINY).set_params(**{param: value})
     with pytest.raises(error, match=param):
@@ -464,8 +511,11 @@ def test_cuda_fit_agrees_with_cpu(data):
     cpu = DRHN(n_bits=12, **TINY).fit(images, labels)
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(gpu.transform(images), cpu.transform(images), atol=1e-3)
-    np.testing.assert_allclose(gpu.set_params(device="cpu").transform(images),
-                               gpu.set_params(device="cuda").transform(images), atol=1e-4)
+    np.testing.assert_allclose(
+        gpu.set_params(device="cpu").transform(images),
+        gpu.set_params(device="cuda").transform(images),
+        atol=1e-4,
+    )
 
 
 def test_not_fitted(data):
@@ -483,7 +533,9 @@ def test_missing_torch_raises_import_error(data, monkeypatch):
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, deephash_ext, deephash_ext.drhn; deephash_ext.DRHN; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, deephash_ext, deephash_ext.drhn; deephash_ext.DRHN; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert "DRHN" in deephash_ext.__all__

@@ -155,8 +155,7 @@ RUNTIME_CASES = [
 ]
 
 
-@pytest.mark.parametrize("exc, match, fn",
-                         SEARCH_CASES + RANGE_CASES + CODES_CASES + RUNTIME_CASES)
+@pytest.mark.parametrize("exc, match, fn", SEARCH_CASES + RANGE_CASES + CODES_CASES + RUNTIME_CASES)
 def test_documented_error(exc, match, fn):
     with pytest.raises(exc, match=match) as info:
         fn()
@@ -166,8 +165,12 @@ def test_documented_error(exc, match, fn):
 
 def test_errors_do_not_change_runtime_state():
     level, threads = deephash_ext.simd_level(), deephash_ext.get_num_threads()
-    for fn in (lambda: set_num_threads(0), lambda: set_num_threads(1.5),
-               lambda: set_simd_level("sse"), lambda: set_simd_level(3)):
+    for fn in (
+        lambda: set_num_threads(0),
+        lambda: set_num_threads(1.5),
+        lambda: set_simd_level("sse"),
+        lambda: set_simd_level(3),
+    ):
         with pytest.raises((TypeError, ValueError)):
             fn()
     assert (deephash_ext.simd_level(), deephash_ext.get_num_threads()) == (level, threads)

@@ -37,10 +37,49 @@ from deephash_ext import DRHN, SSDH  # noqa: E402
 N_MUTATIONS = {"DeepHash": 1500, "SSDH": 1200, "DRHN": 800}
 
 WEIRD_VALUES = [
-    None, True, False, 0, 1, -1, 2, 3, 7, 8, 9, 16, 2**31, 2**63, 10**30, -10**9, 0.5, -0.0,
-    1e308, float("nan"), float("inf"), float("-inf"), "", "x", "cpu", "auto", "identity",
-    [], [0], [1], [8], [8, 8], [-8], [10**12], [[1]], [None], {}, {"a": 1}, "SSDH", "DLBHC",
-    "deephash_ext.DeepHash", "deephash_ext.SSDH", "deephash_ext.DRHN",
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    8,
+    9,
+    16,
+    2**31,
+    2**63,
+    10**30,
+    -(10**9),
+    0.5,
+    -0.0,
+    1e308,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    "",
+    "x",
+    "cpu",
+    "auto",
+    "identity",
+    [],
+    [0],
+    [1],
+    [8],
+    [8, 8],
+    [-8],
+    [10**12],
+    [[1]],
+    [None],
+    {},
+    {"a": 1},
+    "SSDH",
+    "DLBHC",
+    "deephash_ext.DeepHash",
+    "deephash_ext.SSDH",
+    "deephash_ext.DRHN",
 ]
 DTYPES = ["<f4", "<f8", ">f4", "<i8", "|u1", "<U3", "|b1", "<c8"]
 
@@ -68,23 +107,35 @@ def images():
 @pytest.fixture(scope="module")
 def models(X, images):
     y = np.repeat([0, 1, 2], 30)
-    deephash = DeepHash((16, 8), n_epochs=1, learning_rate=0.05, batch_size=30,
-                        random_state=0).fit(X)
+    deephash = DeepHash((16, 8), n_epochs=1, learning_rate=0.05, batch_size=30, random_state=0).fit(
+        X
+    )
     deephash_tuned = DeepHash((8,), n_epochs=1, random_state=0).fit(X)
     deephash_tuned.finetune(X, np.array([[0, 1], [2, 3], [4, 5]]), n_epochs=1)
     return {
         "DeepHash": (DeepHash, [deephash, deephash_tuned], X[:3]),
-        "SSDH": (SSDH, [
-            SSDH(n_bits=8, hidden_layer_sizes=(8,), n_epochs=1, batch_size=30,
-                 random_state=0).fit(X, y),
-            SSDH(n_bits=12, hidden_layer_sizes=(), n_epochs=1, batch_size=30,
-                 random_state=0).fit(X, np.eye(3, dtype=np.float32)[y])], X[:3]),
-        "DRHN": (DRHN, [DRHN(n_bits=8, widths=(2, 4), n_epochs=1, batch_size=6,
-                             random_state=0).fit(*images)], images[0][:2]),
+        "SSDH": (
+            SSDH,
+            [
+                SSDH(
+                    n_bits=8, hidden_layer_sizes=(8,), n_epochs=1, batch_size=30, random_state=0
+                ).fit(X, y),
+                SSDH(
+                    n_bits=12, hidden_layer_sizes=(), n_epochs=1, batch_size=30, random_state=0
+                ).fit(X, np.eye(3, dtype=np.float32)[y]),
+            ],
+            X[:3],
+        ),
+        "DRHN": (
+            DRHN,
+            [DRHN(n_bits=8, widths=(2, 4), n_epochs=1, batch_size=6, random_state=0).fit(*images)],
+            images[0][:2],
+        ),
     }
 
 
 # ============================================================================ mutations
+
 
 def _paths(value, prefix=()):
     """Every (key path) inside a JSON value, the value itself included."""
@@ -110,8 +161,11 @@ def _edit_meta(meta, rng):
     elif action == 1 and type(old) is int:
         parent[key] = int(old * [2, -1, 0][rng.integers(3)] + rng.integers(-2, 3))
     elif action == 2 and isinstance(old, list):
-        old.append(WEIRD_VALUES[rng.integers(len(WEIRD_VALUES))] if old == [] or
-                   rng.random() < 0.5 else old[0])
+        old.append(
+            WEIRD_VALUES[rng.integers(len(WEIRD_VALUES))]
+            if old == [] or rng.random() < 0.5
+            else old[0]
+        )
     else:
         parent[key] = json.loads(json.dumps(WEIRD_VALUES[rng.integers(len(WEIRD_VALUES))]))
     return meta
@@ -130,7 +184,8 @@ def _random_member_bytes(rng) -> bytes:
     if choice == 3:
         shape = tuple(int(10 ** rng.integers(0, 13)) for _ in range(rng.integers(1, 3)))
         return npy_header(DTYPES[rng.integers(len(DTYPES))], shape) + bytes(
-            int(rng.integers(0, 64)))
+            int(rng.integers(0, 64))
+        )
     if choice == 4:
         return rng.integers(0, 256, size=rng.integers(0, 200), dtype=np.uint8).tobytes()
     return npy_header("|O", (2,)) + b"\x80\x04junk"
@@ -146,8 +201,9 @@ def _mutate(good: bytes, members, rng, path) -> str:
         path.write_bytes(bytes(data))
         return "flip"
     if kind == 1:  # flip bytes in the zip headers (central directory and local headers)
-        heads = central_entries(good) + [i for i in range(len(good))
-                                         if good.startswith(b"PK\x03\x04", i)]
+        heads = central_entries(good) + [
+            i for i in range(len(good)) if good.startswith(b"PK\x03\x04", i)
+        ]
         at = heads[rng.integers(len(heads))] + int(rng.integers(4, 46))
         data[min(at, len(data) - 1)] = int(rng.integers(256))
         path.write_bytes(bytes(data))
@@ -170,8 +226,7 @@ def _mutate(good: bytes, members, rng, path) -> str:
         if action == 1:
             out.append((victim, dict(members)[victim]))
         if action == 2:
-            out.append((names[rng.integers(len(names))][:-4] + "x.npy",
-                        dict(members)[victim]))
+            out.append((names[rng.integers(len(names))][:-4] + "x.npy", dict(members)[victim]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # zipfile: duplicate name
             write_members(path, out)
@@ -179,12 +234,18 @@ def _mutate(good: bytes, members, rng, path) -> str:
     if kind == 7:  # swap two members' contents
         other = names[rng.integers(len(names))]
         content = dict(members)
-        write_members(path, [(n, content[other] if n == victim else content[victim]
-                              if n == other else d) for n, d in members])
+        write_members(
+            path,
+            [
+                (n, content[other] if n == victim else content[victim] if n == other else d)
+                for n, d in members
+            ],
+        )
         return "swap"
     if kind == 8:  # replace a member
-        write_members(path, [(n, _random_member_bytes(rng) if n == victim else d)
-                             for n, d in members])
+        write_members(
+            path, [(n, _random_member_bytes(rng) if n == victim else d) for n, d in members]
+        )
         return "replace"
     if rng.random() < 0.3:  # a deflated archive (valid) with a byte flipped inside
         write_members(path, members, compression=zipfile.ZIP_DEFLATED)
@@ -213,8 +274,7 @@ def _check_outcome(loader, path, sample, failures, label):
         codes = model.encode(sample)
         assert codes.dtype == np.uint8 and codes.shape[0] == len(sample)
     except Exception as error:
-        failures.append(f"{label}: loaded, but encode raised {type(error).__name__}: "
-                        f"{error}"[:300])
+        failures.append(f"{label}: loaded, but encode raised {type(error).__name__}: {error}"[:300])
     return "loaded"
 
 
@@ -245,12 +305,16 @@ def test_mutated_model_files_load_or_raise_value_error(models, tmp_path, kind):
 
 # ============================================================================ descriptors
 
+
 def _descriptor_outcome(path, failures, label):
     try:
         out = load_descriptors(path)
     except ValueError as error:
-        if type(error) is not ValueError or str(path) not in str(error) or (
-                "allow_pickle" in str(error)):
+        if (
+            type(error) is not ValueError
+            or str(path) not in str(error)
+            or ("allow_pickle" in str(error))
+        ):
             failures.append(f"{label}: {error}"[:300])
         return
     except Exception as error:
@@ -278,28 +342,59 @@ def test_mutated_descriptor_files_load_or_raise_value_error(tmp_path, suffix):
         if kind == 0:
             for _ in range(rng.integers(1, 4)):
                 # Mostly inside the .npy header, where numbers and text are parsed.
-                at = rng.integers(min(len(data), 128)) if rng.random() < 0.7 else \
-                    rng.integers(len(data))
+                at = (
+                    rng.integers(min(len(data), 128))
+                    if rng.random() < 0.7
+                    else rng.integers(len(data))
+                )
                 data[at] = int(rng.integers(256))
         elif kind == 1:
-            data = data[:rng.integers(len(data))]
+            data = data[: rng.integers(len(data))]
         elif kind == 2 and suffix == ".npy":
             text = bytes(data[:128]).decode("latin1")
-            for old, new in [("(6, 5)", ["(6,)", "(10**9, 5)", "(-1, 5)", "(6, 5, 1)",
-                                         "(6.0, 5)", "[6, 5]", "(True, 5)",
-                                         "(99999999999999999999, 5)"][rng.integers(8)]),
-                             ("'<f4'", ["'|O'", "'<U2'", "'f4,f4'", "'(2,)f4'", "'>f8'",
-                                        "'<M8'", "'<f2'", "[('a', '<f4')]"][rng.integers(8)])]:
+            for old, new in [
+                (
+                    "(6, 5)",
+                    [
+                        "(6,)",
+                        "(10**9, 5)",
+                        "(-1, 5)",
+                        "(6, 5, 1)",
+                        "(6.0, 5)",
+                        "[6, 5]",
+                        "(True, 5)",
+                        "(99999999999999999999, 5)",
+                    ][rng.integers(8)],
+                ),
+                (
+                    "'<f4'",
+                    [
+                        "'|O'",
+                        "'<U2'",
+                        "'f4,f4'",
+                        "'(2,)f4'",
+                        "'>f8'",
+                        "'<M8'",
+                        "'<f2'",
+                        "[('a', '<f4')]",
+                    ][rng.integers(8)],
+                ),
+            ]:
                 if rng.random() < 0.6:
                     text = text.replace(old, new)
             data = bytearray(text.encode("latin1")) + data[128:]
         elif kind == 3:
-            data = bytearray(rng.integers(0, 256, size=rng.integers(0, 300),
-                                          dtype=np.uint8).tobytes())
+            data = bytearray(
+                rng.integers(0, 256, size=rng.integers(0, 300), dtype=np.uint8).tobytes()
+            )
         else:
-            data = bytearray(b"1 2 3\n4 5 6\n" if rng.random() < 0.5 else
-                             npy_bytes(np.zeros((2, 2))) if suffix == ".fvecs" else
-                             io.BytesIO(np.array([3, 0, 0, 0], "<i4").tobytes()).read())
+            data = bytearray(
+                b"1 2 3\n4 5 6\n"
+                if rng.random() < 0.5
+                else npy_bytes(np.zeros((2, 2)))
+                if suffix == ".fvecs"
+                else io.BytesIO(np.array([3, 0, 0, 0], "<i4").tobytes()).read()
+            )
         path.write_bytes(bytes(data))
         _descriptor_outcome(path, failures, f"#{i} kind {kind}")
     assert not failures, f"{len(failures)} failures, e.g.\n" + "\n".join(failures[:15])

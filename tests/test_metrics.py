@@ -33,6 +33,7 @@ def ap_by_definition(row, n_rel, K=None):
 
 # ---------------------------------------------------------------------------- rank_by_distance
 
+
 def test_rank_by_distance_ties_go_to_the_smaller_index():
     d = np.array([[3, 1, 3, 1, 0], [2, 2, 2, 2, 2]], dtype=np.int32)
     idx = rank_by_distance(d)
@@ -56,12 +57,15 @@ def test_rank_by_distance_matches_lexicographic_order():
         np.testing.assert_array_equal(idx[q], np.lexsort((cols, d[q])))
 
 
-@pytest.mark.parametrize(("bad", "exc", "match"), [
-    (np.array([["a", "b"]]), TypeError, "distances must hold real numbers"),
-    (np.array([[True, False]]), TypeError, "distances must hold real numbers"),
-    (np.zeros((2, 2, 2)), ValueError, "distances must be 1-D"),
-    (np.array([[0.0, np.nan]]), ValueError, "distances contains NaN"),
-])
+@pytest.mark.parametrize(
+    ("bad", "exc", "match"),
+    [
+        (np.array([["a", "b"]]), TypeError, "distances must hold real numbers"),
+        (np.array([[True, False]]), TypeError, "distances must hold real numbers"),
+        (np.zeros((2, 2, 2)), ValueError, "distances must be 1-D"),
+        (np.array([[0.0, np.nan]]), ValueError, "distances contains NaN"),
+    ],
+)
 def test_rank_by_distance_errors(bad, exc, match):
     with pytest.raises(exc, match=match):
         rank_by_distance(bad)
@@ -69,9 +73,11 @@ def test_rank_by_distance_errors(bad, exc, match):
 
 # ----------------------------------------------------------------------- relevance_from_labels
 
+
 def test_relevance_from_labels_by_hand():
-    rel, n_rel = relevance_from_labels([[3, 0, 4], [1, 2, 0]], query_labels=[1, 9],
-                                       db_labels=[1, 2, 2, 1, 1])
+    rel, n_rel = relevance_from_labels(
+        [[3, 0, 4], [1, 2, 0]], query_labels=[1, 9], db_labels=[1, 2, 2, 1, 1]
+    )
     np.testing.assert_array_equal(rel, [[True, True, True], [False, False, False]])
     assert rel.dtype == np.bool_
     np.testing.assert_array_equal(n_rel, [3, 0])  # label 9 is absent from the database
@@ -79,23 +85,27 @@ def test_relevance_from_labels_by_hand():
 
 
 def test_relevance_from_labels_counts_the_whole_database_and_takes_strings():
-    rel, n_rel = relevance_from_labels([[2]], query_labels=["cat"],
-                                       db_labels=["cat", "dog", "cat", "cat"])
+    rel, n_rel = relevance_from_labels(
+        [[2]], query_labels=["cat"], db_labels=["cat", "dog", "cat", "cat"]
+    )
     np.testing.assert_array_equal(rel, [[True]])
     np.testing.assert_array_equal(n_rel, [3])
 
 
-@pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"indices": [[0.0, 1.0]]}, TypeError, "indices must hold integer"),
-    ({"indices": [0, 1]}, ValueError, "indices must be 2-D"),
-    ({"indices": [[0, 3]]}, ValueError, r"indices must lie in \[0, 3\)"),
-    ({"indices": [[-1, 0]]}, ValueError, r"indices must lie in \[0, 3\)"),
-    ({"query_labels": [0, 1]}, ValueError, "query_labels must have one label per row"),
-    ({"query_labels": [[0]]}, ValueError, "query_labels must be 1-D"),
-    ({"db_labels": [[0, 1, 0]]}, ValueError, "db_labels must be 1-D"),
-    ({"db_labels": [0.0, np.nan, 1.0]}, ValueError, "db_labels contains NaN"),
-    ({"query_labels": ["a"]}, TypeError, r"query_labels .* cannot be compared with db_labels"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"indices": [[0.0, 1.0]]}, TypeError, "indices must hold integer"),
+        ({"indices": [0, 1]}, ValueError, "indices must be 2-D"),
+        ({"indices": [[0, 3]]}, ValueError, r"indices must lie in \[0, 3\)"),
+        ({"indices": [[-1, 0]]}, ValueError, r"indices must lie in \[0, 3\)"),
+        ({"query_labels": [0, 1]}, ValueError, "query_labels must have one label per row"),
+        ({"query_labels": [[0]]}, ValueError, "query_labels must be 1-D"),
+        ({"db_labels": [[0, 1, 0]]}, ValueError, "db_labels must be 1-D"),
+        ({"db_labels": [0.0, np.nan, 1.0]}, ValueError, "db_labels contains NaN"),
+        ({"query_labels": ["a"]}, TypeError, r"query_labels .* cannot be compared with db_labels"),
+    ],
+)
 def test_relevance_from_labels_errors(kwargs, exc, match):
     args = {"indices": [[0, 1]], "query_labels": [0], "db_labels": [0, 1, 0]} | kwargs
     with pytest.raises(exc, match=match):
@@ -103,6 +113,7 @@ def test_relevance_from_labels_errors(kwargs, exc, match):
 
 
 # --------------------------------------------------------------------------------- recall_at
+
 
 def test_recall_at_by_hand():
     rel = [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
@@ -119,8 +130,9 @@ def test_relevance_accepts_bool_and_01_ints_alike():
     rel = np.array([[1, 0, 1, 0], [0, 1, 1, 1]])
     for R in (1, 2, 3, 4):
         assert recall_at(rel, [2, 3], R) == recall_at(rel.astype(bool), [2, 3], R)
-    np.testing.assert_array_equal(average_precision(rel.astype(np.uint8), [2, 3]),
-                                  average_precision(rel.astype(bool), [2, 3]))
+    np.testing.assert_array_equal(
+        average_precision(rel.astype(np.uint8), [2, 3]), average_precision(rel.astype(bool), [2, 3])
+    )
 
 
 def test_recall_errors():
@@ -141,12 +153,15 @@ def test_recall_errors():
         recall_at(rel, [1], 1)
 
 
-@pytest.mark.parametrize(("relevance", "exc", "match"), [
-    ([1, 0, 1], ValueError, "relevance must be 2-D"),
-    (np.zeros((0, 3), dtype=bool), ValueError, "relevance must have at least one query"),
-    ([[1, 2, 0]], ValueError, "relevance must hold only 0 and 1"),
-    ([[1.0, 0.0, 0.0]], TypeError, "relevance must be bool or 0/1 integers"),
-])
+@pytest.mark.parametrize(
+    ("relevance", "exc", "match"),
+    [
+        ([1, 0, 1], ValueError, "relevance must be 2-D"),
+        (np.zeros((0, 3), dtype=bool), ValueError, "relevance must have at least one query"),
+        ([[1, 2, 0]], ValueError, "relevance must hold only 0 and 1"),
+        ([[1.0, 0.0, 0.0]], TypeError, "relevance must be bool or 0/1 integers"),
+    ],
+)
 def test_relevance_errors(relevance, exc, match):
     with pytest.raises(exc, match=match):
         recall_at(relevance, [1], 1)
@@ -155,6 +170,7 @@ def test_relevance_errors(relevance, exc, match):
 
 
 # ------------------------------------------------------------------------- four_recall_at_4
+
 
 def test_four_recall_at_4_by_hand():
     rel = [[1, 1, 1, 1, 1], [0, 1, 0, 1, 1], [0, 0, 0, 0, 1]]
@@ -169,14 +185,14 @@ def test_four_recall_at_4_needs_four_ranks():
 
 # ------------------------------------------------------------------------ average precision
 
+
 def test_average_precision_by_hand():
     ap = average_precision([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 1]], [2, 2, 1])
     assert ap.dtype == np.float64 and ap.shape == (3,)
-    np.testing.assert_allclose(ap, [(1 / 2) * (1 / 1 + 2 / 3),
-                                    (1 / 2) * (1 / 2 + 2 / 4),
-                                    1 / 4])
-    assert mean_average_precision([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 1]], [2, 2, 1]) \
-        == pytest.approx(((5 / 6) + (1 / 2) + (1 / 4)) / 3)
+    np.testing.assert_allclose(ap, [(1 / 2) * (1 / 1 + 2 / 3), (1 / 2) * (1 / 2 + 2 / 4), 1 / 4])
+    assert mean_average_precision(
+        [[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 1]], [2, 2, 1]
+    ) == pytest.approx(((5 / 6) + (1 / 2) + (1 / 4)) / 3)
     assert isinstance(mean_average_precision([[1]], [1]), float)
 
 
@@ -191,8 +207,9 @@ def test_average_precision_at_k_divides_by_min_of_n_relevant_and_k():
     np.testing.assert_allclose(average_precision(rel, [3], K=6), average_precision(rel, [3]))
     # a relevant item beyond K does not count: [0, 1] @1 with one relevant item is 0
     np.testing.assert_allclose(average_precision([[0, 1]], [1], K=1), [0.0])
-    assert mean_average_precision([[1, 1, 0, 1, 0, 0], [0, 1, 0, 0, 0, 0]], [5, 1], K=2) \
-        == pytest.approx((1 + 1 / 2) / 2)
+    assert mean_average_precision(
+        [[1, 1, 0, 1, 0, 0], [0, 1, 0, 0, 0, 0]], [5, 1], K=2
+    ) == pytest.approx((1 + 1 / 2) / 2)
 
 
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])  # sparse and dense code paths
@@ -239,6 +256,7 @@ def test_average_precision_errors():
 
 # ---------------------------------------------------------------------------- precision_at
 
+
 def test_precision_at_by_hand():
     rel = [[1, 0, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1]]
     assert precision_at(rel, 1) == pytest.approx((1 + 0 + 1) / 3)
@@ -256,6 +274,7 @@ def test_precision_at_errors():
 
 
 # ----------------------------------------------------------------- precision_within_radius
+
 
 def test_precision_within_radius_by_hand_and_empty_ball_counts_zero():
     d = [[0, 2, 2, 3], [1, 1, 4, 5], [3, 3, 4, 4]]
@@ -291,6 +310,7 @@ def test_precision_within_radius_errors():
 
 # -------------------------------------------------------------------------- roc_auc_pairs
 
+
 def test_roc_auc_pairs_by_hand_with_ties():
     # matches at 1, 3; non-matches at 3, 4: 1<3, 1<4, 3=3 (half), 3<4 -> 3.5 / 4
     assert roc_auc_pairs([1, 3, 3, 4], [1, 1, 0, 0]) == 0.875
@@ -312,16 +332,19 @@ def test_roc_auc_pairs_is_the_mann_whitney_count_and_sklearn():
     assert roc_auc_pairs(df, match) == pytest.approx(roc_auc_score(match, -df), rel=1e-12)
 
 
-@pytest.mark.parametrize(("distances", "is_match", "exc", "match"), [
-    ([1, 2, 3], [1, 1, 1], ValueError, "is_match must contain both matching and non-matching"),
-    ([1, 2, 3], [0, 0, 0], ValueError, "is_match must contain both"),
-    ([1, 2, 3], [1, 0], ValueError, "is_match must have the shape of distances"),
-    ([[1, 2]], [1, 0], ValueError, "distances must be 1-D"),
-    ([1.0, np.nan], [1, 0], ValueError, "distances contains NaN"),
-    (["a", "b"], [1, 0], TypeError, "distances must hold real numbers"),
-    ([1, 2], [1, 2], ValueError, "is_match must hold only 0 and 1"),
-    ([1, 2], [0.5, 0.5], TypeError, "is_match must be bool"),
-])
+@pytest.mark.parametrize(
+    ("distances", "is_match", "exc", "match"),
+    [
+        ([1, 2, 3], [1, 1, 1], ValueError, "is_match must contain both matching and non-matching"),
+        ([1, 2, 3], [0, 0, 0], ValueError, "is_match must contain both"),
+        ([1, 2, 3], [1, 0], ValueError, "is_match must have the shape of distances"),
+        ([[1, 2]], [1, 0], ValueError, "distances must be 1-D"),
+        ([1.0, np.nan], [1, 0], ValueError, "distances contains NaN"),
+        (["a", "b"], [1, 0], TypeError, "distances must hold real numbers"),
+        ([1, 2], [1, 2], ValueError, "is_match must hold only 0 and 1"),
+        ([1, 2], [0.5, 0.5], TypeError, "is_match must be bool"),
+    ],
+)
 def test_roc_auc_pairs_errors(distances, is_match, exc, match):
     with pytest.raises(exc, match=match):
         roc_auc_pairs(distances, is_match)
@@ -336,10 +359,17 @@ def test_retrieval_report_full_ranking_by_hand():
     indices = [[0, 1, 2, 3, 4], [3, 4, 1, 0, 2]]
     distances = [[0, 1, 1, 1, 1], [0, 2, 2, 3, 3]]
     # query 0 (label 0): relevance 1 0 1 0 0, 2 relevant; query 1 (label 1): 1 0 1 0 0
-    report = retrieval_report(indices, [0, 1], DB_LABELS, distances,
-                              recall_ranks=(1, 3, 10), radius=1)
-    assert list(report) == ["mAP", "4xrecall@4", "recall@1", "recall@3", "recall@10",
-                            "precision@r<=1"]
+    report = retrieval_report(
+        indices, [0, 1], DB_LABELS, distances, recall_ranks=(1, 3, 10), radius=1
+    )
+    assert list(report) == [
+        "mAP",
+        "4xrecall@4",
+        "recall@1",
+        "recall@3",
+        "recall@10",
+        "precision@r<=1",
+    ]
     assert report["mAP"] == pytest.approx((1 / 2) * (1 + 2 / 3))
     assert report["4xrecall@4"] == 2.0
     assert report["recall@1"] == 0.5

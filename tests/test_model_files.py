@@ -42,22 +42,23 @@ def X():
 
 @pytest.fixture(scope="module")
 def deephash(X):
-    return DeepHash((16, 8), n_epochs=2, learning_rate=0.05, batch_size=40,
-                    random_state=0).fit(X)
+    return DeepHash((16, 8), n_epochs=2, learning_rate=0.05, batch_size=40, random_state=0).fit(X)
 
 
 @pytest.fixture(scope="module")
 def ssdh(X):
     y = np.repeat([0, 1, 2], 40)
-    return SSDH(n_bits=8, hidden_layer_sizes=(), n_epochs=2, batch_size=40,
-                random_state=0).fit(X, y)
+    return SSDH(n_bits=8, hidden_layer_sizes=(), n_epochs=2, batch_size=40, random_state=0).fit(
+        X, y
+    )
 
 
 @pytest.fixture(scope="module")
 def ssdh_hidden(X):
     y = np.repeat([0, 1, 2], 40)
-    return SSDH(n_bits=8, hidden_layer_sizes=(16,), n_epochs=2, batch_size=40,
-                random_state=0).fit(X, y)
+    return SSDH(n_bits=8, hidden_layer_sizes=(16,), n_epochs=2, batch_size=40, random_state=0).fit(
+        X, y
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,9 @@ def drhn():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 8)
     images = rng.random((16, 32, 32), dtype=np.float32) + labels[:, None, None]
-    return DRHN(n_bits=8, widths=(2, 4), n_epochs=1, batch_size=8,
-                random_state=0).fit(images, labels)
+    return DRHN(n_bits=8, widths=(2, 4), n_epochs=1, batch_size=8, random_state=0).fit(
+        images, labels
+    )
 
 
 def _members(model, tmp_path):
@@ -96,6 +98,7 @@ def _peak_of(function) -> int:
 
 
 # ==================================================================== sizes before allocation
+
 
 def test_member_declaring_a_huge_array_is_rejected_before_allocating(deephash, tmp_path):
     # Old code: np.load allocated the declared 4 TB and raised a bare MemoryError.
@@ -131,8 +134,9 @@ def test_bomb_with_the_expected_shape_is_still_rejected_unread(ssdh_hidden, tmp_
     meta["input_shape"] = [n_in]
     path = tmp_path / "bomb.npz"
     header = npy_header("<f4", (16, n_in))
-    write_with_bomb(path, with_meta(members, meta), "net.features.0.weight.npy", header,
-                    4 * 16 * n_in)
+    write_with_bomb(
+        path, with_meta(members, meta), "net.features.0.weight.npy", header, 4 * 16 * n_in
+    )
     message = ""
 
     def load():
@@ -145,11 +149,15 @@ def test_bomb_with_the_expected_shape_is_still_rejected_unread(ssdh_hidden, tmp_
 
 # ==================================================================== the zip directory
 
-@pytest.mark.parametrize(("field", "value"), [
-    (10, 99),    # compression method 99: old code raised NotImplementedError
-    (8, 0x01),   # the "encrypted" flag: old code raised RuntimeError
-    (10, 14),    # LZMA
-])
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (10, 99),  # compression method 99: old code raised NotImplementedError
+        (8, 0x01),  # the "encrypted" flag: old code raised RuntimeError
+        (10, 14),  # LZMA
+    ],
+)
 def test_flipped_bits_in_the_zip_directory_are_value_errors(deephash, tmp_path, field, value):
     path = tmp_path / "good.npz"
     deephash.save(path)
@@ -166,6 +174,7 @@ def test_duplicate_and_foreign_members(deephash, tmp_path):
     members = _members(deephash, tmp_path)
     path = tmp_path / "dup.npz"
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate
         write_members(path, [*members, members[0]])
@@ -179,22 +188,26 @@ def test_duplicate_and_foreign_members(deephash, tmp_path):
 
 # ==================================================================== DeepHash metadata
 
-@pytest.mark.parametrize(("edit", "words"), [
-    ({"n_layers": 1}, "n_layers"),          # old: loaded one layer of a two-layer model
-    ({"n_layers": -1}, "n_layers"),         # old: a model without layers
-    ({"n_layers": "2"}, "n_layers"),        # old: int("2") accepted
-    ({"n_layers": 10**9}, "n_layers"),
-    ({"margins": 5}, "margins"),            # old: TypeError
-    ({"margins": ["a", "b"]}, "margins"),   # old: ValueError without the path
-    ({"margins": [float("nan"), 1.0]}, "margins"),  # old: accepted
-    ({"finetuned": "yes"}, "finetuned"),
-    ({"finetune_loss": [None]}, "finetune_loss"),
-    ({"params": {"hidden_layer_sizes": [16, 8], "device": 3}}, "device"),
-    ({"params": {"hidden_layer_sizes": [16, 8], "learning_rate": "fast"}}, "learning_rate"),
-    ({"params": {"hidden_layer_sizes": [16, 8], "random_state": 1.5}}, "random_state"),
-    ({"params": {"hidden_layer_sizes": [16, 16]}}, "layer 1"),
-    ({"params": []}, "params"),
-])
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"n_layers": 1}, "n_layers"),  # old: loaded one layer of a two-layer model
+        ({"n_layers": -1}, "n_layers"),  # old: a model without layers
+        ({"n_layers": "2"}, "n_layers"),  # old: int("2") accepted
+        ({"n_layers": 10**9}, "n_layers"),
+        ({"margins": 5}, "margins"),  # old: TypeError
+        ({"margins": ["a", "b"]}, "margins"),  # old: ValueError without the path
+        ({"margins": [float("nan"), 1.0]}, "margins"),  # old: accepted
+        ({"finetuned": "yes"}, "finetuned"),
+        ({"finetune_loss": [None]}, "finetune_loss"),
+        ({"params": {"hidden_layer_sizes": [16, 8], "device": 3}}, "device"),
+        ({"params": {"hidden_layer_sizes": [16, 8], "learning_rate": "fast"}}, "learning_rate"),
+        ({"params": {"hidden_layer_sizes": [16, 8], "random_state": 1.5}}, "random_state"),
+        ({"params": {"hidden_layer_sizes": [16, 16]}}, "layer 1"),
+        ({"params": []}, "params"),
+    ],
+)
 def test_deephash_metadata_is_checked(deephash, tmp_path, edit, words):
     members = _members(deephash, tmp_path)
     path = tmp_path / "edited.npz"
@@ -224,15 +237,20 @@ def test_deephash_valid_edits_still_load(deephash, X, tmp_path):
 
 # ==================================================================== SSDH metadata and weights
 
-@pytest.mark.parametrize(("input_shape", "words"), [
-    ([10**8], "do not fit"),   # old: built a 6.4 GB layer
-    ([2**40], "input_shape"),  # old: RuntimeError from torch's allocator
-    ([], "input_shape"),       # old: IndexError
-    ("8", "input_shape"),
-    ([8, 2], "input_shape"),   # more than one entry needs a backbone
-])
+
+@pytest.mark.parametrize(
+    ("input_shape", "words"),
+    [
+        ([10**8], "do not fit"),  # old: built a 6.4 GB layer
+        ([2**40], "input_shape"),  # old: RuntimeError from torch's allocator
+        ([], "input_shape"),  # old: IndexError
+        ("8", "input_shape"),
+        ([8, 2], "input_shape"),  # more than one entry needs a backbone
+    ],
+)
 def test_ssdh_input_shape_is_checked_before_the_network_is_built(
-        ssdh_hidden, tmp_path, monkeypatch, input_shape, words):
+    ssdh_hidden, tmp_path, monkeypatch, input_shape, words
+):
     built = []
     original = torch.nn.Linear.reset_parameters
 
@@ -267,15 +285,18 @@ def test_ssdh_wrong_shaped_weights_are_rejected(ssdh, X, tmp_path):
     assert "NaN or infinite" in _load_error(SSDH.load, path)
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    ({"class": ["SSDH"]}, "model, not a SSDH"),
-    ({"multilabel": "no"}, "multilabel"),
-    ({"backbone": 0}, "backbone"),
-    ({"loss_curve": {"a": 1}}, "loss_curve"),
-    ({"params": {"n_bits": 0}}, "n_bits"),
-    ({"params": {"n_bits": 8, "hidden_layer_sizes": [10**9] * 10**4}}, "hidden_layer_sizes"),
-    ({"version": True}, "version"),
-])
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"class": ["SSDH"]}, "model, not a SSDH"),
+        ({"multilabel": "no"}, "multilabel"),
+        ({"backbone": 0}, "backbone"),
+        ({"loss_curve": {"a": 1}}, "loss_curve"),
+        ({"params": {"n_bits": 0}}, "n_bits"),
+        ({"params": {"n_bits": 8, "hidden_layer_sizes": [10**9] * 10**4}}, "hidden_layer_sizes"),
+        ({"version": True}, "version"),
+    ],
+)
 def test_ssdh_metadata_is_checked(ssdh, tmp_path, edit, words):
     members = _members(ssdh, tmp_path)
     path = tmp_path / "edited.npz"
@@ -285,15 +306,19 @@ def test_ssdh_metadata_is_checked(ssdh, tmp_path, edit, words):
 
 # ==================================================================== DRHN
 
-@pytest.mark.parametrize(("edit", "words"), [
-    ({"n_channels_in": 2}, "n_channels_in"),
-    ({"n_channels_in": True}, "n_channels_in"),
-    ({"params": {"n_bits": 8, "widths": [2, 4], "depth": 10**6}}, "do not fit"),
-    ({"params": {"n_bits": 8, "widths": [2, 10**9]}}, "do not fit"),
-    ({"params": {"n_bits": 8, "widths": [2, 4], "device": "tpu"}}, "device"),
-    ({"loss_curve": [float("inf")]}, "loss_curve"),
-    ({"n_iter": -1}, "n_iter"),
-])
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"n_channels_in": 2}, "n_channels_in"),
+        ({"n_channels_in": True}, "n_channels_in"),
+        ({"params": {"n_bits": 8, "widths": [2, 4], "depth": 10**6}}, "do not fit"),
+        ({"params": {"n_bits": 8, "widths": [2, 10**9]}}, "do not fit"),
+        ({"params": {"n_bits": 8, "widths": [2, 4], "device": "tpu"}}, "device"),
+        ({"loss_curve": [float("inf")]}, "loss_curve"),
+        ({"n_iter": -1}, "n_iter"),
+    ],
+)
 def test_drhn_metadata_is_checked(drhn, tmp_path, edit, words):
     members = _members(drhn, tmp_path)
     path = tmp_path / "edited.npz"
@@ -304,8 +329,7 @@ def test_drhn_metadata_is_checked(drhn, tmp_path, edit, words):
 def test_drhn_zero_std_and_unsorted_classes(drhn, tmp_path):
     members = _members(drhn, tmp_path)
     path = tmp_path / "bad.npz"
-    write_members(path, replaced(members, "channel_std.npy",
-                                 npy_bytes(np.zeros(1, np.float32))))
+    write_members(path, replaced(members, "channel_std.npy", npy_bytes(np.zeros(1, np.float32))))
     _load_error(DRHN.load, path)
     write_members(path, replaced(members, "classes.npy", npy_bytes(np.array([1, 0]))))
     _load_error(DRHN.load, path)
@@ -313,13 +337,16 @@ def test_drhn_zero_std_and_unsorted_classes(drhn, tmp_path):
 
 # ==================================================================== .npy / .fvecs loaders
 
-@pytest.mark.parametrize(("content", "words"), [
-    (b"1.0 2.0 3.0\n4.0 5.0 6.0\n", "looks like text"),
-    (np.array([3, 0, 0, 0], "<i4").tobytes(), "starts with"),  # an .fvecs file
-    (b"", "empty"),
-])
-def test_npy_loader_says_what_the_file_is_not_and_never_mentions_pickle(tmp_path, content,
-                                                                        words):
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"1.0 2.0 3.0\n4.0 5.0 6.0\n", "looks like text"),
+        (np.array([3, 0, 0, 0], "<i4").tobytes(), "starts with"),  # an .fvecs file
+        (b"", "empty"),
+    ],
+)
+def test_npy_loader_says_what_the_file_is_not_and_never_mentions_pickle(tmp_path, content, words):
     # Old code: numpy's "Failed to interpret file ... as a pickle ... allow_pickle" text.
     path = tmp_path / "x.npy"
     path.write_bytes(content)
@@ -361,6 +388,7 @@ def test_fvecs_loader_recognises_a_npy_file(tmp_path):
 
 # ==================================================================== saving
 
+
 def _no_temporaries(directory) -> None:
     assert not [name for name in os.listdir(directory) if name.endswith(".tmp")]
 
@@ -381,8 +409,9 @@ def test_save_errors_name_the_target_not_the_temporary(deephash, tmp_path):
     assert ".tmp" not in str(info.value)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="needs POSIX permissions that apply (not root)")
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions that apply (not root)"
+)
 def test_save_into_a_read_only_directory_names_the_target(deephash, tmp_path):
     directory = tmp_path / "ro"
     directory.mkdir()
@@ -437,8 +466,7 @@ def test_save_flushes_the_directory_after_the_rename(deephash, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
-def test_failed_save_leaves_the_old_file_and_no_temporary(deephash, tmp_path, monkeypatch,
-                                                          error):
+def test_failed_save_leaves_the_old_file_and_no_temporary(deephash, tmp_path, monkeypatch, error):
     path = tmp_path / "model.npz"
     deephash.save(path)
     before = path.read_bytes()
@@ -471,6 +499,7 @@ def test_failed_rename_leaves_no_temporary(deephash, tmp_path, monkeypatch):
 
 # ==================================================================== the generic reader
 
+
 def test_read_npz_expectation_runs_before_any_array_is_read(tmp_path, monkeypatch):
     path = tmp_path / "a.npz"
     _io.atomic_write_npz(path, {"a": np.arange(6.0).reshape(2, 3)}, {"k": 1})
@@ -494,6 +523,7 @@ def test_read_npz_expectation_runs_before_any_array_is_read(tmp_path, monkeypatc
 
 def test_dataset_cache_reader_uses_the_checked_reader(tmp_path):
     from deephash_ext.datasets import _read_cache
+
     path = tmp_path / "cache.npz"
     write_members(path, [("key.npy", npy_header("<U64", (10**12,)) + bytes(256))])
     assert _peak_of(lambda: _read_cache(path, "k")) < SMALL_PEAK

@@ -66,8 +66,9 @@ def _bits(codes, n_bits):
 # ==================================================================== random numbers
 
 
-@pytest.mark.parametrize("seed, step", [(0, 0), (1, 1), (123456789, 7), (2**62 - 1, 10**6),
-                                        (2**64 - 1, 2**64 - 1)])
+@pytest.mark.parametrize(
+    "seed, step", [(0, 0), (1, 1), (123456789, 7), (2**62 - 1, 10**6), (2**64 - 1, 2**64 - 1)]
+)
 def test_rbm_uniforms_match_reference_bit_for_bit(seed, step):
     got = _core._testing.rbm_uniforms(seed, step, 5000)
     assert got.dtype == np.float32 and got.shape == (5000,)
@@ -122,8 +123,9 @@ def test_uniform_rank_targets_large_threaded(rng, num_threads):
     # The size inside a real training step (hidden-major 1024 x 100), large enough to split.
     p = rng.random((1024, 100)).astype(np.float32)
     p[:, 50:60] = p[:, 40:50]  # some exact ties across columns
-    np.testing.assert_allclose(_core._testing.uniform_rank_targets(p),
-                               uniform_rank_targets_reference(p), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        _core._testing.uniform_rank_targets(p), uniform_rank_targets_reference(p), rtol=0, atol=1e-6
+    )
 
 
 def test_uniform_rank_targets_are_quantiles(rng):
@@ -138,12 +140,16 @@ def test_uniform_rank_targets_are_quantiles(rng):
 
 # ==================================================================== CD-k kernel
 
+
 def _reference_problem(rng, n_rows, n_visible, n_hidden, n_order, data="binary", **hyper):
     """Draws (V, order, model arrays, sampling seed) with no near-boundary decision (see the
     module docstring; most draws qualify) and returns them with the reference result."""
     for seed in range(100):
-        V = _binary(rng, (n_rows, n_visible)) if data == "binary" else \
-            rng.random((n_rows, n_visible)).astype(np.float32)
+        V = (
+            _binary(rng, (n_rows, n_visible))
+            if data == "binary"
+            else rng.random((n_rows, n_visible)).astype(np.float32)
+        )
         order = rng.permutation(n_rows)[:n_order].astype(np.int64)
         arrays = _model(rng, n_hidden, n_visible, scale=0.3)
         ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
@@ -166,26 +172,53 @@ CD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cd_k, hashing_reg, first_step, batch_size", CD_CASES,
-                         ids=[f"k{k}-lam{lam}-step{s}-bs{bs}" for k, lam, s, bs in CD_CASES])
+@pytest.mark.parametrize(
+    "cd_k, hashing_reg, first_step, batch_size",
+    CD_CASES,
+    ids=[f"k{k}-lam{lam}-step{s}-bs{bs}" for k, lam, s, bs in CD_CASES],
+)
 @pytest.mark.parametrize("data", ["binary", "probabilities"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_step,
-                                    batch_size):
+def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_step, batch_size):
     n_visible, n_hidden, n_rows = 20, 16, 40
-    hyper = dict(batch_size=batch_size, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
-                 hashing_reg=hashing_reg, cd_k=cd_k, first_step=first_step)
-    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, 29, data,
-                                                     **hyper)
+    hyper = dict(
+        batch_size=batch_size,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=hashing_reg,
+        cd_k=cd_k,
+        first_step=first_step,
+    )
+    V, order, arrays, seed, ref = _reference_problem(
+        rng, n_rows, n_visible, n_hidden, 29, data, **hyper
+    )
     assert ref[-1]["n_batches"] == -(-29 // batch_size)
 
     got = [a.copy() for a in arrays]
     kernels, where = rbm_kernels(device)
-    kernels.rbm_cd_train(*got, V, order, batch_size=batch_size, learning_rate=0.1, momentum=0.5,
-                         weight_decay=0.01, hashing_reg=hashing_reg, cd_k=cd_k, seed=seed,
-                         first_step=first_step, **where)
-    names = ["components", "hidden_bias", "visible_bias", "components_velocity",
-             "hidden_velocity", "visible_velocity"]
+    kernels.rbm_cd_train(
+        *got,
+        V,
+        order,
+        batch_size=batch_size,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=hashing_reg,
+        cd_k=cd_k,
+        seed=seed,
+        first_step=first_step,
+        **where,
+    )
+    names = [
+        "components",
+        "hidden_bias",
+        "visible_bias",
+        "components_velocity",
+        "hidden_velocity",
+        "visible_velocity",
+    ]
     for name, g, r in zip(names, got, ref[:6]):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, r, **TOL, err_msg=name)
@@ -201,9 +234,19 @@ def test_cd_train_sampling_matters(rng):
 
     def run(seed, first_step, cd_k):
         out = [a.copy() for a in arrays]
-        _core.rbm_cd_train(*out, V, order, batch_size=10, learning_rate=0.1, momentum=0.5,
-                           weight_decay=0.0, hashing_reg=0.0, cd_k=cd_k, seed=seed,
-                           first_step=first_step)
+        _core.rbm_cd_train(
+            *out,
+            V,
+            order,
+            batch_size=10,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.0,
+            hashing_reg=0.0,
+            cd_k=cd_k,
+            seed=seed,
+            first_step=first_step,
+        )
         return out[0]
 
     base = run(1, 0, 1)
@@ -219,13 +262,34 @@ def test_cd_train_split_into_calls_equals_one_call(rng):
     order = rng.permutation(50).astype(np.int64)
     arrays = _model(rng, 8, 12)
     one = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*one, V, order, batch_size=10, learning_rate=0.1, momentum=0.5,
-                       weight_decay=0.01, hashing_reg=0.3, cd_k=2, seed=42, first_step=3)
+    _core.rbm_cd_train(
+        *one,
+        V,
+        order,
+        batch_size=10,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=0.3,
+        cd_k=2,
+        seed=42,
+        first_step=3,
+    )
     split = [a.copy() for a in arrays]
     for b in range(5):
-        _core.rbm_cd_train(*split, V, np.ascontiguousarray(order[b * 10:(b + 1) * 10]),
-                           batch_size=10, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
-                           hashing_reg=0.3, cd_k=2, seed=42, first_step=3 + b)
+        _core.rbm_cd_train(
+            *split,
+            V,
+            np.ascontiguousarray(order[b * 10 : (b + 1) * 10]),
+            batch_size=10,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.01,
+            hashing_reg=0.3,
+            cd_k=2,
+            seed=42,
+            first_step=3 + b,
+        )
     for a, b in zip(one, split):
         np.testing.assert_array_equal(a, b)
 
@@ -233,9 +297,19 @@ def test_cd_train_split_into_calls_equals_one_call(rng):
 def test_cd_train_empty_order_changes_nothing(rng):
     arrays = _model(rng, 8, 12)
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, _binary(rng, (5, 12)), np.zeros(0, dtype=np.int64), batch_size=10,
-                       learning_rate=0.1, momentum=0.5, weight_decay=0.01, hashing_reg=0.0,
-                       cd_k=1, seed=0, first_step=0)
+    _core.rbm_cd_train(
+        *got,
+        _binary(rng, (5, 12)),
+        np.zeros(0, dtype=np.int64),
+        batch_size=10,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=0.0,
+        cd_k=1,
+        seed=0,
+        first_step=0,
+    )
     for a, b in zip(arrays, got):
         np.testing.assert_array_equal(a, b)
 
@@ -244,15 +318,35 @@ def test_cd_train_rejects_bad_order(rng):
     arrays = _model(rng, 8, 12)
     V = _binary(rng, (5, 12))
     with pytest.raises(TypeError, match="order"):
-        _core.rbm_cd_train(*arrays, V, np.arange(5, dtype=np.int32), batch_size=10,
-                           learning_rate=0.1, momentum=0.5, weight_decay=0.0, hashing_reg=0.0,
-                           cd_k=1, seed=0, first_step=0)
+        _core.rbm_cd_train(
+            *arrays,
+            V,
+            np.arange(5, dtype=np.int32),
+            batch_size=10,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.0,
+            hashing_reg=0.0,
+            cd_k=1,
+            seed=0,
+            first_step=0,
+        )
     for bad in (5, -1):
         before = [a.copy() for a in arrays]
         with pytest.raises(ValueError, match="order"):
-            _core.rbm_cd_train(*arrays, V, np.array([0, bad], dtype=np.int64), batch_size=10,
-                               learning_rate=0.1, momentum=0.5, weight_decay=0.0, hashing_reg=0.0,
-                               cd_k=1, seed=0, first_step=0)
+            _core.rbm_cd_train(
+                *arrays,
+                V,
+                np.array([0, bad], dtype=np.int64),
+                batch_size=10,
+                learning_rate=0.1,
+                momentum=0.5,
+                weight_decay=0.0,
+                hashing_reg=0.0,
+                cd_k=1,
+                seed=0,
+                first_step=0,
+            )
         for a, b in zip(before, arrays):  # validated before any update
             np.testing.assert_array_equal(a, b)
 
@@ -293,9 +387,19 @@ def test_cd_train_is_identical_at_every_simd_level(rng, simd_level, hashing_reg)
 
     def train():
         out = [a.copy() for a in arrays]
-        _core.rbm_cd_train(*out, V, order, batch_size=300, learning_rate=0.1, momentum=0.5,
-                           weight_decay=0.01, hashing_reg=hashing_reg, cd_k=2, seed=7,
-                           first_step=0)
+        _core.rbm_cd_train(
+            *out,
+            V,
+            order,
+            batch_size=300,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.01,
+            hashing_reg=hashing_reg,
+            cd_k=2,
+            seed=7,
+            first_step=0,
+        )
         return out
 
     got = train()
@@ -312,14 +416,32 @@ def test_cd_train_is_identical_at_every_simd_level(rng, simd_level, hashing_reg)
 def test_cd_train_matches_reference_beyond_one_sampling_chunk(rng, simd_level, hashing_reg):
     """Minibatches of 300 rows (samples drawn 256 at a time) against the reference."""
     n_visible, n_hidden, n_rows = 20, 4, 310
-    hyper = dict(batch_size=300, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
-                 hashing_reg=hashing_reg, cd_k=2, first_step=5)
-    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, n_rows,
-                                                     **hyper)
+    hyper = dict(
+        batch_size=300,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=hashing_reg,
+        cd_k=2,
+        first_step=5,
+    )
+    V, order, arrays, seed, ref = _reference_problem(
+        rng, n_rows, n_visible, n_hidden, n_rows, **hyper
+    )
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, batch_size=300, learning_rate=0.1, momentum=0.5,
-                       weight_decay=0.01, hashing_reg=hashing_reg, cd_k=2, seed=seed,
-                       first_step=5)
+    _core.rbm_cd_train(
+        *got,
+        V,
+        order,
+        batch_size=300,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=hashing_reg,
+        cd_k=2,
+        seed=seed,
+        first_step=5,
+    )
     for g, r in zip(got, ref[:6]):
         np.testing.assert_allclose(g, r, **TOL)
 
@@ -332,14 +454,33 @@ def test_cd_train_matches_reference_with_minibatches_wider_than_a_panel(rng, num
     twice here) and the bias sums must wait for the whole product. (Without the hashing
     regulariser: ranks among 1100 probabilities are too close for a float32 comparison.)"""
     n_visible, n_hidden, n_rows = 20, 2, 2300
-    hyper = dict(batch_size=1100, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
-                 hashing_reg=0.0, cd_k=cd_k, first_step=0)
-    V, order, arrays, seed, ref = _reference_problem(rng, n_rows, n_visible, n_hidden, n_rows,
-                                                     **hyper)
+    hyper = dict(
+        batch_size=1100,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=0.0,
+        cd_k=cd_k,
+        first_step=0,
+    )
+    V, order, arrays, seed, ref = _reference_problem(
+        rng, n_rows, n_visible, n_hidden, n_rows, **hyper
+    )
     assert ref[-1]["n_batches"] == 3
     got = [a.copy() for a in arrays]
-    _core.rbm_cd_train(*got, V, order, batch_size=1100, learning_rate=0.1, momentum=0.5,
-                       weight_decay=0.01, hashing_reg=0.0, cd_k=cd_k, seed=seed, first_step=0)
+    _core.rbm_cd_train(
+        *got,
+        V,
+        order,
+        batch_size=1100,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        hashing_reg=0.0,
+        cd_k=cd_k,
+        seed=seed,
+        first_step=0,
+    )
     for g, r in zip(got, ref[:6]):
         np.testing.assert_allclose(g, r, **TOL)
 
@@ -378,8 +519,7 @@ def test_mean_projection_matches_reference(rng, num_threads, with_thresholds):
     Z = (X > thr) if with_thresholds else X
     got = _core.mean_projection(X, thr, W)
     assert got.dtype == np.float32 and got.shape == (24,)
-    np.testing.assert_allclose(got, (Z.astype(np.float64) @ W.T).mean(axis=0), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(got, (Z.astype(np.float64) @ W.T).mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("widths", [[16], [24, 16], [32, 20, 8]], ids=lambda w: f"layers{len(w)}")
@@ -422,7 +562,8 @@ def test_exact_log_likelihood_reference_agrees_with_joint_enumeration(rng):
     W, b, c = rng.normal(0, 1, (4, 6)), rng.normal(0, 1, 4), rng.normal(0, 1, 6)
     V = _binary(rng, (30, 6))
     assert exact_log_likelihood(W, b, c, V) == pytest.approx(
-        joint_log_likelihood_bruteforce(W, b, c, V), rel=1e-10)
+        joint_log_likelihood_bruteforce(W, b, c, V), rel=1e-10
+    )
     # A model with no weights is a product of Bernoullis.
     p = sigmoid(c)
     expected = np.mean(np.sum(V * np.log(p) + (1 - V) * np.log1p(-p), axis=1))
@@ -462,8 +603,15 @@ def test_training_raises_exact_log_likelihood(rng):
 def _fit_big(threads, random_state=0, n_features=600, **kwargs):
     deephash_ext.set_num_threads(threads)
     V = _binary(np.random.default_rng(11), (250, n_features), 0.3)  # batches of 100, 100, 50
-    params = dict(n_hidden=1024, batch_size=100, n_epochs=1, cd_k=2, hashing_reg=0.3,
-                  learning_rate=0.05, random_state=random_state)
+    params = dict(
+        n_hidden=1024,
+        batch_size=100,
+        n_epochs=1,
+        cd_k=2,
+        hashing_reg=0.3,
+        learning_rate=0.05,
+        random_state=random_state,
+    )
     params.update(kwargs)
     return RBM(**params).fit(V), V
 
@@ -476,10 +624,10 @@ def test_fit_is_identical_at_any_thread_count(restore_num_threads, n_features):
     ref, V = _fit_big(1, n_features=n_features)
     for threads in (2, 3):
         model, _ = _fit_big(threads, n_features=n_features)
-        for name in ("components_", "intercept_hidden_", "intercept_visible_",
-                     "hidden_offsets_"):
-            np.testing.assert_array_equal(getattr(model, name), getattr(ref, name),
-                                          err_msg=f"{name} at {threads} threads")
+        for name in ("components_", "intercept_hidden_", "intercept_visible_", "hidden_offsets_"):
+            np.testing.assert_array_equal(
+                getattr(model, name), getattr(ref, name), err_msg=f"{name} at {threads} threads"
+            )
         np.testing.assert_array_equal(model.encode(V), ref.encode(V))
         np.testing.assert_array_equal(model.transform(V), ref.transform(V))
     # The comparison is not vacuous: training moved the weights.
@@ -523,8 +671,7 @@ def test_partial_fit_running_offsets_and_steps(rng):
     m = RBM(n_hidden=8, batch_size=20, learning_rate=0.05, random_state=5).partial_fit(V1)
     assert m.n_steps_ == 4
     W1 = m.components_.astype(np.float64)
-    np.testing.assert_allclose(m.hidden_offsets_, (V1 @ W1.T).mean(axis=0), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(m.hidden_offsets_, (V1 @ W1.T).mean(axis=0), rtol=1e-5, atol=1e-6)
     m.partial_fit(V2)
     assert m.n_steps_ == 4 + 3
     W2 = m.components_.astype(np.float64)
@@ -566,37 +713,44 @@ def test_hashing_regulariser_balances_bit_rates():
 DATA_OUTSIDE_UNIT_INTERVAL = "data outside [0, 1] is rejected by design"
 # Determined empirically (scikit-learn 1.9): each of these feeds data outside [0, 1]
 # (positive_only only makes it non-negative) and gets the documented ValueError.
-EXPECTED_FAILED_CHECKS = {name: DATA_OUTSIDE_UNIT_INTERVAL for name in [
-    "check_dict_unchanged",
-    "check_dont_overwrite_parameters",
-    "check_estimators_dtypes",
-    "check_estimators_fit_returns_self",
-    "check_estimators_overwrite_params",
-    "check_estimators_pickle",
-    "check_f_contiguous_array_estimator",
-    "check_fit2d_1feature",
-    "check_fit2d_1sample",
-    "check_fit2d_predict1d",
-    "check_fit_check_is_fitted",
-    "check_fit_idempotent",
-    "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance",
-    "check_n_features_in",
-    "check_n_features_in_after_fitting",
-    "check_pipeline_consistency",
-    "check_readonly_memmap_input",
-    "check_transformer_data_not_an_array",
-    "check_transformer_general",
-]}
-EXPECTED_FAILED_CHECKS.update({
-    # Also fed data outside [0, 1]; on valid data it passes (see the SquashedRBM run below).
-    "check_transformer_preserve_dtypes": DATA_OUTSIDE_UNIT_INTERVAL,
-})
+EXPECTED_FAILED_CHECKS = {
+    name: DATA_OUTSIDE_UNIT_INTERVAL
+    for name in [
+        "check_dict_unchanged",
+        "check_dont_overwrite_parameters",
+        "check_estimators_dtypes",
+        "check_estimators_fit_returns_self",
+        "check_estimators_overwrite_params",
+        "check_estimators_pickle",
+        "check_f_contiguous_array_estimator",
+        "check_fit2d_1feature",
+        "check_fit2d_1sample",
+        "check_fit2d_predict1d",
+        "check_fit_check_is_fitted",
+        "check_fit_idempotent",
+        "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance",
+        "check_n_features_in",
+        "check_n_features_in_after_fitting",
+        "check_pipeline_consistency",
+        "check_readonly_memmap_input",
+        "check_transformer_data_not_an_array",
+        "check_transformer_general",
+    ]
+}
+EXPECTED_FAILED_CHECKS.update(
+    {
+        # Also fed data outside [0, 1]; on valid data it passes (see the SquashedRBM run below).
+        "check_transformer_preserve_dtypes": DATA_OUTSIDE_UNIT_INTERVAL,
+    }
+)
 
 
 @parametrize_with_checks(
     [RBM(n_hidden=8, n_epochs=2, random_state=0, learning_rate=0.05)],
-    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS, xfail_strict=True)
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+    xfail_strict=True,
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -619,8 +773,8 @@ class SquashedRBM(RBM):
 
 
 @parametrize_with_checks(
-    [SquashedRBM(n_hidden=8, n_epochs=2, random_state=0, learning_rate=0.05)],
-    xfail_strict=True)
+    [SquashedRBM(n_hidden=8, n_epochs=2, random_state=0, learning_rate=0.05)], xfail_strict=True
+)
 def test_sklearn_estimator_checks_on_valid_data(estimator, check):
     check(estimator)
 
@@ -631,27 +785,43 @@ V_OK = _binary(np.random.default_rng(0), (30, 10))
 
 INVALID_PARAMS = [
     # integers: type, then range
-    *[(name, value, TypeError) for name in ("n_hidden", "batch_size", "n_epochs", "cd_k")
-      for value in (2.0, 2.5, True, np.bool_(True), "2", None)],
-    *[(name, value, ValueError) for name in ("n_hidden", "batch_size", "n_epochs", "cd_k")
-      for value in (0, -1, np.int64(0))],
+    *[
+        (name, value, TypeError)
+        for name in ("n_hidden", "batch_size", "n_epochs", "cd_k")
+        for value in (2.0, 2.5, True, np.bool_(True), "2", None)
+    ],
+    *[
+        (name, value, ValueError)
+        for name in ("n_hidden", "batch_size", "n_epochs", "cd_k")
+        for value in (0, -1, np.int64(0))
+    ],
     # reals: type, then range (non-finite included)
-    *[(name, value, TypeError)
-      for name in ("learning_rate", "momentum", "weight_decay", "hashing_reg")
-      for value in ("0.1", None, True, [0.1], 1j)],
-    ("learning_rate", 0.0, ValueError), ("learning_rate", -0.1, ValueError),
-    ("learning_rate", np.inf, ValueError), ("learning_rate", np.nan, ValueError),
-    ("momentum", -0.1, ValueError), ("momentum", 1.0, ValueError),
-    ("momentum", 1.5, ValueError), ("momentum", np.nan, ValueError),
-    ("weight_decay", -1e-6, ValueError), ("weight_decay", np.inf, ValueError),
+    *[
+        (name, value, TypeError)
+        for name in ("learning_rate", "momentum", "weight_decay", "hashing_reg")
+        for value in ("0.1", None, True, [0.1], 1j)
+    ],
+    ("learning_rate", 0.0, ValueError),
+    ("learning_rate", -0.1, ValueError),
+    ("learning_rate", np.inf, ValueError),
+    ("learning_rate", np.nan, ValueError),
+    ("momentum", -0.1, ValueError),
+    ("momentum", 1.0, ValueError),
+    ("momentum", 1.5, ValueError),
+    ("momentum", np.nan, ValueError),
+    ("weight_decay", -1e-6, ValueError),
+    ("weight_decay", np.inf, ValueError),
     ("weight_decay", np.nan, ValueError),
-    ("hashing_reg", -0.1, ValueError), ("hashing_reg", 1.0001, ValueError),
-    ("hashing_reg", np.nan, ValueError), ("hashing_reg", -np.inf, ValueError),
+    ("hashing_reg", -0.1, ValueError),
+    ("hashing_reg", 1.0001, ValueError),
+    ("hashing_reg", np.nan, ValueError),
+    ("hashing_reg", -np.inf, ValueError),
 ]
 
 
-@pytest.mark.parametrize("name, value, exc", INVALID_PARAMS,
-                         ids=[f"{n}={v!r}" for n, v, _ in INVALID_PARAMS])
+@pytest.mark.parametrize(
+    "name, value, exc", INVALID_PARAMS, ids=[f"{n}={v!r}" for n, v, _ in INVALID_PARAMS]
+)
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_invalid_hyper_parameter_raises_in_fit(name, value, exc, method):
     model = RBM(**{"n_hidden": 8, "n_epochs": 1, "random_state": 0, name: value})  # accepted
@@ -661,19 +831,32 @@ def test_invalid_hyper_parameter_raises_in_fit(name, value, exc, method):
     assert not hasattr(model, "components_")
 
 
-@pytest.mark.parametrize("name, value", [
-    ("n_hidden", np.int32(8)), ("batch_size", 1000), ("n_epochs", np.int64(1)), ("cd_k", 3),
-    ("learning_rate", np.float32(0.01)), ("learning_rate", 1), ("momentum", 0.0),
-    ("momentum", 0.999), ("weight_decay", 0), ("hashing_reg", 0.0), ("hashing_reg", 1.0),
-    ("hashing_reg", 1),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("n_hidden", np.int32(8)),
+        ("batch_size", 1000),
+        ("n_epochs", np.int64(1)),
+        ("cd_k", 3),
+        ("learning_rate", np.float32(0.01)),
+        ("learning_rate", 1),
+        ("momentum", 0.0),
+        ("momentum", 0.999),
+        ("weight_decay", 0),
+        ("hashing_reg", 0.0),
+        ("hashing_reg", 1.0),
+        ("hashing_reg", 1),
+    ],
+)
 def test_valid_edge_hyper_parameters_fit(name, value):
     model = RBM(**{"n_hidden": 8, "n_epochs": 1, "random_state": 0, name: value}).fit(V_OK)
     assert np.all(np.isfinite(model.components_))
 
 
-@pytest.mark.parametrize("name, value", [("learning_rate", -1.0), ("momentum", 1.5),
-                                         ("hashing_reg", 2.0), ("batch_size", 0)])
+@pytest.mark.parametrize(
+    "name, value",
+    [("learning_rate", -1.0), ("momentum", 1.5), ("hashing_reg", 2.0), ("batch_size", 0)],
+)
 def test_partial_fit_on_fitted_model_validates_hyper_parameters(name, value):
     model = RBM(n_hidden=8, n_epochs=1, random_state=0).fit(V_OK).set_params(**{name: value})
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
@@ -694,8 +877,9 @@ OUT_OF_RANGE = ("above-1", "below-0", "one-bad-cell")
 
 
 @pytest.mark.parametrize("kind", list(BAD_V))
-@pytest.mark.parametrize("method", ["fit", "partial_fit", "transform", "encode",
-                                    "reconstruction_error"])
+@pytest.mark.parametrize(
+    "method", ["fit", "partial_fit", "transform", "encode", "reconstruction_error"]
+)
 def test_invalid_V_raises(kind, method):
     """Training rejects values outside [0, 1]; every method rejects non-finite values."""
     model = RBM(n_hidden=8, n_epochs=1, random_state=0)
@@ -728,8 +912,11 @@ def test_minmax_rbm_logistic_pipeline_scores_every_fold():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 60)
     X = rng.normal(size=(120, 12)) + y[:, None]
-    pipe = make_pipeline(MinMaxScaler(), RBM(n_hidden=8, n_epochs=3, learning_rate=0.05,
-                                             random_state=0), LogisticRegression())
+    pipe = make_pipeline(
+        MinMaxScaler(),
+        RBM(n_hidden=8, n_epochs=3, learning_rate=0.05, random_state=0),
+        LogisticRegression(),
+    )
     scores = cross_val_score(pipe, X, y, cv=3)
     assert np.isfinite(scores).all() and scores.mean() > 0.5
 
@@ -746,8 +933,7 @@ def test_not_fitted(method):
         getattr(RBM(n_hidden=8), method)(V_OK)
 
 
-@pytest.mark.parametrize("method", ["transform", "encode", "reconstruction_error",
-                                    "partial_fit"])
+@pytest.mark.parametrize("method", ["transform", "encode", "reconstruction_error", "partial_fit"])
 @pytest.mark.parametrize("n_features", [9, 11])
 def test_wrong_number_of_features(method, n_features):
     model = RBM(n_hidden=8, n_epochs=1, random_state=0).fit(V_OK)
@@ -770,8 +956,11 @@ def test_encode_needs_multiple_of_8_hidden_units(n_hidden):
 
 
 def _state(model):
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v)
-            for k, v in vars(model).items() if k.endswith("_") and not k.startswith("__")}
+    return {
+        k: (v.copy() if isinstance(v, np.ndarray) else v)
+        for k, v in vars(model).items()
+        if k.endswith("_") and not k.startswith("__")
+    }
 
 
 def _assert_same_state(model, state):
@@ -817,8 +1006,12 @@ def test_fit_and_partial_fit_return_self_and_set_attributes(rng):
     assert model.fit(V) is model
     assert model.n_features_in_ == 12
     assert model.n_steps_ == 2 * 5
-    for name, shape in [("components_", (16, 12)), ("intercept_hidden_", (16,)),
-                        ("intercept_visible_", (12,)), ("hidden_offsets_", (16,))]:
+    for name, shape in [
+        ("components_", (16, 12)),
+        ("intercept_hidden_", (16,)),
+        ("intercept_visible_", (12,)),
+        ("hidden_offsets_", (16,)),
+    ]:
         value = getattr(model, name)
         assert value.dtype == np.float32 and value.shape == shape, name
         assert np.all(np.isfinite(value)), name
@@ -844,8 +1037,7 @@ def test_transform_is_float32_for_any_input_dtype(rng, dtype):
 
 def test_transform_and_reconstruction_error_match_reference(rng):
     V = rng.random((50, 12))  # float64 probabilities; lists work too
-    model = RBM(n_hidden=8, n_epochs=3, batch_size=10, learning_rate=0.05,
-                random_state=0).fit(V)
+    model = RBM(n_hidden=8, n_epochs=3, batch_size=10, learning_rate=0.05, random_state=0).fit(V)
     W = model.components_.astype(np.float64)
     V32 = V.astype(np.float32).astype(np.float64)
     h = sigmoid(V32 @ W.T + model.intercept_hidden_)
@@ -859,12 +1051,10 @@ def test_transform_and_reconstruction_error_match_reference(rng):
 
 def test_encode_matches_numpy_and_offsets_are_training_means(rng):
     V = _binary(rng, (700, 40), 0.3)  # > 512 rows: several row blocks
-    model = RBM(n_hidden=32, n_epochs=3, batch_size=50, learning_rate=0.05,
-                random_state=0).fit(V)
+    model = RBM(n_hidden=32, n_epochs=3, batch_size=50, learning_rate=0.05, random_state=0).fit(V)
     W = model.components_.astype(np.float64)
     projection = V @ W.T
-    np.testing.assert_allclose(model.hidden_offsets_, projection.mean(axis=0), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(model.hidden_offsets_, projection.mean(axis=0), rtol=1e-5, atol=1e-6)
     Vt = _binary(rng, (300, 40), 0.3)
     codes = model.encode(Vt)
     assert codes.dtype == np.uint8 and codes.shape == (300, 4)
@@ -920,8 +1110,7 @@ def test_verbose_shows_progress_without_warnings(rng, capfd):
 
 def test_verbose_does_not_change_the_model_with_cd_k_2(rng, capfd):
     V = _binary(rng, (1005, 12), 0.3)  # 101 batches; chunks of 5 leave batch 100 alone
-    kwargs = dict(n_hidden=8, batch_size=10, n_epochs=1, cd_k=2, learning_rate=0.05,
-                  random_state=0)
+    kwargs = dict(n_hidden=8, batch_size=10, n_epochs=1, cd_k=2, learning_rate=0.05, random_state=0)
     quiet = RBM(**kwargs).fit(V)
     loud = RBM(verbose=True, **kwargs).fit(V)
     np.testing.assert_array_equal(loud.components_, quiet.components_)

@@ -51,8 +51,13 @@ print(json.dumps({"before_blas": before_blas, "after_blas": after_blas, "before"
 
 def test_rbm_training_next_to_torch_adds_no_pool_and_no_busy_threads():
     pytest.importorskip("torch")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(CHILD)], capture_output=True,
-                          text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILD)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["after_blas"] == out["before_blas"], "loading BLAS started a thread pool"

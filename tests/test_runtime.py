@@ -23,10 +23,24 @@ import pytest
 from reference import knn_reference
 
 LEVELS = ("scalar", "avx2", "avx512")
-BUILD_INFO_KEYS = {"version", "simd_compiled", "simd_available", "simd_detected",
-                   "simd_active", "num_threads", "available_cpus", "threading", "openmp",
-                   "cuda_compiled", "cuda_architectures", "cuda_available",
-                   "cuda_unavailable_reason", "cuda_device", "cublas", "compiler"}
+BUILD_INFO_KEYS = {
+    "version",
+    "simd_compiled",
+    "simd_available",
+    "simd_detected",
+    "simd_active",
+    "num_threads",
+    "available_cpus",
+    "threading",
+    "openmp",
+    "cuda_compiled",
+    "cuda_architectures",
+    "cuda_available",
+    "cuda_unavailable_reason",
+    "cuda_device",
+    "cublas",
+    "compiler",
+}
 ENV_VARS = ("DEEPHASH_SIMD", "DEEPHASH_NUM_THREADS", "OMP_NUM_THREADS")
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
@@ -42,8 +56,13 @@ def run_python(code: str, timeout: float = 120, **env_overrides: str | None):
         if value is not None:
             env[key] = value
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -148,7 +167,8 @@ def test_deephash_simd_lowers_the_level(requested):
 
 @pytest.mark.parametrize("value", ["sse4", "AVX2", "avx-512", "1", "scalar "])
 def test_invalid_deephash_simd_raises_value_error(value):
-    out = run_python("""
+    out = run_python(
+        """
         import json, numpy as np, deephash_ext as d
         codes = np.zeros((10, 8), np.uint8)
         result = {}
@@ -161,7 +181,9 @@ def test_invalid_deephash_simd_raises_value_error(value):
             except Exception as e:
                 result[name] = [type(e).__name__, str(e)]
         print(json.dumps(result))
-    """, DEEPHASH_SIMD=value)
+    """,
+        DEEPHASH_SIMD=value,
+    )
     for name, error in out.items():
         assert error is not None, f"{name} accepted DEEPHASH_SIMD={value!r}"
         kind, message = error
@@ -183,12 +205,15 @@ def test_deephash_simd_is_read_at_first_use():
 
 def test_set_simd_level_overrides_environment():
     levels = deephash_ext.available_simd_levels()
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import json, deephash_ext as d
         before = d.simd_level()
         d.set_simd_level({levels[-1]!r})
         print(json.dumps([before, d.simd_level()]))
-    """, DEEPHASH_SIMD="scalar")
+    """,
+        DEEPHASH_SIMD="scalar",
+    )
     assert out == ["scalar", levels[-1]]
 
 
@@ -242,25 +267,31 @@ def test_omp_num_threads_is_the_fallback():
 
 
 def test_set_num_threads_overrides_environment():
-    out = run_python("""
+    out = run_python(
+        """
         import json, deephash_ext as d
         before = d.get_num_threads()
         d.set_num_threads(1)
         print(json.dumps([before, d.get_num_threads()]))
-    """, DEEPHASH_NUM_THREADS="3")
+    """,
+        DEEPHASH_NUM_THREADS="3",
+    )
     assert out == [3, 1]
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "abc", "2.5", "3x"])
 def test_invalid_deephash_num_threads_raises_value_error(value):
-    out = run_python("""
+    out = run_python(
+        """
         import json, deephash_ext as d
         try:
             d.get_num_threads()
             print(json.dumps(None))
         except Exception as e:
             print(json.dumps([type(e).__name__, str(e)]))
-    """, DEEPHASH_NUM_THREADS=value)
+    """,
+        DEEPHASH_NUM_THREADS=value,
+    )
     assert out is not None and out[0] == "ValueError" and "DEEPHASH_NUM_THREADS" in out[1]
 
 
@@ -268,7 +299,8 @@ def test_openmp_list_in_omp_num_threads_does_not_break_search():
     # OMP_NUM_THREADS is OpenMP's variable, not deephash_ext's: its value is a list of
     # positive integers (one per nesting level), e.g. "4,2". deephash_ext only uses it as
     # a fallback default and must not fail on a value OpenMP itself accepts.
-    out = run_python("""
+    out = run_python(
+        """
         import json, numpy as np, deephash_ext as d
         codes = np.random.default_rng(1).integers(0, 256, size=(70_001, 16), dtype=np.uint8)
         try:
@@ -276,7 +308,9 @@ def test_openmp_list_in_omp_num_threads_does_not_break_search():
             print(json.dumps({"i": idx.tolist(), "threads": d.get_num_threads()}))
         except Exception as e:
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
-    """, OMP_NUM_THREADS="4,2")
+    """,
+        OMP_NUM_THREADS="4,2",
+    )
     assert "error" not in out, out["error"]
     assert out["threads"] == 4  # the first nesting level
     np.testing.assert_array_equal(np.array(out["i"]), _expected_child_threads_result())
@@ -302,7 +336,8 @@ def test_no_threads_linger_after_a_threaded_search(restore_num_threads, rng):
 
 OMP_RUNTIME = re.compile(r"/lib(gomp|iomp5|iomp|omp)[^/]*\.so[^/]*$")
 
-CHILD_MAPS = """
+CHILD_MAPS = (
+    """
     import json, re, numpy as np
     pattern = re.compile(%r)
     def openmp_libs():
@@ -318,7 +353,9 @@ CHILD_MAPS = """
     after = openmp_libs()
     import sys
     print(json.dumps({"before": before, "after": after, "torch": "torch" in sys.modules}))
-""" % OMP_RUNTIME.pattern
+"""
+    % OMP_RUNTIME.pattern
+)
 
 
 def test_import_loads_no_openmp_runtime():
@@ -367,8 +404,9 @@ def test_no_oversubscription_next_to_torch(tmp_path):
     distinct = rng.integers(0, 256, size=(16, 32), dtype=np.uint8)
     distinct[:3] = codes[[7, 200_000, 400_002]]
     np.save(tmp_path / "queries.npy", distinct)
-    out = run_python(CHILD_TORCH % (str(tmp_path / "queries.npy"), str(tmp_path / "out.npz")),
-                     timeout=300)
+    out = run_python(
+        CHILD_TORCH % (str(tmp_path / "queries.npy"), str(tmp_path / "out.npz")), timeout=300
+    )
     # (a) exact results
     result = np.load(tmp_path / "out.npz")
     ed, ei = knn_reference(codes, distinct, 10)
@@ -381,15 +419,18 @@ def test_no_oversubscription_next_to_torch(tmp_path):
     assert out["wall"] >= 0.05, out["wall"]
     assert ratio <= 2 + 0.5, f"cpu/wall = {ratio:.2f} with 2 threads ({out['cpu']:.3f} s CPU)"
     # (c) the search's workers are joined before it returns
-    assert out["threads_after"] == out["threads_before"], (out["threads_before"],
-                                                           out["threads_after"])
+    assert out["threads_after"] == out["threads_before"], (
+        out["threads_before"],
+        out["threads_after"],
+    )
     # the OpenMP probe of test_import_loads_no_openmp_runtime does see torch's runtime
     if out["torch_openmp"]:
         assert any(OMP_RUNTIME.search(path) for path in out["maps"])
 
 
 def test_fork_after_threaded_search_is_safe():
-    out = run_python("""
+    out = run_python(
+        """
         import json, os, numpy as np, deephash_ext as d
         d.set_num_threads(2)
         codes = np.random.default_rng(2).integers(0, 256, size=(70_001, 16), dtype=np.uint8)
@@ -400,7 +441,9 @@ def test_fork_after_threaded_search_is_safe():
             os._exit(0 if np.array_equal(child, parent) else 3)
         _, status = os.waitpid(pid, 0)
         print(json.dumps(os.waitstatus_to_exitcode(status)))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out == 0
 
 
@@ -468,7 +511,8 @@ def test_range_search_releases_the_gil(restore_num_threads, rng):
             break
         queries = np.concatenate([queries, queries])
     took, longest_pause, count = main_thread_progress_during(
-        lambda: deephash_ext.range_search(codes, queries, 100))
+        lambda: deephash_ext.range_search(codes, queries, 100)
+    )
     assert took >= 0.2
     assert count > 1000
     assert longest_pause < 0.75 * took, (took, longest_pause)
@@ -491,8 +535,11 @@ def test_gil_probe_detects_a_call_that_holds_the_gil():
 @pytest.mark.parametrize("value", ["abc", "0", "-2", ""])
 def test_unusable_omp_num_threads_is_ignored(value):
     # Not ours to reject: an OMP_NUM_THREADS we cannot read falls back to the CPU count.
-    out = run_python("""
+    out = run_python(
+        """
         import json, os, deephash_ext as d
         print(json.dumps([d.get_num_threads(), len(os.sched_getaffinity(0))]))
-    """, OMP_NUM_THREADS=value)
+    """,
+        OMP_NUM_THREADS=value,
+    )
     assert out[0] == out[1]

@@ -52,7 +52,8 @@ def assert_knn_equal(got, expected):
         raise AssertionError(
             f"{len(bad)} mismatching entries; first at query {q} rank {r}: got "
             f"(d={np.atleast_2d(d)[q, r]}, i={np.atleast_2d(i)[q, r]}) expected "
-            f"(d={np.atleast_2d(ed)[q, r]}, i={np.atleast_2d(ei)[q, r]})")
+            f"(d={np.atleast_2d(ed)[q, r]}, i={np.atleast_2d(ei)[q, r]})"
+        )
 
 
 def assert_range_equal(got, expected):
@@ -168,8 +169,9 @@ def test_every_bit_position_counts(n_bits, simd_level):
 def test_tie_heavy_data(code_bytes, n_distinct, simd_level, rng):
     n = 4103 if code_bytes <= 16 else 1203
     codes = tie_heavy_codes(rng, n, code_bytes, n_distinct)
-    queries = np.concatenate([codes[:3],
-                              rng.integers(0, 256, size=(2, code_bytes), dtype=np.uint8)])
+    queries = np.concatenate(
+        [codes[:3], rng.integers(0, 256, size=(2, code_bytes), dtype=np.uint8)]
+    )
     rd, ri = rank_reference(codes, queries)
     for k in (1, 5, 63, 64, 65, 127, 128, 129, 200, n):
         assert_knn_equal(search(codes, queries, k), (rd[:, :k], ri[:, :k]))
@@ -207,8 +209,10 @@ def test_single_code_database(code_bytes, simd_level, rng):
     assert d.shape == i.shape == (4, 1)
     np.testing.assert_array_equal(i, 0)
     np.testing.assert_array_equal(d[:, 0], hamming_matrix(codes, queries)[:, 0])
-    assert_range_equal(range_search(codes, queries, 8 * code_bytes),
-                       range_reference(codes, queries, 8 * code_bytes))
+    assert_range_equal(
+        range_search(codes, queries, 8 * code_bytes),
+        range_reference(codes, queries, 8 * code_bytes),
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 17, 64, 65, 129])
@@ -352,13 +356,13 @@ def _views(codes: np.ndarray):
         ("rows-reversed", codes[::-1]),
         ("cols-reversed", codes[:, ::-1]),
         ("fortran", np.asfortranarray(codes)),
-        ("cols-first8", codes[:, :8]),       # 8-byte codes with a 16-byte row stride
+        ("cols-first8", codes[:, :8]),  # 8-byte codes with a 16-byte row stride
         ("cols-last8", codes[:, 8:]),
-        ("cols-3-to-11", codes[:, 3:11]),    # unaligned start, stride 16
+        ("cols-3-to-11", codes[:, 3:11]),  # unaligned start, stride 16
         ("cols-1-to-13", codes[:, 1:13]),
         ("cols-step2", codes[:, ::2]),
         ("row-offset", codes[1001:]),
-        ("unaligned-8", unaligned),          # 8-byte codes, contiguous, odd address
+        ("unaligned-8", unaligned),  # 8-byte codes, contiguous, odd address
         ("broadcast", np.broadcast_to(codes[7], (300, codes.shape[1]))),
         ("transposed-back", np.ascontiguousarray(codes.T).T),
     ]
@@ -372,8 +376,9 @@ def test_non_contiguous_codes(name, simd_level, num_threads):
     view = dict(_views(base))[name]
     dense = np.ascontiguousarray(view)
     cb = view.shape[1]
-    queries = np.concatenate([dense[[0, 5, len(dense) // 2]],
-                              rng.integers(0, 256, size=(6, cb), dtype=np.uint8)])
+    queries = np.concatenate(
+        [dense[[0, 5, len(dense) // 2]], rng.integers(0, 256, size=(6, cb), dtype=np.uint8)]
+    )
     k = min(70, len(dense))
     expected = knn_reference(dense, queries, k)
     assert_knn_equal(search(view, queries, k), expected)
@@ -430,7 +435,7 @@ def test_range_radius_zero_finds_exact_duplicates(simd_level, rng):
         lims, d, i = range_search(codes, queries, 0)
         expected_q0 = np.flatnonzero(np.all(codes == codes[2], axis=1))
         assert set(dup_at) <= set(expected_q0.tolist())
-        np.testing.assert_array_equal(i[lims[0]:lims[1]], expected_q0)
+        np.testing.assert_array_equal(i[lims[0] : lims[1]], expected_q0)
         np.testing.assert_array_equal(d, 0)
         assert_range_equal((lims, d, i), range_reference(codes, queries, 0))
 
@@ -447,7 +452,7 @@ def test_range_radius_at_least_n_bits_returns_everything(code_bytes, simd_level,
         lims, d, i = range_search(codes, queries, r)
         assert_range_equal((lims, d, i), expected)
         for q in range(3):  # every item exactly once
-            np.testing.assert_array_equal(np.sort(i[lims[q]:lims[q + 1]]), np.arange(n))
+            np.testing.assert_array_equal(np.sort(i[lims[q] : lims[q + 1]]), np.arange(n))
     # with all distances equal, "sorted by (distance, index)" is plain index order
     same = np.zeros((n, code_bytes), dtype=np.uint8)
     lims, d, i = range_search(same, np.full(code_bytes, 255, np.uint8), n_bits)
@@ -473,8 +478,8 @@ def test_range_results_are_prefixes_for_growing_radius(simd_level, rng):
             plims, pd, pi = previous
             for q in range(4):
                 m = plims[q + 1] - plims[q]
-                np.testing.assert_array_equal(d[lims[q]:lims[q] + m], pd[plims[q]:plims[q + 1]])
-                np.testing.assert_array_equal(i[lims[q]:lims[q] + m], pi[plims[q]:plims[q + 1]])
+                np.testing.assert_array_equal(d[lims[q] : lims[q] + m], pd[plims[q] : plims[q + 1]])
+                np.testing.assert_array_equal(i[lims[q] : lims[q] + m], pi[plims[q] : plims[q + 1]])
         previous = (lims, d, i)
 
 
@@ -514,12 +519,12 @@ def test_topk_prefix_property(simd_level, rng):
 @functools.cache
 def threaded_problem(name: str):
     rng = np.random.default_rng({"uniform-8B": 11, "ties-16B": 12, "sparse-12B": 13}[name])
-    if name == "uniform-8B":       # 1 word, scanned in place (no transpose)
+    if name == "uniform-8B":  # 1 word, scanned in place (no transpose)
         codes = rng.integers(0, 256, size=(140_003, 8), dtype=np.uint8)
         codes[[9, 70_001, 140_002]] = codes[2]
-    elif name == "ties-16B":       # 2 words, 4 distinct rows only
+    elif name == "ties-16B":  # 2 words, 4 distinct rows only
         codes = tie_heavy_codes(rng, 70_001, 16, 4)
-    elif name == "sparse-12B":     # 2 words with a padded tail; small distances, many ties
+    elif name == "sparse-12B":  # 2 words with a padded tail; small distances, many ties
         codes = pack_bits(rng.random((70_001, 96)) < 0.04)
     else:
         raise KeyError(name)
@@ -557,8 +562,11 @@ def test_results_do_not_depend_on_thread_count(name, restore_num_threads, simd_l
     results = {}
     for threads in (1, 2, 3, 4, 7):
         deephash_ext.set_num_threads(threads)
-        results[threads] = [search(codes, queries[:nq], k) + range_search(codes, queries[:nq], 2)
-                            for nq in (1, 3, 50) for k in (1, 64, 65, 200)]
+        results[threads] = [
+            search(codes, queries[:nq], k) + range_search(codes, queries[:nq], 2)
+            for nq in (1, 3, 50)
+            for k in (1, 64, 65, 200)
+        ]
     for threads, res in results.items():
         for got, ref in zip(res, results[1]):
             for a, b in zip(got, ref):
@@ -573,9 +581,17 @@ def test_concurrent_calls_from_python_threads(simd_level, num_threads):
     expected_range = {r: range_reference(codes, queries[:3], r) for r in (0, 5)}
     jobs = [(k, r) for k in (1, 64, 65, 200) for r in (0, 5)] * 2
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(lambda k=k, r=r: (k, search(codes, queries[:3], k),
-                                                  range_search(codes, queries[:3], r), r))
-                   for k, r in jobs]
+        futures = [
+            pool.submit(
+                lambda k=k, r=r: (
+                    k,
+                    search(codes, queries[:3], k),
+                    range_search(codes, queries[:3], r),
+                    r,
+                )
+            )
+            for k, r in jobs
+        ]
         for future in futures:
             k, got, got_range, r = future.result()
             assert_knn_equal(got, (ed[:, :k], ei[:, :k]))
@@ -611,17 +627,22 @@ def problems(draw):
         p = 0.03 if mode == "sparse" else 0.97
         codes = pack_bits(rng.random((n, 8 * code_bytes)) < p)
     n_from_db = draw(st.integers(0, nq))
-    queries = np.concatenate([
-        codes[rng.integers(0, n, size=n_from_db)],
-        rng.integers(0, 256, size=(nq - n_from_db + 1, code_bytes), dtype=np.uint8)])
+    queries = np.concatenate(
+        [
+            codes[rng.integers(0, n, size=n_from_db)],
+            rng.integers(0, 256, size=(nq - n_from_db + 1, code_bytes), dtype=np.uint8),
+        ]
+    )
     # Slice the queries out of a non-empty array: nq = 0 then keeps ordinary strides
     # (freshly allocated empty arrays hit a known bug, see test_zero_queries_freshly_allocated)
     return codes, queries[:nq]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(problem=problems(), k_choice=st.one_of(
-    st.integers(1, 700), st.sampled_from([1, 63, 64, 65, 128, 129, 10**9])))
+@given(
+    problem=problems(),
+    k_choice=st.one_of(st.integers(1, 700), st.sampled_from([1, 63, 64, 65, 128, 129, 10**9])),
+)
 def test_property_search_matches_reference(simd_level, problem, k_choice):
     codes, queries = problem
     k = min(k_choice, len(codes))

@@ -85,8 +85,9 @@ def test_e1_multilabel_by_hand():
     # row 1: 0.5*2^2, 0.5*0.5^2, 0 (y=0, yhat=0), 0 (y=1, yhat=1)         = 2.125
     assert float(ssdh_net.e1_multilabel(yhat, y)) == pytest.approx((0.225 + 2.125) / 2, rel=1e-6)
     # p = 1: row 0 = 0.5*(0.6 + 0.3), row 1 = 0.5*(2 + 0.5)
-    assert float(ssdh_net.e1_multilabel(yhat, y, p=1.0)) == pytest.approx((0.45 + 1.25) / 2,
-                                                                       rel=1e-6)
+    assert float(ssdh_net.e1_multilabel(yhat, y, p=1.0)) == pytest.approx(
+        (0.45 + 1.25) / 2, rel=1e-6
+    )
 
 
 def test_e2_e3_by_hand():
@@ -101,8 +102,11 @@ def test_objective_combines_the_terms():
     logits = _t([[0.2, -0.1, 0.4]])
     target = torch.tensor([2])
     a = _t([[0.1, 0.9, 0.6, 0.3]])
-    e1, e2, e3 = (float(ssdh_net.e1_softmax(logits, target)), float(ssdh_net.e2(a)),
-                  float(ssdh_net.e3(a)))
+    e1, e2, e3 = (
+        float(ssdh_net.e1_softmax(logits, target)),
+        float(ssdh_net.e2(a)),
+        float(ssdh_net.e3(a)),
+    )
     total = ssdh_net.objective(logits, target, a, multilabel=False, alpha=2.0, beta=3.0, gamma=5.0)
     assert float(total) == pytest.approx(2 * e1 - 3 * e2 + 5 * e3, rel=1e-6)
 
@@ -140,8 +144,10 @@ def test_e3_balances_the_bits(data):
     for seed in range(3):
         plain.append(imbalance(_activations(data, beta=0.0, gamma=0.0, random_state=seed)))
         balanced.append(imbalance(_activations(data, beta=0.0, gamma=5.0, random_state=seed)))
-    (rate_plain, per_code_plain), (rate_bal, per_code_bal) = (np.mean(plain, axis=0),
-                                                              np.mean(balanced, axis=0))
+    (rate_plain, per_code_plain), (rate_bal, per_code_bal) = (
+        np.mean(plain, axis=0),
+        np.mean(balanced, axis=0),
+    )
     assert rate_bal < rate_plain
     assert per_code_bal < per_code_plain
 
@@ -249,8 +255,14 @@ def test_backbone(data, tmp_path):
     torch.manual_seed(0)
     backbone = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.Tanh())
     before = copy.deepcopy(backbone.state_dict())
-    model = SSDH(backbone=backbone, hidden_layer_sizes=(999,), n_bits=16, n_epochs=20,
-                 batch_size=16, random_state=0).fit(X, y)
+    model = SSDH(
+        backbone=backbone,
+        hidden_layer_sizes=(999,),
+        n_bits=16,
+        n_epochs=20,
+        batch_size=16,
+        random_state=0,
+    ).fit(X, y)
     for name, value in backbone.state_dict().items():  # the module passed is not trained
         assert torch.equal(value, before[name])
     assert model.extract_features(X).shape == (len(X), 24)  # hidden_layer_sizes ignored
@@ -339,8 +351,10 @@ def _reference_coarse_to_fine(codes, feats, q_codes, q_feats, k, pool):
     for qb, qf in zip(q_bits, q_feats):
         ham = (bits != qb).sum(axis=1)
         cand = sorted(range(len(codes)), key=lambda j: (ham[j], j))[:pool]
-        dist = {j: np.sqrt(((feats[j].astype(np.float64) - qf.astype(np.float64)) ** 2).sum())
-                for j in cand}
+        dist = {
+            j: np.sqrt(((feats[j].astype(np.float64) - qf.astype(np.float64)) ** 2).sum())
+            for j in cand
+        }
         best = sorted(cand, key=lambda j: (dist[j], j))[:k]
         out_i.append(best)
         out_d.append([dist[j] for j in best])
@@ -373,28 +387,36 @@ def test_coarse_to_fine_full_pool_is_euclidean_ranking(rng):
     np.testing.assert_array_equal(idx, np.argsort(full, axis=1, kind="stable"))
 
 
-_C2F = dict(codes=np.zeros((6, 1), np.uint8), features=np.zeros((6, 2), np.float32),
-            q_codes=np.zeros((2, 1), np.uint8), q_features=np.zeros((2, 2), np.float32),
-            k=2, pool=4)
+_C2F = dict(
+    codes=np.zeros((6, 1), np.uint8),
+    features=np.zeros((6, 2), np.float32),
+    q_codes=np.zeros((2, 1), np.uint8),
+    q_features=np.zeros((2, 2), np.float32),
+    k=2,
+    pool=4,
+)
 
 
-@pytest.mark.parametrize("change, exc, match", [
-    (dict(k=5), ValueError, "k"),
-    (dict(k=0), ValueError, "k"),
-    (dict(pool=7), ValueError, "pool"),
-    (dict(pool=0), ValueError, "pool"),
-    (dict(k=1.0), TypeError, "k"),
-    (dict(pool="4"), TypeError, "pool"),
-    (dict(codes=np.zeros((6, 1), np.int64)), TypeError, "codes"),
-    (dict(q_codes=np.zeros((2, 1), np.float32)), TypeError, "queries"),
-    (dict(codes=np.zeros(6, np.uint8)), ValueError, "codes"),
-    (dict(features=np.zeros((5, 2))), ValueError, "features"),
-    (dict(features=np.zeros(6)), ValueError, "features"),
-    (dict(q_features=np.zeros((3, 2))), ValueError, "q_features"),
-    (dict(q_features=np.zeros((2, 3))), ValueError, "q_features"),
-    (dict(q_features=np.full((2, 2), np.nan)), ValueError, "q_features"),
-    (dict(q_codes=np.zeros((2, 2), np.uint8)), ValueError, "bytes per code"),
-])
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (dict(k=5), ValueError, "k"),
+        (dict(k=0), ValueError, "k"),
+        (dict(pool=7), ValueError, "pool"),
+        (dict(pool=0), ValueError, "pool"),
+        (dict(k=1.0), TypeError, "k"),
+        (dict(pool="4"), TypeError, "pool"),
+        (dict(codes=np.zeros((6, 1), np.int64)), TypeError, "codes"),
+        (dict(q_codes=np.zeros((2, 1), np.float32)), TypeError, "queries"),
+        (dict(codes=np.zeros(6, np.uint8)), ValueError, "codes"),
+        (dict(features=np.zeros((5, 2))), ValueError, "features"),
+        (dict(features=np.zeros(6)), ValueError, "features"),
+        (dict(q_features=np.zeros((3, 2))), ValueError, "q_features"),
+        (dict(q_features=np.zeros((2, 3))), ValueError, "q_features"),
+        (dict(q_features=np.full((2, 2), np.nan)), ValueError, "q_features"),
+        (dict(q_codes=np.zeros((2, 2), np.uint8)), ValueError, "bytes per code"),
+    ],
+)
 def test_coarse_to_fine_errors(change, exc, match):
     with pytest.raises(exc, match=match):
         coarse_to_fine_search(**{**_C2F, **change})
@@ -403,16 +425,19 @@ def test_coarse_to_fine_errors(change, exc, match):
 # ==================================================================== errors
 
 
-@pytest.mark.parametrize("labels, exc", [
-    (lambda y: y + 0.5, ValueError),                         # continuous floats
-    (lambda y: y[:-1], ValueError),                          # wrong length
-    (lambda y: np.stack([y, y], axis=1), ValueError),        # 2-D, not 0/1
-    (lambda y: np.zeros_like(y), ValueError),                # a single class
-    (lambda y: np.zeros((len(y), 3), np.int64), ValueError),  # indicator of only zeros
-    (lambda y: y.reshape(-1, 1, 1), ValueError),             # 3-D
-    (lambda y: np.stack([y.astype(str)] * 2, 1), TypeError),  # 2-D strings
-    (lambda y: None, ValueError),
-])
+@pytest.mark.parametrize(
+    "labels, exc",
+    [
+        (lambda y: y + 0.5, ValueError),  # continuous floats
+        (lambda y: y[:-1], ValueError),  # wrong length
+        (lambda y: np.stack([y, y], axis=1), ValueError),  # 2-D, not 0/1
+        (lambda y: np.zeros_like(y), ValueError),  # a single class
+        (lambda y: np.zeros((len(y), 3), np.int64), ValueError),  # indicator of only zeros
+        (lambda y: y.reshape(-1, 1, 1), ValueError),  # 3-D
+        (lambda y: np.stack([y.astype(str)] * 2, 1), TypeError),  # 2-D strings
+        (lambda y: None, ValueError),
+    ],
+)
 def test_bad_labels(data, labels, exc):
     X, y = data
     with pytest.raises(exc, match="y"):
@@ -432,26 +457,29 @@ def test_column_vector_y_warns_and_is_single_label(data):
     assert model.multilabel_ is False
 
 
-@pytest.mark.parametrize("name, value, exc", [
-    ("n_bits", 0, ValueError),
-    ("n_bits", -8, ValueError),
-    ("n_bits", 16.0, TypeError),
-    ("hidden_layer_sizes", 32, TypeError),
-    ("hidden_layer_sizes", (32, 0), ValueError),
-    ("hidden_layer_sizes", (32.0,), TypeError),
-    ("alpha", -1.0, ValueError),
-    ("beta", np.nan, ValueError),
-    ("gamma", "1", TypeError),
-    ("weight_decay", -1e-4, ValueError),
-    ("p", 0.5, ValueError),
-    ("n_epochs", 0, ValueError),
-    ("batch_size", 0, ValueError),
-    ("learning_rate", 0.0, ValueError),
-    ("learning_rate", np.inf, ValueError),
-    ("device", "gpu", ValueError),
-    ("device", 0, TypeError),
-    ("backbone", "resnet", TypeError),
-])
+@pytest.mark.parametrize(
+    "name, value, exc",
+    [
+        ("n_bits", 0, ValueError),
+        ("n_bits", -8, ValueError),
+        ("n_bits", 16.0, TypeError),
+        ("hidden_layer_sizes", 32, TypeError),
+        ("hidden_layer_sizes", (32, 0), ValueError),
+        ("hidden_layer_sizes", (32.0,), TypeError),
+        ("alpha", -1.0, ValueError),
+        ("beta", np.nan, ValueError),
+        ("gamma", "1", TypeError),
+        ("weight_decay", -1e-4, ValueError),
+        ("p", 0.5, ValueError),
+        ("n_epochs", 0, ValueError),
+        ("batch_size", 0, ValueError),
+        ("learning_rate", 0.0, ValueError),
+        ("learning_rate", np.inf, ValueError),
+        ("device", "gpu", ValueError),
+        ("device", 0, TypeError),
+        ("backbone", "resnet", TypeError),
+    ],
+)
 def test_bad_parameters(data, fitted, name, value, exc):
     model = copy.deepcopy(fitted).set_params(**{name: value})
     with pytest.raises(exc, match=name):
@@ -538,9 +566,11 @@ def test_package_exports():
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, deephash_ext.ssdh, deephash_ext; deephash_ext.SSDH; "
-            "deephash_ext.DLBHC; deephash_ext.coarse_to_fine_search; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, deephash_ext.ssdh, deephash_ext; deephash_ext.SSDH; "
+        "deephash_ext.DLBHC; deephash_ext.coarse_to_fine_search; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
 
 
@@ -551,8 +581,9 @@ def test_clone_keeps_params():
     assert copy_.get_params() == model.get_params()
 
 
-@parametrize_with_checks([SSDH(n_bits=8, hidden_layer_sizes=(16,), n_epochs=20,
-                               learning_rate=0.01, random_state=0)])
+@parametrize_with_checks(
+    [SSDH(n_bits=8, hidden_layer_sizes=(16,), n_epochs=20, learning_rate=0.01, random_state=0)]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

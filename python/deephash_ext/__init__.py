@@ -61,8 +61,14 @@ if TYPE_CHECKING:
 
 # Loaded on first use (they import scikit-learn), so that `import deephash_ext` and search
 # stay light: public names to the module defining them, and the public submodules.
-_LAZY_NAMES = {"RBM": "rbm", "DeepHash": "deephash", "DRHN": "drhn", "SSDH": "ssdh",
-               "DLBHC": "ssdh", "coarse_to_fine_search": "ssdh"}
+_LAZY_NAMES = {
+    "RBM": "rbm",
+    "DeepHash": "deephash",
+    "DRHN": "drhn",
+    "SSDH": "ssdh",
+    "DLBHC": "ssdh",
+    "coarse_to_fine_search": "ssdh",
+}
 _LAZY_SUBMODULES = ("baselines", "cli", "datasets", "metrics")
 
 

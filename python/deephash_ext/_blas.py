@@ -24,7 +24,8 @@ def _library_path() -> str:
     spec = importlib.util.find_spec("scipy_openblas32")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            "deephash_ext's RBM kernels need scipy-openblas32: pip install scipy-openblas32")
+            "deephash_ext's RBM kernels need scipy-openblas32: pip install scipy-openblas32"
+        )
     lib_dir = os.path.join(next(iter(spec.submodule_search_locations)), "lib")
     found = sorted(glob.glob(os.path.join(lib_dir, "libscipy_openblas*.so*")))
     if not found:

@@ -121,8 +121,11 @@ def ensure_cublas() -> str:
                 return path
             except RuntimeError as exc:
                 errors.append(str(exc))
-        raise RuntimeError("cannot load cuBLAS for the GPU RBM; tried:\n  " + "\n  ".join(errors)
-                           + "\nset DEEPHASH_CUBLAS to libcublas.so's path")
+        raise RuntimeError(
+            "cannot load cuBLAS for the GPU RBM; tried:\n  "
+            + "\n  ".join(errors)
+            + "\nset DEEPHASH_CUBLAS to libcublas.so's path"
+        )
 
 
 def encode_layers(device: str, X, input_thresholds, weights, offsets):

@@ -58,12 +58,24 @@ _MAX_INFLATION = 64
 _INFLATION_FLOOR = 1 << 26
 _CHUNK = 1 << 24  # bytes per read when filling an array
 # What the zip module and the inflater raise for a damaged or unsupported archive.
-_ZIP_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, OverflowError,
-               NotImplementedError, RuntimeError, zipfile.BadZipFile, zipfile.LargeZipFile,
-               struct.error, zlib.error)
+_ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    struct.error,
+    zlib.error,
+)
 
 
 # ============================================================================ writing
+
 
 def _name_target(error: OSError, path: Path) -> OSError:
     """The same kind of OSError, naming ``path`` (not the temporary file)."""
@@ -135,8 +147,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     _sync_directory(path.parent)
 
 
-def atomic_write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
-                     meta: Mapping[str, Any]) -> None:
+def atomic_write_npz(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> None:
     """Write ``arrays`` and the JSON-serialisable ``meta`` to ``path`` atomically."""
     if _META_KEY in arrays:
         raise ValueError(f"array name {_META_KEY!r} is reserved")
@@ -144,21 +157,33 @@ def atomic_write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarr
     for name, value in payload.items():
         if value.dtype == object:
             raise TypeError(
-                f"array {name!r} has dtype object, which cannot be saved without pickle")
+                f"array {name!r} has dtype object, which cannot be saved without pickle"
+            )
     payload[_META_KEY] = np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda handle: np.savez(handle, **payload))  # type: ignore[arg-type]
 
 
-def write_model(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
-                meta: Mapping[str, Any], *, format_tag: str, version: int) -> None:
+def write_model(
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+    *,
+    format_tag: str,
+    version: int,
+) -> None:
     """:func:`atomic_write_npz` with the format tag, its version and the library version
     added to ``meta`` (what :func:`read_model` checks)."""
     from ._core import __version__
-    atomic_write_npz(path, arrays, {"format": format_tag, "version": version, **meta,
-                                    "deephash_ext": __version__})
+
+    atomic_write_npz(
+        path,
+        arrays,
+        {"format": format_tag, "version": version, **meta, "deephash_ext": __version__},
+    )
 
 
 # ============================================================================ .npy members
+
 
 @dataclass(frozen=True)
 class ArrayHeader:
@@ -207,9 +232,12 @@ def _parse_header(text: str) -> ArrayHeader:
     if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
         raise _Bad("its .npy header lacks descr, fortran_order and shape")
     shape, order, descr = fields["shape"], fields["fortran_order"], fields["descr"]
-    if (not isinstance(shape, tuple) or len(shape) > _MAX_NDIM
-            or not all(type(d) is int and d >= 0 for d in shape)
-            or math.prod(max(d, 1) for d in shape) > _MAX_ELEMENTS):
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+        or math.prod(max(d, 1) for d in shape) > _MAX_ELEMENTS
+    ):
         raise _Bad(f"its .npy header has an invalid shape {str(shape)[:80]}")
     if not isinstance(order, bool):
         raise _Bad("its .npy header has an invalid fortran_order")
@@ -222,8 +250,9 @@ def _parse_header(text: str) -> ArrayHeader:
     except (TypeError, ValueError, SyntaxError, Warning):
         raise _Bad(f"its .npy header has an invalid dtype {descr[:40]!r}") from None
     if dtype.hasobject:
-        raise _Bad("it holds Python objects (dtype object), which are not loaded (they would "
-                   "need pickle)")
+        raise _Bad(
+            "it holds Python objects (dtype object), which are not loaded (they would need pickle)"
+        )
     if dtype.kind not in _DTYPE_KINDS or dtype.shape != () or dtype.itemsize == 0:
         raise _Bad(f"it holds an array of dtype {dtype}, which is not loaded")
     return ArrayHeader(tuple(shape), dtype, order)
@@ -260,10 +289,9 @@ def _read_data(stream: IO[bytes], header: ArrayHeader) -> np.ndarray:
     view = memoryview(buffer)
     done = 0
     while done < len(buffer):
-        got = stream.readinto(view[done:done + _CHUNK])  # type: ignore[attr-defined]
+        got = stream.readinto(view[done : done + _CHUNK])  # type: ignore[attr-defined]
         if not got:
-            raise _Bad(f"it ends after {done} of the {len(buffer)} array bytes its header "
-                       "declares")
+            raise _Bad(f"it ends after {done} of the {len(buffer)} array bytes its header declares")
         done += got
     array = np.frombuffer(buffer, dtype=header.dtype)
     if header.fortran_order:
@@ -271,8 +299,12 @@ def _read_data(stream: IO[bytes], header: ArrayHeader) -> np.ndarray:
     return array.reshape(header.shape)
 
 
-def read_npy(path: str | os.PathLike[str], *, kind: str = ".npy array",
-             expect: Callable[[ArrayHeader], None] | None = None) -> np.ndarray:
+def read_npy(
+    path: str | os.PathLike[str],
+    *,
+    kind: str = ".npy array",
+    expect: Callable[[ArrayHeader], None] | None = None,
+) -> np.ndarray:
     """Read one ``.npy`` file without pickle, checking its header before allocating.
 
     Parameters
@@ -299,8 +331,10 @@ def read_npy(path: str | os.PathLike[str], *, kind: str = ".npy array",
             header, offset = _read_header(handle)
             available = os.fstat(handle.fileno()).st_size - offset
             if header.nbytes > available:
-                raise _Bad(f"its header declares shape {header.shape} of {header.dtype} "
-                           f"({header.nbytes} bytes) but only {max(available, 0)} bytes follow")
+                raise _Bad(
+                    f"its header declares shape {header.shape} of {header.dtype} "
+                    f"({header.nbytes} bytes) but only {max(available, 0)} bytes follow"
+                )
         except _Bad as error:
             raise ValueError(f"{where!r} is not a readable {kind} file: {error}") from None
         if expect is not None:
@@ -313,9 +347,11 @@ def read_npy(path: str | os.PathLike[str], *, kind: str = ".npy array",
 
 # ============================================================================ .npz archives
 
-def header_mismatch(headers: Mapping[str, ArrayHeader],
-                    expected: Mapping[str, tuple[Sequence[int | None], str | np.dtype]]
-                    ) -> str | None:
+
+def header_mismatch(
+    headers: Mapping[str, ArrayHeader],
+    expected: Mapping[str, tuple[Sequence[int | None], str | np.dtype]],
+) -> str | None:
     """The first way ``headers`` differ from ``expected``, or None when they agree.
 
     ``expected`` maps every array name to ``(shape, dtype)``: ``None`` in a shape matches
@@ -327,11 +363,15 @@ def header_mismatch(headers: Mapping[str, ArrayHeader],
         if header is None:
             return f"array {name!r} is missing"
         if len(header.shape) != len(shape) or any(
-                want is not None and want != got for want, got in zip(shape, header.shape)):
+            want is not None and want != got for want, got in zip(shape, header.shape)
+        ):
             want_text = tuple("any" if s is None else s for s in shape)
             return f"array {name!r} has shape {header.shape}, expected {want_text}"
-        ok = (header.dtype.kind in dtype if isinstance(dtype, str)
-              else header.dtype == np.dtype(dtype) and header.dtype.isnative)
+        ok = (
+            header.dtype.kind in dtype
+            if isinstance(dtype, str)
+            else header.dtype == np.dtype(dtype) and header.dtype.isnative
+        )
         if not ok:
             return f"array {name!r} has dtype {header.dtype}, expected {dtype}"
     extra = sorted(set(headers) - set(expected))
@@ -340,8 +380,9 @@ def header_mismatch(headers: Mapping[str, ArrayHeader],
     return None
 
 
-def state_expectation(state: Mapping[str, Any], prefix: str,
-                      headers: Mapping[str, ArrayHeader]) -> dict[str, tuple[Any, ...]]:
+def state_expectation(
+    state: Mapping[str, Any], prefix: str, headers: Mapping[str, ArrayHeader]
+) -> dict[str, tuple[Any, ...]]:
     """``{prefix + name: (shape, dtype)}`` for a torch ``state_dict`` (tensors on any device,
     "meta" included), as ``state_dict_to_arrays`` saves it: floating tensors as float32, the
     others in their dtype, 0-d tensors as shape ``(1,)`` (``()`` is accepted too)."""
@@ -352,8 +393,11 @@ def state_expectation(state: Mapping[str, Any], prefix: str,
         if shape == ():
             found = headers.get(name)
             shape = found.shape if found is not None and found.shape in ((), (1,)) else (1,)
-        dtype = (np.float32 if value.is_floating_point()
-                 else value.new_empty(0, device="cpu").numpy().dtype)
+        dtype = (
+            np.float32
+            if value.is_floating_point()
+            else value.new_empty(0, device="cpu").numpy().dtype
+        )
         expected[name] = (shape, dtype)
     return expected
 
@@ -377,16 +421,20 @@ def _check_directory(archive: zipfile.ZipFile, length: int) -> dict[str, zipfile
             if info.file_size != info.compress_size:
                 raise _Bad(f"member {info.filename[:80]!r} has inconsistent sizes")
         elif info.compress_type != zipfile.ZIP_DEFLATED:
-            raise _Bad(f"member {info.filename[:80]!r} uses compression method "
-                       f"{info.compress_type} (only stored and deflate are read)")
+            raise _Bad(
+                f"member {info.filename[:80]!r} uses compression method "
+                f"{info.compress_type} (only stored and deflate are read)"
+            )
         if info.header_offset + info.compress_size > length:
             raise _Bad(f"member {info.filename[:80]!r} lies beyond the end of the file")
         total += info.file_size
         members[name] = info
     limit = max(_MAX_INFLATION * length, _INFLATION_FLOOR)
     if total > limit:
-        raise _Bad(f"its members declare {total} bytes, more than {limit} for a file of "
-                   f"{length} bytes (a zip bomb?)")
+        raise _Bad(
+            f"its members declare {total} bytes, more than {limit} for a file of "
+            f"{length} bytes (a zip bomb?)"
+        )
     return members
 
 
@@ -397,14 +445,17 @@ def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[Arr
         except _Bad as error:
             raise _Bad(f"member {info.filename[:80]!r}: {error}") from None
     if offset + header.nbytes != info.file_size:
-        raise _Bad(f"member {info.filename[:80]!r} declares shape {header.shape} of "
-                   f"{header.dtype} ({header.nbytes} bytes) in a member of "
-                   f"{info.file_size - offset} data bytes")
+        raise _Bad(
+            f"member {info.filename[:80]!r} declares shape {header.shape} of "
+            f"{header.dtype} ({header.nbytes} bytes) in a member of "
+            f"{info.file_size - offset} data bytes"
+        )
     return header, offset
 
 
-def _member_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayHeader,
-                 offset: int) -> np.ndarray:
+def _member_data(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayHeader, offset: int
+) -> np.ndarray:
     with archive.open(info) as stream:
         _read_exact(stream, offset)
         try:
@@ -438,13 +489,19 @@ def _guarded(function: Callable[..., Any], *args: Any) -> Any:
     except _Bad:
         raise
     except _ZIP_ERRORS as error:
-        raise _Bad(f"it is not a readable zip archive ({type(error).__name__}: "
-                   f"{str(error)[:200]})") from None
+        raise _Bad(
+            f"it is not a readable zip archive ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
 
 
-def read_npz(path: str | os.PathLike[str], *, kind: str, expect: Expect | None = None,
-             finite: bool = False, require_meta: bool = True
-             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_npz(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    expect: Expect | None = None,
+    finite: bool = False,
+    require_meta: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read an archive written by :func:`atomic_write_npz` (or ``np.savez`` of plain arrays).
 
     Order of work: the zip directory (member names, compression, sizes against the file's
@@ -500,23 +557,29 @@ def read_npz(path: str | os.PathLike[str], *, kind: str, expect: Expect | None =
                     meta = _decode_meta(_guarded(_member_data, archive, info, header, offset))
                 elif require_meta:
                     raise _Bad("it has no metadata entry")
-                headers = {name: _guarded(_member_header, archive, info)
-                           for name, info in members.items()}
+                headers = {
+                    name: _guarded(_member_header, archive, info) for name, info in members.items()
+                }
                 if expect is not None:  # its ValueErrors name the path themselves
                     expect(meta, {name: h for name, (h, _) in headers.items()})
-                arrays = {name: _guarded(_member_data, archive, members[name], header, offset)
-                          for name, (header, offset) in headers.items()}
+                arrays = {
+                    name: _guarded(_member_data, archive, members[name], header, offset)
+                    for name, (header, offset) in headers.items()
+                }
     except _Bad as error:
         raise ValueError(f"{where!r} is not a readable {kind} file: {error}") from None
     if finite:
         for name, array in arrays.items():
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
-                raise ValueError(f"{where!r} is not a valid {kind} file: array {name!r} "
-                                 "holds NaN or infinite values")
+                raise ValueError(
+                    f"{where!r} is not a valid {kind} file: array {name!r} "
+                    "holds NaN or infinite values"
+                )
     return arrays, meta
 
 
 # ============================================================================ models
+
 
 class MetaReader:
     """Typed, range-checked access to a model file's metadata; ValueError naming the path.
@@ -534,15 +597,19 @@ class MetaReader:
         if key in self.meta:
             return self.meta[key]
         if default is self._MISSING:
-            raise ValueError(f"{self.where!r} is an incomplete {self.kind} model file: its "
-                             f"metadata has no {key!r}")
+            raise ValueError(
+                f"{self.where!r} is an incomplete {self.kind} model file: its "
+                f"metadata has no {key!r}"
+            )
         return default
 
     def invalid(self, key: str, rule: str, value: Any) -> ValueError:
         text = repr(value)
         text = text if len(text) <= 80 else text[:77] + "..."
-        return ValueError(f"{self.where!r} is not a valid {self.kind} model file: metadata "
-                          f"{key!r} must be {rule}, got {text}")
+        return ValueError(
+            f"{self.where!r} is not a valid {self.kind} model file: metadata "
+            f"{key!r} must be {rule}, got {text}"
+        )
 
     def integer(self, key: str, *, minimum: int, maximum: int, default: Any = _MISSING) -> int:
         value = self._get(key, default)
@@ -550,13 +617,18 @@ class MetaReader:
             raise self.invalid(key, f"an integer in [{minimum}, {maximum}]", value)
         return value
 
-    def integers(self, key: str, *, minimum: int, maximum: int, max_len: int,
-                 default: Any = _MISSING) -> list[int]:
+    def integers(
+        self, key: str, *, minimum: int, maximum: int, max_len: int, default: Any = _MISSING
+    ) -> list[int]:
         value = self._get(key, default)
-        if (not isinstance(value, list) or len(value) > max_len
-                or not all(type(v) is int and minimum <= v <= maximum for v in value)):
-            raise self.invalid(key, f"a list of at most {max_len} integers in [{minimum}, "
-                                 f"{maximum}]", value)
+        if (
+            not isinstance(value, list)
+            or len(value) > max_len
+            or not all(type(v) is int and minimum <= v <= maximum for v in value)
+        ):
+            raise self.invalid(
+                key, f"a list of at most {max_len} integers in [{minimum}, {maximum}]", value
+            )
         return list(value)
 
     def boolean(self, key: str, *, default: Any = _MISSING) -> bool:
@@ -565,12 +637,12 @@ class MetaReader:
             raise self.invalid(key, "true or false", value)
         return value
 
-    def reals(self, key: str, *, nonnegative: bool = False, default: Any = _MISSING
-              ) -> list[float]:
+    def reals(self, key: str, *, nonnegative: bool = False, default: Any = _MISSING) -> list[float]:
         value = self._get(key, default)
         if not isinstance(value, list) or not all(
-                type(v) in (int, float) and math.isfinite(v) and (v >= 0 or not nonnegative)
-                for v in value):
+            type(v) in (int, float) and math.isfinite(v) and (v >= 0 or not nonnegative)
+            for v in value
+        ):
             rule = "finite numbers >= 0" if nonnegative else "finite numbers"
             raise self.invalid(key, f"a list of {rule}", value)
         return [float(v) for v in value]
@@ -596,9 +668,15 @@ class MetaReader:
         return dict(value)
 
 
-def read_model(path: str | os.PathLike[str], *, kind: str, format_tag: str, version: int,
-               article: str = "a", expect: Expect | None = None
-               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_model(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    format_tag: str,
+    version: int,
+    article: str = "a",
+    expect: Expect | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`write_model`: check its format tag and version, then
     ``expect(meta, headers)`` (see :func:`read_npz`), then read the arrays, which must be
     finite.
@@ -616,12 +694,13 @@ def read_model(path: str | os.PathLike[str], *, kind: str, format_tag: str, vers
     def check(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
         if meta.get("format") != format_tag:
             found = repr(meta.get("format"))
-            raise ValueError(f"{where!r} is not {article} {kind} model file (format "
-                             f"{found[:80]})")
+            raise ValueError(f"{where!r} is not {article} {kind} model file (format {found[:80]})")
         found_version = meta.get("version")
         if type(found_version) is not int or found_version != version:
-            raise ValueError(f"{where!r} has {kind} format version {str(found_version)[:40]}; "
-                             f"this deephash_ext reads version {version}")
+            raise ValueError(
+                f"{where!r} has {kind} format version {str(found_version)[:40]}; "
+                f"this deephash_ext reads version {version}"
+            )
         if expect is not None:
             expect(meta, headers)
 

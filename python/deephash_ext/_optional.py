@@ -19,5 +19,7 @@ def require(module: str, feature: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"{feature} needs {module.split('.')[0]!r}, which is not installed: "
-                          f"pip install 'deephash_ext[{extra}]'") from error
+        raise ImportError(
+            f"{feature} needs {module.split('.')[0]!r}, which is not installed: "
+            f"pip install 'deephash_ext[{extra}]'"
+        ) from error

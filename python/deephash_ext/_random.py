@@ -30,7 +30,8 @@ def check_rng(random_state: object) -> np.random.RandomState:
     except ValueError as exc:
         raise ValueError(
             f"random_state must be None, an integer in [0, 2**32) or a "
-            f"numpy.random.RandomState, got {random_state!r}") from exc
+            f"numpy.random.RandomState, got {random_state!r}"
+        ) from exc
 
 
 def draw_random_state(rng: np.random.RandomState) -> int:

@@ -92,8 +92,9 @@ class GpuCodes:
         """Exact k nearest codes; the contract of :func:`deephash_ext.search`."""
         return search(self, queries, k)
 
-    def range_search(self, queries: object,
-                     max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def range_search(
+        self, queries: object, max_distance: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within a radius; the contract of :func:`deephash_ext.range_search`."""
         return range_search(self, queries, max_distance)
 
@@ -104,13 +105,18 @@ def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int
     kernels (so a bad ``k`` with ``device="cuda"`` fails after the upload, changing nothing)."""
     if isinstance(codes, GpuCodes):
         if device is not None and resolve_device(device) != "cuda":
-            raise ValueError("codes are a GpuCodes (on the GPU) but device='cpu'; search the "
-                             "NumPy array on the CPU instead")
+            raise ValueError(
+                "codes are a GpuCodes (on the GPU) but device='cpu'; search the "
+                "NumPy array on the CPU instead"
+            )
         return codes, codes.n, codes.code_bytes, True
     db = check_codes(codes, "codes")
     where = "cpu" if device is None else resolve_device(device)
-    if where == "cuda" and device == "auto" and (
-            db.shape[0] == 0 or db.shape[1] > cuda_module().max_code_bytes):
+    if (
+        where == "cuda"
+        and device == "auto"
+        and (db.shape[0] == 0 or db.shape[1] > cuda_module().max_code_bytes)
+    ):
         where = "cpu"  # "auto" takes the CPU for what the GPU kernels do not cover
     return db, db.shape[0], db.shape[1], where == "cuda"
 
@@ -119,8 +125,9 @@ def _on_gpu(db: np.ndarray | GpuCodes) -> GpuCodes:
     return db if isinstance(db, GpuCodes) else GpuCodes(db)
 
 
-def search(codes: object, queries: object, k: int, *,
-           device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    codes: object, queries: object, k: int, *, device: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest codes by Hamming distance.
 
     Parameters
@@ -175,8 +182,9 @@ def search(codes: object, queries: object, k: int, *,
     return (distances[0], indices[0]) if single else (distances, indices)
 
 
-def range_search(codes: object, queries: object, max_distance: int, *,
-                 device: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def range_search(
+    codes: object, queries: object, max_distance: int, *, device: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every code within a Hamming radius (inclusive) of each query.
 
     Parameters

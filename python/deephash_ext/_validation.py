@@ -31,8 +31,9 @@ __all__ = [
 DEVICES = ("cpu", "cuda", "auto")
 
 
-def check_int(value: object, name: str, *, minimum: int | None = None,
-              maximum: int | None = None) -> int:
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Return ``value`` as a Python int, or raise TypeError / ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
@@ -46,9 +47,15 @@ def check_int(value: object, name: str, *, minimum: int | None = None,
     return out
 
 
-def check_real(value: object, name: str, *, low: float | None = None,
-               high: float | None = None, low_open: bool = False,
-               high_open: bool = False) -> float:
+def check_real(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Return ``value`` as a finite Python float in the interval given by ``low`` / ``high``
     (closed ends unless ``low_open`` / ``high_open``), or raise TypeError / ValueError
     naming ``name``."""
@@ -58,10 +65,13 @@ def check_real(value: object, name: str, *, low: float | None = None,
     too_low = low is not None and (out <= low if low_open else out < low)
     too_high = high is not None and (out >= high if high_open else out > high)
     if not np.isfinite(out) or too_low or too_high:
-        interval = (("(" if low_open or low is None else "[")
-                    + ("-inf" if low is None else f"{low:g}") + ", "
-                    + ("inf" if high is None else f"{high:g}")
-                    + (")" if high_open or high is None else "]"))
+        interval = (
+            ("(" if low_open or low is None else "[")
+            + ("-inf" if low is None else f"{low:g}")
+            + ", "
+            + ("inf" if high is None else f"{high:g}")
+            + (")" if high_open or high is None else "]")
+        )
         raise ValueError(f"{name} must be finite and in {interval}, got {value!r}")
     return out
 
@@ -83,28 +93,36 @@ def check_real_array(values: object, name: str) -> np.ndarray:
     return array
 
 
-def check_class_labels(labels: object, name: str, *, n_samples: int | None = None,
-                       min_classes: int = 1) -> np.ndarray:
+def check_class_labels(
+    labels: object, name: str, *, n_samples: int | None = None, min_classes: int = 1
+) -> np.ndarray:
     """1-D class labels (any comparable dtype but complex; NaN is no label), with
     ``n_samples`` entries when given and at least ``min_classes`` distinct values."""
     array = np.asarray(labels)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per item), got shape {array.shape}")
-    if array.dtype.kind == "c" or (array.dtype == object and array.size and not all(
-            isinstance(v, (str, numbers.Integral)) for v in array)):
-        raise TypeError(f"{name} must hold class labels (integers or strings), got dtype "
-                        f"{array.dtype}")
+    if array.dtype.kind == "c" or (
+        array.dtype == object
+        and array.size
+        and not all(isinstance(v, (str, numbers.Integral)) for v in array)
+    ):
+        raise TypeError(
+            f"{name} must hold class labels (integers or strings), got dtype {array.dtype}"
+        )
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity (they cannot be class labels)")
     if n_samples is not None and array.shape[0] != n_samples:
-        raise ValueError(f"{name} must have one entry per sample ({n_samples}), got "
-                         f"{array.shape[0]}")
+        raise ValueError(
+            f"{name} must have one entry per sample ({n_samples}), got {array.shape[0]}"
+        )
     if min_classes > 1:
         classes = np.unique(array)
         if classes.size < min_classes:
-            raise ValueError(f"{name} must contain at least {min_classes} classes, got "
-                             f"{classes.size} class{'es' if classes.size != 1 else ''} "
-                             f"{classes.tolist()}")
+            raise ValueError(
+                f"{name} must contain at least {min_classes} classes, got "
+                f"{classes.size} class{'es' if classes.size != 1 else ''} "
+                f"{classes.tolist()}"
+            )
     return array
 
 
@@ -122,11 +140,11 @@ def check_device_name(device: object, name: str = "device", *, torch_forms: bool
     """
     if isinstance(device, str):
         kind, colon, index = device.partition(":")  # exact names: "CUDA" is no device
-        if kind in DEVICES and (not colon or (torch_forms and kind == "cuda"
-                                              and index.isdigit())):
+        if kind in DEVICES and (not colon or (torch_forms and kind == "cuda" and index.isdigit())):
             return kind
-    elif torch_forms and (type(device).__module__.startswith("torch")
-                          and type(device).__name__ == "device"):
+    elif torch_forms and (
+        type(device).__module__.startswith("torch") and type(device).__name__ == "device"
+    ):
         kind = str(getattr(device, "type", ""))
         if kind in ("cpu", "cuda"):
             return kind
@@ -144,8 +162,9 @@ def check_finite_model(arrays: Sequence[np.ndarray], what: str, remedy: str) -> 
             raise RuntimeError(f"{what} diverged (non-finite weights or loss); {remedy}")
 
 
-def check_layer_sizes(value: object, name: str, *, minimum: int = 1, multiple: int = 1,
-                      allow_empty: bool = True) -> list[int]:
+def check_layer_sizes(
+    value: object, name: str, *, minimum: int = 1, multiple: int = 1, allow_empty: bool = True
+) -> list[int]:
     """A sequence (or 1-D array) of layer widths as a list of ints, each ``>= minimum`` and a
     multiple of ``multiple``; TypeError / ValueError naming ``name`` otherwise."""
     sizes = value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
@@ -167,7 +186,8 @@ def _as_code_array(codes: object, name: str) -> np.ndarray:
     if array.dtype != np.uint8:
         raise TypeError(
             f"{name} must have dtype uint8 (packed codes), got {array.dtype}; codes are never "
-            "cast: build them with deephash_ext.pack_bits or deephash_ext.binarize")
+            "cast: build them with deephash_ext.pack_bits or deephash_ext.binarize"
+        )
     return array
 
 
@@ -198,7 +218,8 @@ def check_queries(queries: object) -> tuple[np.ndarray, bool]:
         array = array.reshape(1, -1)
     if array.ndim != 2:
         raise ValueError(
-            f"queries must be 1-D (code_bytes,) or 2-D (nq, code_bytes), got shape {array.shape}")
+            f"queries must be 1-D (code_bytes,) or 2-D (nq, code_bytes), got shape {array.shape}"
+        )
     return _row_contiguous(array), single
 
 

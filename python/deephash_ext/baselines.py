@@ -85,12 +85,14 @@ def _principal_axes(Xc: np.ndarray, k: int) -> np.ndarray:
     """
     n, d = Xc.shape
     if d <= n:
-        _, vectors = scipy.linalg.eigh(Xc.T @ Xc, subset_by_index=(d - k, d - 1),
-                                       check_finite=False)
+        _, vectors = scipy.linalg.eigh(
+            Xc.T @ Xc, subset_by_index=(d - k, d - 1), check_finite=False
+        )
         axes = vectors[:, ::-1].T
     else:
-        values, vectors = scipy.linalg.eigh(Xc @ Xc.T, subset_by_index=(n - k, n - 1),
-                                            check_finite=False)
+        values, vectors = scipy.linalg.eigh(
+            Xc @ Xc.T, subset_by_index=(n - k, n - 1), check_finite=False
+        )
         values, vectors = values[::-1], vectors[:, ::-1]
         floor = max(float(values[0]), 1.0) * max(n, d) * np.finfo(np.float32).eps
         scale = 1.0 / np.sqrt(np.maximum(values, floor))
@@ -103,8 +105,9 @@ def _principal_axes(Xc: np.ndarray, k: int) -> np.ndarray:
     return axes
 
 
-def _most_square_factors(n: int, max_first: int, max_second: int,
-                         first_not_larger: bool = True) -> tuple[int, int] | None:
+def _most_square_factors(
+    n: int, max_first: int, max_second: int, first_not_larger: bool = True
+) -> tuple[int, int] | None:
     """``(a, b)`` with ``a * b == n``, ``a <= max_first``, ``b <= max_second`` and ``|a - b|``
     smallest; on a tie, ``a <= b`` when ``first_not_larger``. None if no pair fits."""
     best: tuple[tuple[int, bool], tuple[int, int]] | None = None
@@ -114,8 +117,10 @@ def _most_square_factors(n: int, max_first: int, max_second: int,
         for first, second in ((a, n // a), (n // a, a)):
             if first > max_first or second > max_second:
                 continue
-            key = (second - first if second >= first else first - second,
-                   (first > second) if first_not_larger else (first < second))
+            key = (
+                second - first if second >= first else first - second,
+                (first > second) if first_not_larger else (first < second),
+            )
             if best is None or key < best[0]:
                 best = (key, (first, second))
     return None if best is None else best[1]
@@ -315,7 +320,8 @@ class ITQ(BaseEstimator):
         if n_bits > min(X.shape):
             raise ValueError(
                 f"n_bits must be <= min(n_samples, n_features) = {min(X.shape)} for the PCA "
-                f"of ITQ, got n_bits={n_bits} with X of shape {X.shape}")
+                f"of ITQ, got n_bits={n_bits} with X of shape {X.shape}"
+            )
         _set_n_features(self, X)
 
         mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -329,8 +335,11 @@ class ITQ(BaseEstimator):
         for step in range(n_iter + 1):
             Y = V @ rotation
             # ||B - Y||^2 with B = +-1: |B|^2 = n * c and B . Y = sum |Y| (Y = 0 gives 0).
-            losses.append(n_cells - 2.0 * float(np.abs(Y).sum(dtype=np.float64))
-                          + float(np.square(Y).sum(dtype=np.float64)))
+            losses.append(
+                n_cells
+                - 2.0 * float(np.abs(Y).sum(dtype=np.float64))
+                + float(np.square(Y).sum(dtype=np.float64))
+            )
             if step == n_iter:
                 break
             B = np.where(Y > 0, np.float32(1.0), np.float32(-1.0))
@@ -448,14 +457,18 @@ class BPBC(BaseEstimator):
             return d1, n_features // d1
         shape = self.shape
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
-            raise TypeError(f"shape must be None or a pair of integers (d1, d2), got "
-                            f"{type(shape).__name__} {shape!r}")
+            raise TypeError(
+                f"shape must be None or a pair of integers (d1, d2), got "
+                f"{type(shape).__name__} {shape!r}"
+            )
         if len(shape) != 2:
             raise ValueError(f"shape must be a pair of integers (d1, d2), got {shape!r}")
         d1, d2 = (check_int(v, "shape", minimum=1) for v in shape)
         if d1 * d2 != n_features:
-            raise ValueError(f"shape must satisfy d1 * d2 = n_features = {n_features}, got "
-                             f"shape={tuple(shape)!r}")
+            raise ValueError(
+                f"shape must satisfy d1 * d2 = n_features = {n_features}, got "
+                f"shape={tuple(shape)!r}"
+            )
         return d1, d2
 
     def fit(self, X, y=None):
@@ -492,7 +505,8 @@ class BPBC(BaseEstimator):
         if code_shape is None:
             raise ValueError(
                 f"n_bits must factor as c1 * c2 with c1 <= d1 and c2 <= d2 for shape "
-                f"({d1}, {d2}), got n_bits={n_bits}")
+                f"({d1}, {d2}), got n_bits={n_bits}"
+            )
         c1, c2 = code_shape
         _set_n_features(self, X)
 
@@ -637,24 +651,27 @@ class PQ(BaseEstimator):
         if d % n_sub:
             raise ValueError(
                 f"n_bits // 8 (the number of sub-quantisers) must divide n_features = {d}, got "
-                f"n_bits={self.n_bits} (M={n_sub})")
+                f"n_bits={self.n_bits} (M={n_sub})"
+            )
         if n < _PQ_CENTROIDS:
             raise ValueError(
                 f"X must have at least {_PQ_CENTROIDS} rows to train {_PQ_CENTROIDS} "
-                f"centroids per sub-quantiser, got {n}")
+                f"centroids per sub-quantiser, got {n}"
+            )
         _set_n_features(self, X)
 
         sub = d // n_sub
         seeds = [draw_random_state(rng) for _ in range(n_sub)]
         centers = np.empty((n_sub, _PQ_CENTROIDS, sub), dtype=np.float32)
         for m in range(n_sub):
-            kmeans = KMeans(n_clusters=_PQ_CENTROIDS, n_init=1, max_iter=n_iter,
-                            random_state=seeds[m])
+            kmeans = KMeans(
+                n_clusters=_PQ_CENTROIDS, n_init=1, max_iter=n_iter, random_state=seeds[m]
+            )
             with warnings.catch_warnings():
                 # A sub-space with fewer than 256 distinct sub-vectors (e.g. the all-zero blocks
                 # of Fisher Vectors) gets duplicate centroids: harmless for ADC, so not a warning.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                kmeans.fit(X[:, m * sub:(m + 1) * sub])
+                kmeans.fit(X[:, m * sub : (m + 1) * sub])
             centers[m] = kmeans.cluster_centers_
         self.cluster_centers_ = centers
         return self
@@ -688,8 +705,9 @@ class PQ(BaseEstimator):
         n_sub, _, sub = self.cluster_centers_.shape
         codes = np.empty((X.shape[0], n_sub), dtype=np.uint8)
         for m, centers in enumerate(self.cluster_centers_):
-            scores = np.square(centers).sum(axis=1) - 2.0 * (X[:, m * sub:(m + 1) * sub]
-                                                              @ centers.T)
+            scores = np.square(centers).sum(axis=1) - 2.0 * (
+                X[:, m * sub : (m + 1) * sub] @ centers.T
+            )
             codes[:, m] = scores.argmin(axis=1)
         return codes
 
@@ -735,14 +753,15 @@ class PQ(BaseEstimator):
         if db.shape[1] != n_sub:
             raise ValueError(
                 f"codes must have M = {n_sub} columns (one centroid id per sub-quantiser), "
-                f"got shape {db.shape}")
+                f"got shape {db.shape}"
+            )
         if np.ndim(queries) != 2:
-            raise ValueError(
-                f"queries must be 2-D (nq, n_features), got shape {np.shape(queries)}")
+            raise ValueError(f"queries must be 2-D (nq, n_features), got shape {np.shape(queries)}")
         q = check_array(queries, dtype=np.float32, order="C", input_name="queries")
         if q.shape[1] != self.n_features_in_:
-            raise ValueError(f"queries have {q.shape[1]} features, but PQ was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(
+                f"queries have {q.shape[1]} features, but PQ was fitted with {self.n_features_in_}"
+            )
         n = db.shape[0]
         k = check_int(k, "k", minimum=1, maximum=n)
         nq = q.shape[0]
@@ -750,10 +769,10 @@ class PQ(BaseEstimator):
         indices = np.empty((nq, k), dtype=np.int64)
         chunk = max(1, (1 << 22) // max(n, n_centroids * sub))
         for start in range(0, nq, chunk):
-            block = q[start:start + chunk]
+            block = q[start : start + chunk]
             tables = np.empty((block.shape[0], n_sub, n_centroids), dtype=np.float32)
             for m in range(n_sub):
-                diff = block[:, None, m * sub:(m + 1) * sub] - self.cluster_centers_[m]
+                diff = block[:, None, m * sub : (m + 1) * sub] - self.cluster_centers_[m]
                 tables[:, m] = np.square(diff).sum(axis=-1)
             scores = np.take(tables[:, 0], db[:, 0], axis=1)
             for m in range(1, n_sub):
@@ -774,4 +793,3 @@ def _top_k_by_distance_then_index(score: np.ndarray, k: int) -> np.ndarray:
         candidates = np.arange(score.shape[0])
     order = np.argsort(score[candidates], kind="stable")
     return candidates[order[:k]].astype(np.int64)
-

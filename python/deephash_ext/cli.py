@@ -61,8 +61,12 @@ USER_ERRORS = (ValueError, TypeError, OverflowError, OSError, MemoryError, Impor
 # ---------------------------------------------------------------------- user errors
 def _one_line(error: BaseException) -> str:
     """The message of a user error as one line (no path of ours, no traceback)."""
-    if isinstance(error, OSError) and error.strerror and error.filename is not None \
-            and error.filename2 is None:
+    if (
+        isinstance(error, OSError)
+        and error.strerror
+        and error.filename is not None
+        and error.filename2 is None
+    ):
         text = f"{os.fsdecode(error.filename)}: {error.strerror}"
     else:
         text = str(error)
@@ -94,8 +98,7 @@ def _check_output(path: str, name: str) -> None:
         raise IsADirectoryError(f"{name} {path!r} is a directory, not a file")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{name} {path!r}: no such folder {folder!r}")
-    if os.path.exists(path) and (not os.access(path, os.W_OK)
-                                 or not os.stat(path).st_mode & 0o222):
+    if os.path.exists(path) and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222):
         raise PermissionError(f"{name} {path!r} is a read-only file")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"{name} {path!r}: the folder {folder!r} is not writable")
@@ -133,29 +136,38 @@ def _check_network_fits(sizes: tuple[int, ...], n_samples: int, n_features: int)
     fan = [a * b for a, b in zip((n_features, *sizes), sizes)]
     need = 4 * sum(fan) + 8 * max(fan) + 4 * n_samples * max(sizes)
     if need > memory:
-        raise ValueError(f"--layers {','.join(map(str, sizes))} on {n_samples} x {n_features} "
-                         f"descriptors needs at least {_bytes(need)}, more than this "
-                         f"machine's {_bytes(memory)} of memory")
+        raise ValueError(
+            f"--layers {','.join(map(str, sizes))} on {n_samples} x {n_features} "
+            f"descriptors needs at least {_bytes(need)}, more than this "
+            f"machine's {_bytes(memory)} of memory"
+        )
 
 
 def _bytes(n: int) -> str:
     """``n`` bytes for people (exact integers in, so any size works)."""
-    if n >= 1024 ** 7:
+    if n >= 1024**7:
         return "more than 1024 EiB"
     power = 0
     while power < 6 and n >= 1024 ** (power + 1):
         power += 1
     units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    return f"{n} B" if power == 0 else f"{n / 1024 ** power:.3g} {units[power]}"
+    return f"{n} B" if power == 0 else f"{n / 1024**power:.3g} {units[power]}"
 
 
 # ---------------------------------------------------------------------- the demo
 def _ranking_report(indices, data, seconds, scheme, bits, extra=None):
     from .metrics import retrieval_report
+
     report = retrieval_report(indices, data.y_query, data.y_db, recall_ranks=(10, 100))
-    row = {"scheme": scheme, "bits": bits, "mAP": report["mAP"],
-           "4xrecall@4": report["4xrecall@4"], "recall@10": report["recall@10"],
-           "recall@100": report["recall@100"], "encode_s": seconds}
+    row = {
+        "scheme": scheme,
+        "bits": bits,
+        "mAP": report["mAP"],
+        "4xrecall@4": report["4xrecall@4"],
+        "recall@10": report["recall@10"],
+        "recall@100": report["recall@100"],
+        "encode_s": seconds,
+    }
     row.update(extra or {})
     return row
 
@@ -171,16 +183,24 @@ def _hamming_row(encode, data, scheme, bits):
 def _layer_rows(model, data, scheme, bits) -> list[dict[str, Any]]:
     """One report per layer of a DeepHash model; the last (the model's code) is named."""
     n_layers = len(model.components_)
-    return [_hamming_row(lambda X, d=d: model.encode(X, layer=d), data,
-                         scheme if d == n_layers - 1 else "", bits if d == n_layers - 1 else 0)
-            for d in range(n_layers)]
+    return [
+        _hamming_row(
+            lambda X, d=d: model.encode(X, layer=d),
+            data,
+            scheme if d == n_layers - 1 else "",
+            bits if d == n_layers - 1 else 0,
+        )
+        for d in range(n_layers)
+    ]
 
 
 def _print_row(row):
     bits = "float" if row["bits"] is None else row["bits"]
-    print(f"| {row['scheme']:<28} | {bits!s:>5} | {row['mAP']:.3f} | {row['4xrecall@4']:.2f} | "
-          f"{row['recall@10']:.3f} | {row['recall@100']:.3f} | {row['encode_s']:7.2f} |",
-          flush=True)
+    print(
+        f"| {row['scheme']:<28} | {bits!s:>5} | {row['mAP']:.3f} | {row['4xrecall@4']:.2f} | "
+        f"{row['recall@10']:.3f} | {row['recall@100']:.3f} | {row['encode_s']:7.2f} |",
+        flush=True,
+    )
 
 
 def _demo(args) -> int:
@@ -196,26 +216,41 @@ def _demo(args) -> int:
     _check_output_folder(args.out, "--out")
     started = time.perf_counter()
     info = build_info()
-    print(f"deephash_ext {info['version']} | SIMD {info['simd_active']} | "
-          f"{info['num_threads']} threads", flush=True)
-    data = load_instances(n_instances=args.instances, random_state=args.seed,
-                          verbose=not args.quiet)
+    print(
+        f"deephash_ext {info['version']} | SIMD {info['simd_active']} | "
+        f"{info['num_threads']} threads",
+        flush=True,
+    )
+    data = load_instances(
+        n_instances=args.instances, random_state=args.seed, verbose=not args.quiet
+    )
     print(data.description, flush=True)
-    print(f"train {data.X_train.shape[0]} descriptors ({len(data.pairs_train)} matching pairs); "
-          f"test {len(data.X_query)} queries against {len(data.X_db)} database items "
-          f"(4 relevant each); data ready after {time.perf_counter() - started:.0f} s\n",
-          flush=True)
+    print(
+        f"train {data.X_train.shape[0]} descriptors ({len(data.pairs_train)} matching pairs); "
+        f"test {len(data.X_query)} queries against {len(data.X_db)} database items "
+        f"(4 relevant each); data ready after {time.perf_counter() - started:.0f} s\n",
+        flush=True,
+    )
     print("| scheme                       |  bits |  mAP  | 4xR@4 | R@10  | R@100 | encode s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     rows = []
 
     # Uncompressed Fisher Vector: L2 ranking (ties by index).
     t0 = time.perf_counter()
-    sq = (data.X_query.astype(np.float64) ** 2).sum(1)[:, None] - 2.0 * (
-        data.X_query.astype(np.float64) @ data.X_db.astype(np.float64).T) + (
-        data.X_db.astype(np.float64) ** 2).sum(1)[None, :]
-    rows.append(_ranking_report(rank_by_distance(sq), data, time.perf_counter() - t0,
-                                "Fisher Vector (float32, L2)", None))
+    sq = (
+        (data.X_query.astype(np.float64) ** 2).sum(1)[:, None]
+        - 2.0 * (data.X_query.astype(np.float64) @ data.X_db.astype(np.float64).T)
+        + (data.X_db.astype(np.float64) ** 2).sum(1)[None, :]
+    )
+    rows.append(
+        _ranking_report(
+            rank_by_distance(sq),
+            data,
+            time.perf_counter() - t0,
+            "Fisher Vector (float32, L2)",
+            None,
+        )
+    )
     _print_row(rows[-1])
 
     # The input of every DeepHash network: the descriptor binarised at the training means
@@ -226,9 +261,11 @@ def _demo(args) -> int:
 
     seed = args.seed
     for bits in args.bits:
-        for name, model in (("LSH", LSH(n_bits=bits, random_state=seed)),
-                            ("ITQ", ITQ(n_bits=bits, random_state=seed)),
-                            ("BPBC", BPBC(n_bits=bits, random_state=seed))):
+        for name, model in (
+            ("LSH", LSH(n_bits=bits, random_state=seed)),
+            ("ITQ", ITQ(n_bits=bits, random_state=seed)),
+            ("BPBC", BPBC(n_bits=bits, random_state=seed)),
+        ):
             model.fit(data.X_train)
             rows.append(_hamming_row(model.encode, data, name, bits))
             _print_row(rows[-1])
@@ -247,12 +284,18 @@ def _demo(args) -> int:
     # 64-bit one: same data, parameters and seed give the same layer), then fine-tune each.
     models: dict[int, Any] = {}
     for bits in sorted(args.bits):
-        reuse = next((m for m in models.values() if m.components_[0].shape[0] ==
-                      DEMO_NETWORKS[bits][0]), None)
-        models[bits] = DeepHash(DEMO_NETWORKS[bits], n_epochs=args.epochs,
-                                hashing_reg=args.hashing_reg, learning_rate=args.learning_rate,
-                                random_state=seed, verbose=not args.quiet).fit(data.X_train,
-                                                                               reuse=reuse)
+        reuse = next(
+            (m for m in models.values() if m.components_[0].shape[0] == DEMO_NETWORKS[bits][0]),
+            None,
+        )
+        models[bits] = DeepHash(
+            DEMO_NETWORKS[bits],
+            n_epochs=args.epochs,
+            hashing_reg=args.hashing_reg,
+            learning_rate=args.learning_rate,
+            random_state=seed,
+            verbose=not args.quiet,
+        ).fit(data.X_train, reuse=reuse)
     layer_recall = {}
     for bits in args.bits:
         model = models[bits]
@@ -263,29 +306,45 @@ def _demo(args) -> int:
         layer_recall[bits] = [r["recall@10"] for r in layers]
     for bits in args.bits:
         model = models[bits]
-        model.finetune(data.X_train, data.pairs_train, n_epochs=args.finetune_epochs,
-                       learning_rate=args.finetune_learning_rate, random_state=seed,
-                       verbose=not args.quiet)
+        model.finetune(
+            data.X_train,
+            data.pairs_train,
+            n_epochs=args.finetune_epochs,
+            learning_rate=args.finetune_learning_rate,
+            random_state=seed,
+            verbose=not args.quiet,
+        )
         net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
         layers = _layer_rows(model, data, f"DeepHash+ {net}", bits)
-        rows.append(dict(layers[-1], layers_before=layer_recall[bits],
-                         layers_after=[r["recall@10"] for r in layers]))
+        rows.append(
+            dict(
+                layers[-1],
+                layers_before=layer_recall[bits],
+                layers_after=[r["recall@10"] for r in layers],
+            )
+        )
         rows[-1]["margins"] = model.margins_
         _print_row(rows[-1])
 
     # Fig. 6a: a single layer 8192-64, with and without hashing regularisation.
     ablation = []
     for reg in (0.0, args.hashing_reg):
-        single = DeepHash((64,), n_epochs=args.epochs, hashing_reg=reg,
-                          learning_rate=args.learning_rate, random_state=seed).fit(data.X_train)
+        single = DeepHash(
+            (64,),
+            n_epochs=args.epochs,
+            hashing_reg=reg,
+            learning_rate=args.learning_rate,
+            random_state=seed,
+        ).fit(data.X_train)
         ablation.append(_hamming_row(single.encode, data, f"8192-64, hashing_reg={reg}", 64))
         _print_row(ablation[-1])
 
     print("\nFine-tuning, recall@10 of every layer (before -> after):")
     for row in rows:
         if "layers_before" in row:
-            pairs = ", ".join(f"{b:.3f} -> {a:.3f}" for b, a in
-                              zip(row["layers_before"], row["layers_after"]))
+            pairs = ", ".join(
+                f"{b:.3f} -> {a:.3f}" for b, a in zip(row["layers_before"], row["layers_after"])
+            )
             print(f"  {row['scheme']}: {pairs}  (margins {[round(m, 3) for m in row['margins']]})")
 
     _print_claims(rows, ablation)
@@ -295,11 +354,15 @@ def _demo(args) -> int:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     schemes = [r["scheme"].split(" ")[0] for r in rows if r["bits"] in args.bits]
     for scheme in dict.fromkeys(schemes):
-        points = [(r["bits"], r["recall@10"]) for r in rows
-                  if r["bits"] in args.bits and r["scheme"].split(" ")[0] == scheme]
+        points = [
+            (r["bits"], r["recall@10"])
+            for r in rows
+            if r["bits"] in args.bits and r["scheme"].split(" ")[0] == scheme
+        ]
         axis.plot(*zip(*points), marker="o", label=scheme)
-    axis.axhline(rows[0]["recall@10"], color="black", linestyle="--",
-                 label="Fisher Vector (uncompressed)")
+    axis.axhline(
+        rows[0]["recall@10"], color="black", linestyle="--", label="Fisher Vector (uncompressed)"
+    )
     axis.set_xscale("log", base=2)
     axis.set_xticks(args.bits, [str(b) for b in args.bits])
     axis.set_xlabel("bits per code")
@@ -312,63 +375,80 @@ def _demo(args) -> int:
     results_path = os.path.join(args.out, "results.json")
     results = json.dumps({"rows": rows, "ablation": ablation, "args": vars(args)}, indent=1)
     atomic_write(results_path, lambda handle: handle.write(results.encode("utf-8")))
-    print(f"\nplot: {plot_path}\nresults: {results_path}\n"
-          f"total {time.perf_counter() - started:.0f} s")
+    print(
+        f"\nplot: {plot_path}\nresults: {results_path}\ntotal {time.perf_counter() - started:.0f} s"
+    )
     return 0
 
 
 def _print_claims(rows, ablation) -> None:
     """The paper's claims (docs/algorithms.md, sec. 2.8), checked on the rows just measured."""
+
     def find(prefix, bits):
-        return next((r for r in rows if r["scheme"].startswith(prefix) and r["bits"] == bits),
-                    None)
+        return next((r for r in rows if r["scheme"].startswith(prefix) and r["bits"] == bits), None)
 
     fv = rows[0]
     print("\nThe paper's claims on this data (recall@10 unless stated):")
     if len(ablation) == 2:
         off, on = ablation
-        print(f"  hashing regularisation at 64 bits (8192-64): {off['recall@10']:.3f} -> "
-              f"{on['recall@10']:.3f} ({100 * (on['recall@10'] - off['recall@10']):+.1f} points;"
-              f" paper: about +10)")
+        print(
+            f"  hashing regularisation at 64 bits (8192-64): {off['recall@10']:.3f} -> "
+            f"{on['recall@10']:.3f} ({100 * (on['recall@10'] - off['recall@10']):+.1f} points;"
+            f" paper: about +10)"
+        )
     for row in rows:
         if "layers_before" in row:
             better = sum(a > b for b, a in zip(row["layers_before"], row["layers_after"]))
-            print(f"  fine-tuning improves {better} of {len(row['layers_before'])} layers of "
-                  f"{row['scheme'].split(' ', 1)[1]}")
+            print(
+                f"  fine-tuning improves {better} of {len(row['layers_before'])} layers of "
+                f"{row['scheme'].split(' ', 1)[1]}"
+            )
     for bits in (64, 256):
         plus, itq, lsh = find("DeepHash+", bits), find("ITQ", bits), find("LSH", bits)
         if plus and itq and lsh:
-            print(f"  {bits} bits: DeepHash+ {plus['recall@10']:.3f} vs ITQ {itq['recall@10']:.3f}"
-                  f" ({'beats' if plus['recall@10'] > itq['recall@10'] else 'loses to'} ITQ), vs "
-                  f"LSH {lsh['recall@10']:.3f} "
-                  f"({'beats' if plus['recall@10'] > lsh['recall@10'] else 'loses to'} LSH)")
+            print(
+                f"  {bits} bits: DeepHash+ {plus['recall@10']:.3f} vs ITQ {itq['recall@10']:.3f}"
+                f" ({'beats' if plus['recall@10'] > itq['recall@10'] else 'loses to'} ITQ), vs "
+                f"LSH {lsh['recall@10']:.3f} "
+                f"({'beats' if plus['recall@10'] > lsh['recall@10'] else 'loses to'} LSH)"
+            )
     plus = find("DeepHash+", 256)
     if plus:
         gap = 100 * (fv["mAP"] - plus["mAP"])
-        print(f"  256-bit DeepHash+ mAP {plus['mAP']:.3f} vs uncompressed FV {fv['mAP']:.3f}: "
-              f"{gap:.1f} points below ({'within' if gap <= 5 else 'not within'} 5 points)")
+        print(
+            f"  256-bit DeepHash+ mAP {plus['mAP']:.3f} vs uncompressed FV {fv['mAP']:.3f}: "
+            f"{gap:.1f} points below ({'within' if gap <= 5 else 'not within'} 5 points)"
+        )
 
 
 # ---------------------------------------------------------------------- file commands
 def _fit(args) -> int:
     from .datasets import load_descriptors
     from .deephash import DeepHash
+
     X = load_descriptors(args.input)
     _check_output(args.model, "model")
     sizes = tuple(args.layers)
     _check_network_fits(sizes, X.shape[0], X.shape[1])
-    model = DeepHash(sizes, n_epochs=args.epochs, hashing_reg=args.hashing_reg,
-                     learning_rate=args.learning_rate, random_state=args.seed,
-                     verbose=not args.quiet).fit(X)
+    model = DeepHash(
+        sizes,
+        n_epochs=args.epochs,
+        hashing_reg=args.hashing_reg,
+        learning_rate=args.learning_rate,
+        random_state=args.seed,
+        verbose=not args.quiet,
+    ).fit(X)
     model.save(args.model)
-    print(f"trained {X.shape[1]}-{'-'.join(map(str, sizes))} on {len(X)} descriptors -> "
-          f"{args.model}")
+    print(
+        f"trained {X.shape[1]}-{'-'.join(map(str, sizes))} on {len(X)} descriptors -> {args.model}"
+    )
     return 0
 
 
 def _encode(args) -> int:
     from .datasets import load_descriptors
     from .deephash import DeepHash
+
     model = DeepHash.load(args.model)
     X = load_descriptors(args.input)
     _check_output(args.output, "output")
@@ -387,8 +467,9 @@ def _search(args) -> int:
     if queries.ndim == 1:  # one query saved as a 1-D array: the API's answer is 1-D too
         distances, indices = distances[None], indices[None]
     if args.output:
-        atomic_write(args.output,
-                     lambda handle: np.savez(handle, distances=distances, indices=indices))
+        atomic_write(
+            args.output, lambda handle: np.savez(handle, distances=distances, indices=indices)
+        )
         print(f"{len(indices)} queries, top {args.k} -> {args.output}")
     else:
         for q in range(len(indices)):
@@ -413,13 +494,19 @@ def _search_demo(args) -> int:
     lims, _, hits = range_search(codes, queries, max_distance=max_flips)
     t_range = time.perf_counter() - t0
     top1 = float(np.mean(indices[:, 0] == targets))
-    in_ball = float(np.mean([t in hits[lims[i]:lims[i + 1]] for i, t in enumerate(targets)]))
-    print(f"{n:,} random {n_bits}-bit codes, {n_queries} queries = database codes with "
-          f"0..{max_flips} bits flipped")
-    print(f"search(k=10): {t_knn * 1e3:.2f} ms, planted code first for {top1:.1%} of queries "
-          f"(median top-1 distance {np.median(distances[:, 0]):.0f})")
-    print(f"range_search(max_distance={max_flips}): {t_range * 1e3:.2f} ms, planted code found "
-          f"for {in_ball:.1%} of queries, {len(hits) / n_queries:.2f} hits per query")
+    in_ball = float(np.mean([t in hits[lims[i] : lims[i + 1]] for i, t in enumerate(targets)]))
+    print(
+        f"{n:,} random {n_bits}-bit codes, {n_queries} queries = database codes with "
+        f"0..{max_flips} bits flipped"
+    )
+    print(
+        f"search(k=10): {t_knn * 1e3:.2f} ms, planted code first for {top1:.1%} of queries "
+        f"(median top-1 distance {np.median(distances[:, 0]):.0f})"
+    )
+    print(
+        f"range_search(max_distance={max_flips}): {t_range * 1e3:.2f} ms, planted code found "
+        f"for {in_ball:.1%} of queries, {len(hits) / n_queries:.2f} hits per query"
+    )
     return 0 if in_ball == 1.0 else 1
 
 
@@ -428,7 +515,8 @@ def _bits_list(text: str) -> list[int]:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, got {text!r}") from None
+            f"must be comma-separated integers, got {text!r}"
+        ) from None
     if any(v not in DEMO_NETWORKS for v in values):
         raise argparse.ArgumentTypeError(f"must be among {sorted(DEMO_NETWORKS)}, got {text!r}")
     return values
@@ -439,13 +527,17 @@ def _int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, got {text!r}") from None
+            f"must be comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deephash", description="deephash_ext command line",
-                                     epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="deephash",
+        description="deephash_ext command line",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the whole pipeline on the bundled-photo retrieval set")
@@ -465,8 +557,9 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="train DeepHash on descriptors (.npy / .fvecs)")
     fit.add_argument("input")
     fit.add_argument("model", help="output model file (.npz)")
-    fit.add_argument("--layers", type=_int_list, default="4096,256",
-                     help="hidden layer sizes, comma-separated")
+    fit.add_argument(
+        "--layers", type=_int_list, default="4096,256", help="hidden layer sizes, comma-separated"
+    )
     fit.add_argument("--epochs", type=int, default=30)
     fit.add_argument("--hashing-reg", type=float, default=0.0)
     fit.add_argument("--learning-rate", type=float, default=0.001)
@@ -515,14 +608,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "search-demo" and (args.bits <= 0 or args.bits % 8 or args.n < 10
-                                          or not 0 < args.queries <= args.n
-                                          or not 0 <= args.max_flips <= args.bits
-                                          or args.seed < 0):
-        parser.error("need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n, "
-                     "0 <= --max-flips <= --bits, --seed >= 0")
-    handlers = {"demo": _demo, "fit": _fit, "encode": _encode, "search": _search,
-                "search-demo": _search_demo}
+    if args.command == "search-demo" and (
+        args.bits <= 0
+        or args.bits % 8
+        or args.n < 10
+        or not 0 < args.queries <= args.n
+        or not 0 <= args.max_flips <= args.bits
+        or args.seed < 0
+    ):
+        parser.error(
+            "need --bits a positive multiple of 8, --n >= 10, 0 < --queries <= --n, "
+            "0 <= --max-flips <= --bits, --seed >= 0"
+        )
+    handlers = {
+        "demo": _demo,
+        "fit": _fit,
+        "encode": _encode,
+        "search": _search,
+        "search-demo": _search_demo,
+    }
     # The one place where user errors become one line (see the module docstring).
     try:
         status = handlers[args.command](args)

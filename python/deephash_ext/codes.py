@@ -66,7 +66,8 @@ def pack_bits(bits: object) -> np.ndarray:
         raise ValueError(f"bits must be 1-D or 2-D, got shape {array.shape}")
     if array.shape[-1] == 0 or array.shape[-1] % 8:
         raise ValueError(
-            f"bits must have a positive multiple of 8 columns, got shape {array.shape}")
+            f"bits must have a positive multiple of 8 columns, got shape {array.shape}"
+        )
     if array.dtype.kind != "b" and ((array != 0) & (array != 1)).any():
         raise ValueError("bits must contain only 0 and 1")
     return np.packbits(array.astype(bool, copy=False), axis=-1, bitorder="little")

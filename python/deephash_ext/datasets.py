@@ -46,10 +46,26 @@ _RECIPE_VERSION = 1
 # synthetic images (chessboard, color, logo, phantom), the binary silhouette (horse) and
 # the non-image files. Missing files are skipped (older scikit-image releases).
 _SKIMAGE_PHOTOS = (
-    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png",
-    "coffee.png", "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png",
-    "microaneurysms.png", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
-    "page.png", "retina.jpg", "rocket.jpg", "text.png",
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "microaneurysms.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "page.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "text.png",
 )
 _SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 
@@ -67,16 +83,16 @@ _REGION_SIDE = (96, 224)
 _MIN_REGION_KEYPOINTS = 30
 _MAX_REDRAWS = 100
 # Views: the strength of each random change, drawn independently per view.
-_ROTATION_DEG = 20.0          # rotation uniform in [-20, 20] degrees
-_SCALE = (0.8, 1.25)          # zoom, log-uniform
-_CORNER_JITTER = 0.05         # perspective: each output corner moves up to 5% of the side
-_SHIFT = 0.08                 # translation up to 8% of the side, each axis
-_GAIN = (0.75, 1.25)          # photometric: y = gain * 255 (x / 255) ** gamma + bias
-_BIAS = 20.0                  # bias uniform in [-20, 20] grey levels
-_GAMMA = (0.75, 1.33)         # gamma, log-uniform
-_BLUR_SIGMA = (0.6, 1.6)      # half of the views: Gaussian blur, sigma uniform (pixels)
-_NOISE_STD = (3.0, 10.0)      # the other half: additive Gaussian noise, std uniform (levels)
-_JPEG_QUALITY = (30, 90)      # JPEG re-encoding quality, integer uniform, both ends included
+_ROTATION_DEG = 20.0  # rotation uniform in [-20, 20] degrees
+_SCALE = (0.8, 1.25)  # zoom, log-uniform
+_CORNER_JITTER = 0.05  # perspective: each output corner moves up to 5% of the side
+_SHIFT = 0.08  # translation up to 8% of the side, each axis
+_GAIN = (0.75, 1.25)  # photometric: y = gain * 255 (x / 255) ** gamma + bias
+_BIAS = 20.0  # bias uniform in [-20, 20] grey levels
+_GAMMA = (0.75, 1.33)  # gamma, log-uniform
+_BLUR_SIGMA = (0.6, 1.6)  # half of the views: Gaussian blur, sigma uniform (pixels)
+_NOISE_STD = (3.0, 10.0)  # the other half: additive Gaussian noise, std uniform (levels)
+_JPEG_QUALITY = (30, 90)  # JPEG re-encoding quality, integer uniform, both ends included
 # Codebook: PCA and GMM are fitted on at most this many SIFT descriptors, drawn uniformly
 # from the views of the training instances only.
 _CODEBOOK_SAMPLE = 40_000
@@ -90,6 +106,7 @@ _Recipe = dict[str, Any]
 # ---------------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------------
+
 
 def _check_path(path: object, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
@@ -110,6 +127,7 @@ def _default_cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------
 # source photos
 # ---------------------------------------------------------------------------------------
+
 
 def _photo_paths() -> list[Path]:
     """The bundled photographs that exist on disk, in a fixed order."""
@@ -152,8 +170,10 @@ def _file_digest(path: Path) -> str:
 # instances and views
 # ---------------------------------------------------------------------------------------
 
-def _sample_region(photos: Sequence[np.ndarray], probabilities: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+
+def _sample_region(
+    photos: Sequence[np.ndarray], probabilities: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """One instance: int64 (photo, x0, y0, side), by rejection sampling (see _REGION_SIDE)."""
     import cv2
 
@@ -165,7 +185,7 @@ def _sample_region(photos: Sequence[np.ndarray], probabilities: np.ndarray,
         side = min(int(rng.integers(_REGION_SIDE[0], _REGION_SIDE[1] + 1)), height, width)
         x0 = int(rng.integers(0, width - side + 1))
         y0 = int(rng.integers(0, height - side + 1))
-        count = len(sift.detect(photos[p][y0:y0 + side, x0:x0 + side], None))
+        count = len(sift.detect(photos[p][y0 : y0 + side, x0 : x0 + side], None))
         if count > best_count:
             best, best_count = (p, x0, y0, side), count
         if count >= _MIN_REGION_KEYPOINTS:
@@ -189,20 +209,20 @@ def _render_view(photo: np.ndarray, region: np.ndarray, rng: np.random.Generator
     # geometry: similarity about the region centre, corner jitter for perspective, shift
     theta = np.deg2rad(rng.uniform(-_ROTATION_DEG, _ROTATION_DEG))
     scale = _log_uniform(rng, _SCALE)
-    rotation = scale * np.array([[np.cos(theta), -np.sin(theta)],
-                                 [np.sin(theta), np.cos(theta)]])
+    rotation = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     shift = rng.uniform(-_SHIFT, _SHIFT, size=2) * side
     jitter = rng.uniform(-_CORNER_JITTER, _CORNER_JITTER, size=(4, 2)) * side
     dst = half + shift + (half * unit) @ rotation.T + jitter
     homography = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32))
-    view = cv2.warpPerspective(photo, homography, (side, side), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT_101)
+    view = cv2.warpPerspective(
+        photo, homography, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
     # photometric change through a 256-entry lookup table
     gain = rng.uniform(*_GAIN)
     bias = rng.uniform(-_BIAS, _BIAS)
     gamma = _log_uniform(rng, _GAMMA)
     levels = np.arange(256, dtype=np.float64) / 255.0
-    lut = np.clip(np.rint(gain * 255.0 * levels ** gamma + bias), 0, 255).astype(np.uint8)
+    lut = np.clip(np.rint(gain * 255.0 * levels**gamma + bias), 0, 255).astype(np.uint8)
     view = lut[view]
     # blur or noise
     if rng.random() < 0.5:
@@ -229,8 +249,9 @@ def _sift(image: np.ndarray, max_keypoints: int) -> np.ndarray:
 
     sift = cv2.SIFT_create()  # type: ignore[attr-defined]  # missing from the cv2 stubs
     keypoints = sift.detect(image, None)
-    keypoints = sorted(keypoints, key=lambda k: (-k.response, k.pt[0], k.pt[1], k.size,
-                                                 k.angle, k.octave))[:max_keypoints]
+    keypoints = sorted(
+        keypoints, key=lambda k: (-k.response, k.pt[0], k.pt[1], k.size, k.angle, k.octave)
+    )[:max_keypoints]
     if not keypoints:
         return np.zeros((0, 128), dtype=np.uint8)
     _, descriptors = sift.compute(image, keypoints)
@@ -240,9 +261,13 @@ def _sift(image: np.ndarray, max_keypoints: int) -> np.ndarray:
     return np.ascontiguousarray(np.rint(descriptors).astype(np.uint8))
 
 
-def _make_instance(photos: Sequence[np.ndarray], probabilities: np.ndarray, n_views: int,
-                   seed: Sequence[int], max_keypoints: int) -> tuple[np.ndarray,
-                                                                      list[np.ndarray]]:
+def _make_instance(
+    photos: Sequence[np.ndarray],
+    probabilities: np.ndarray,
+    n_views: int,
+    seed: Sequence[int],
+    max_keypoints: int,
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """The region of one instance and the SIFT descriptors of its views (own random stream)."""
     rng = np.random.default_rng(list(seed))
     region = _sample_region(photos, probabilities, rng)
@@ -255,6 +280,7 @@ def _make_instance(photos: Sequence[np.ndarray], probabilities: np.ndarray, n_vi
 # Fisher Vectors
 # ---------------------------------------------------------------------------------------
 
+
 def _preprocess(descriptors: np.ndarray, root_sift: bool) -> np.ndarray:
     x = descriptors.astype(np.float64)
     if root_sift:
@@ -263,8 +289,9 @@ def _preprocess(descriptors: np.ndarray, root_sift: bool) -> np.ndarray:
     return x
 
 
-def _fit_codebook(descriptors: list[np.ndarray], n_components: int, pca_dims: int,
-                  root_sift: bool, seed: int) -> tuple[Any, Any, dict[str, Any]]:
+def _fit_codebook(
+    descriptors: list[np.ndarray], n_components: int, pca_dims: int, root_sift: bool, seed: int
+) -> tuple[Any, Any, dict[str, Any]]:
     from sklearn.decomposition import PCA
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -274,7 +301,8 @@ def _fit_codebook(descriptors: list[np.ndarray], n_components: int, pca_dims: in
         raise ValueError(
             f"the training views hold only {pool.shape[0]} SIFT descriptors, too few to fit "
             f"pca_dims={pca_dims} and n_components={n_components}: raise n_instances or "
-            "n_views, or lower pca_dims / n_components")
+            "n_views, or lower pca_dims / n_components"
+        )
     rng = np.random.default_rng([seed, 2])
     if pool.shape[0] > _CODEBOOK_SAMPLE:
         rows = np.sort(rng.choice(pool.shape[0], size=_CODEBOOK_SAMPLE, replace=False))
@@ -284,25 +312,33 @@ def _fit_codebook(descriptors: list[np.ndarray], n_components: int, pca_dims: in
     projected = pca.transform(sample)
     # k-means++ seeding rather than a full k-means: it is faster, and it avoids the
     # OpenMP-parallel k-means reductions, whose summation order is not guaranteed.
-    gmm = GaussianMixture(n_components=n_components, covariance_type="diag",
-                          init_params="k-means++", max_iter=_GMM_MAX_ITER,
-                          random_state=seed)
+    gmm = GaussianMixture(
+        n_components=n_components,
+        covariance_type="diag",
+        init_params="k-means++",
+        max_iter=_GMM_MAX_ITER,
+        random_state=seed,
+    )
     with warnings.catch_warnings():
         # Non-convergence is reported in the description instead of as a warning.
         warnings.simplefilter("ignore", ConvergenceWarning)
         gmm.fit(projected)
-    info = {"n_sample": int(sample.shape[0]), "converged": bool(gmm.converged_),
-            "n_iter": int(gmm.n_iter_),
-            "explained_variance": float(pca.explained_variance_ratio_.sum())}
+    info = {
+        "n_sample": int(sample.shape[0]),
+        "converged": bool(gmm.converged_),
+        "n_iter": int(gmm.n_iter_),
+        "explained_variance": float(pca.explained_variance_ratio_.sum()),
+    }
     return pca, gmm, info
 
 
-def _fisher_vectors(descriptors: list[np.ndarray], pca: Any, gmm: Any, root_sift: bool,
-                    progress: Any) -> np.ndarray:
+def _fisher_vectors(
+    descriptors: list[np.ndarray], pca: Any, gmm: Any, root_sift: bool, progress: Any
+) -> np.ndarray:
     """First-order Fisher Vectors, signed square root, L2 normalisation; float32 (n, K * D)."""
-    means = gmm.means_                                         # (K, D)
-    sigmas = np.sqrt(gmm.covariances_)                         # (K, D)
-    sqrt_weights = np.sqrt(gmm.weights_)                       # (K,)
+    means = gmm.means_  # (K, D)
+    sigmas = np.sqrt(gmm.covariances_)  # (K, D)
+    sqrt_weights = np.sqrt(gmm.weights_)  # (K,)
     n_components, dims = means.shape
     out = np.zeros((len(descriptors), n_components * dims), dtype=np.float32)
     counts = np.array([d.shape[0] for d in descriptors], dtype=np.int64)
@@ -316,13 +352,13 @@ def _fisher_vectors(descriptors: list[np.ndarray], pca: Any, gmm: Any, root_sift
         block = [d for d in descriptors[start:stop] if d.shape[0]]
         if block:
             x = pca.transform(_preprocess(np.concatenate(block), root_sift))
-            gamma = gmm.predict_proba(x)                       # (T_total, K)
+            gamma = gmm.predict_proba(x)  # (T_total, K)
             offset = 0
             for view in range(start, stop):
                 t = int(counts[view])
                 if t == 0:
                     continue
-                g, xv = gamma[offset:offset + t], x[offset:offset + t]
+                g, xv = gamma[offset : offset + t], x[offset : offset + t]
                 offset += t
                 # sum_t g_tk (x_t - mu_k) = g^T x - (sum_t g_tk) mu_k
                 stats = g.T @ xv - g.sum(axis=0)[:, None] * means
@@ -380,10 +416,20 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
 # public API
 # ---------------------------------------------------------------------------------------
 
-def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: float = 0.4,
-                   random_state: int = 0, cache_dir: str | os.PathLike[str] | None = None,
-                   verbose: bool = True, *, n_components: int = 128, pca_dims: int = 64,
-                   max_keypoints: int = 300, root_sift: bool = True) -> Bunch:
+
+def load_instances(
+    n_instances: int = 1200,
+    n_views: int = 5,
+    test_fraction: float = 0.4,
+    random_state: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+    *,
+    n_components: int = 128,
+    pca_dims: int = 64,
+    max_keypoints: int = 300,
+    root_sift: bool = True,
+) -> Bunch:
     """Instance-retrieval benchmark with Fisher Vector descriptors, built offline.
 
     Recipe (every number is also in ``description``):
@@ -499,10 +545,10 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
     """
     n_instances = check_int(n_instances, "n_instances", minimum=2)
     n_views = check_int(n_views, "n_views", minimum=2)
-    if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction,
-                                                                     numbers.Real):
-        raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__} "
-                        f"{test_fraction!r}")
+    if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(
+            f"test_fraction must be a float, got {type(test_fraction).__name__} {test_fraction!r}"
+        )
     test_fraction = float(test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -510,10 +556,12 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
     if not 1 <= n_test <= n_instances - 1:
         raise ValueError(
             f"test_fraction={test_fraction} with n_instances={n_instances} gives {n_test} "
-            "test instances; each side of the split needs at least one instance")
+            "test instances; each side of the split needs at least one instance"
+        )
     random_state = check_int(random_state, "random_state", minimum=0, maximum=2**32 - 1)
-    cache_path_dir = (_default_cache_dir() if cache_dir is None
-                      else _check_path(cache_dir, "cache_dir"))
+    cache_path_dir = (
+        _default_cache_dir() if cache_dir is None else _check_path(cache_dir, "cache_dir")
+    )
     verbose = check_bool(verbose, "verbose")
     n_components = check_int(n_components, "n_components", minimum=1)
     pca_dims = check_int(pca_dims, "pca_dims", minimum=1, maximum=128)
@@ -527,34 +575,50 @@ def load_instances(n_instances: int = 1200, n_views: int = 5, test_fraction: flo
     from sklearn.utils import Bunch
 
     params: dict[str, Any] = {
-        "n_instances": n_instances, "n_views": n_views, "test_fraction": test_fraction,
-        "random_state": random_state, "n_components": n_components, "pca_dims": pca_dims,
-        "max_keypoints": max_keypoints, "root_sift": root_sift,
+        "n_instances": n_instances,
+        "n_views": n_views,
+        "test_fraction": test_fraction,
+        "random_state": random_state,
+        "n_components": n_components,
+        "pca_dims": pca_dims,
+        "max_keypoints": max_keypoints,
+        "root_sift": root_sift,
         "recipe_version": _RECIPE_VERSION,
     }
     paths = _photo_paths()
     if not paths:
-        raise RuntimeError("no bundled photo found: scikit-image's data directory and "
-                           "scikit-learn's sample images are missing")
-    recipe = dict(params, photos=[[p.name, _file_digest(p)] for p in paths],
-                  opencv=cv2.__version__, sklearn=sklearn.__version__)
+        raise RuntimeError(
+            "no bundled photo found: scikit-image's data directory and "
+            "scikit-learn's sample images are missing"
+        )
+    recipe = dict(
+        params,
+        photos=[[p.name, _file_digest(p)] for p in paths],
+        opencv=cv2.__version__,
+        sklearn=sklearn.__version__,
+    )
     key = _cache_key(recipe)
     cache_path = cache_path_dir / f"instances_{key[:20]}.npz"
 
     cached = _read_cache(cache_path, key)
     if cached is None:
         if cache_path.exists() and verbose:
-            print(f"deephash_ext: cache file {cache_path} is unreadable or stale; rebuilding",
-                  file=sys.stderr)
+            print(
+                f"deephash_ext: cache file {cache_path} is unreadable or stale; rebuilding",
+                file=sys.stderr,
+            )
         cached = _build(params, paths, verbose)
         arrays = {name: cached[name] for name in _ARRAY_NAMES}
         arrays["description"] = np.array(cached["description"])
         arrays["images"] = np.array(cached["images"])
         arrays["key"] = np.array(key)
         _write_npz_atomic(cache_path, arrays)
-    return Bunch(**{name: cached[name] for name in _ARRAY_NAMES},
-                 description=cached["description"], images=cached["images"],
-                 params=params)
+    return Bunch(
+        **{name: cached[name] for name in _ARRAY_NAMES},
+        description=cached["description"],
+        images=cached["images"],
+        params=params,
+    )
 
 
 def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str, Any]:
@@ -572,15 +636,21 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
     train_ids = np.sort(order[n_test:]).astype(np.int64)
 
     def make(i: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        return _make_instance(photos, probabilities, n_views, (seed, 0, i),
-                              params["max_keypoints"])
+        return _make_instance(photos, probabilities, n_views, (seed, 0, i), params["max_keypoints"])
 
     workers = max(1, min(4, os.cpu_count() or 1))
     regions = np.empty((n_instances, 4), dtype=np.int64)
     per_instance: list[list[np.ndarray]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=n_instances, desc="SIFT (instances)", leave=False, file=sys.stderr,
-                 disable=not verbose) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(
+            total=n_instances,
+            desc="SIFT (instances)",
+            leave=False,
+            file=sys.stderr,
+            disable=not verbose,
+        ) as bar,
+    ):
         # map() yields in submission order: the result does not depend on the threads.
         for i, (region, views) in enumerate(pool.map(make, range(n_instances))):
             regions[i] = region
@@ -596,12 +666,18 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
     db_desc = gather(test_ids, range(1, n_views))
     if verbose:
         print("deephash_ext: fitting PCA + GMM on training descriptors", file=sys.stderr)
-    pca, gmm, info = _fit_codebook(train_desc, params["n_components"], params["pca_dims"],
-                                   params["root_sift"], seed)
+    pca, gmm, info = _fit_codebook(
+        train_desc, params["n_components"], params["pca_dims"], params["root_sift"], seed
+    )
     codebook_done = time.perf_counter()
     all_desc = train_desc + query_desc + db_desc
-    with tqdm(total=len(all_desc), desc="Fisher vectors (views)", leave=False,
-              file=sys.stderr, disable=not verbose) as bar:
+    with tqdm(
+        total=len(all_desc),
+        desc="Fisher vectors (views)",
+        leave=False,
+        file=sys.stderr,
+        disable=not verbose,
+    ) as bar:
         fvs = _fisher_vectors(all_desc, pca, gmm, params["root_sift"], bar)
     n_tr, n_q = len(train_desc), len(query_desc)
 
@@ -611,65 +687,95 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
     pairs = np.stack([(base + local[i_idx]).ravel(), (base + local[j_idx]).ravel()], axis=1)
 
     counts = np.array([d.shape[0] for d in all_desc])
-    empty = [int((counts[s] == 0).sum()) for s in
-             (slice(0, n_tr), slice(n_tr, n_tr + n_q), slice(n_tr + n_q, None))]
+    empty = [
+        int((counts[s] == 0).sum())
+        for s in (slice(0, n_tr), slice(n_tr, n_tr + n_q), slice(n_tr + n_q, None))
+    ]
     out: dict[str, Any] = {
-        "X_train": fvs[:n_tr], "y_train": np.repeat(train_ids, n_views),
-        "X_query": fvs[n_tr:n_tr + n_q], "y_query": test_ids.copy(),
-        "X_db": fvs[n_tr + n_q:], "y_db": np.repeat(test_ids, n_views - 1),
+        "X_train": fvs[:n_tr],
+        "y_train": np.repeat(train_ids, n_views),
+        "X_query": fvs[n_tr : n_tr + n_q],
+        "y_query": test_ids.copy(),
+        "X_db": fvs[n_tr + n_q :],
+        "y_db": np.repeat(test_ids, n_views - 1),
         "pairs_train": pairs.astype(np.int64),
         "images": [p.name for p in paths],
     }
-    out["description"] = _describe(params, paths, photos, regions, len(train_ids), n_test,
-                                   counts, empty, info, int(pairs.shape[0]))
+    out["description"] = _describe(
+        params,
+        paths,
+        photos,
+        regions,
+        len(train_ids),
+        n_test,
+        counts,
+        empty,
+        info,
+        int(pairs.shape[0]),
+    )
     if verbose:
         now = time.perf_counter()
-        print(f"deephash_ext: built {len(all_desc)} views in {now - started:.1f} s (views + "
-              f"SIFT {sift_done - started:.1f} s, PCA + GMM {codebook_done - sift_done:.1f} s, "
-              f"Fisher Vectors {now - codebook_done:.1f} s)", file=sys.stderr)
+        print(
+            f"deephash_ext: built {len(all_desc)} views in {now - started:.1f} s (views + "
+            f"SIFT {sift_done - started:.1f} s, PCA + GMM {codebook_done - sift_done:.1f} s, "
+            f"Fisher Vectors {now - codebook_done:.1f} s)",
+            file=sys.stderr,
+        )
     return out
 
 
-def _describe(params: dict[str, Any], paths: list[Path], photos: list[np.ndarray],
-              regions: np.ndarray, n_train: int, n_test: int, counts: np.ndarray,
-              empty: list[int], info: dict[str, Any], n_pairs: int) -> str:
+def _describe(
+    params: dict[str, Any],
+    paths: list[Path],
+    photos: list[np.ndarray],
+    regions: np.ndarray,
+    n_train: int,
+    n_test: int,
+    counts: np.ndarray,
+    empty: list[int],
+    info: dict[str, Any],
+    n_pairs: int,
+) -> str:
     per_photo = np.bincount(regions[:, 0], minlength=len(paths))
-    photo_list = ", ".join(f"{p.name} {im.shape[1]}x{im.shape[0]} ({c})"
-                           for p, im, c in zip(paths, photos, per_photo))
+    photo_list = ", ".join(
+        f"{p.name} {im.shape[1]}x{im.shape[0]} ({c})" for p, im, c in zip(paths, photos, per_photo)
+    )
     k, d = params["n_components"], params["pca_dims"]
     root = "RootSIFT (L1 normalisation + square root)" if params["root_sift"] else "raw SIFT"
     converged = "converged" if info["converged"] else "NOT converged"
-    return "\n".join([
-        f"deephash_ext instance-retrieval data, recipe version {_RECIPE_VERSION}, "
-        f"random_state={params['random_state']}.",
-        f"Photos ({len(paths)}, grey, longest side <= {_MAX_PHOTO_SIDE} px; width x height "
-        f"(instances)): {photo_list}.",
-        f"Instances: {params['n_instances']} square regions, side uniform in "
-        f"[{_REGION_SIDE[0]}, {_REGION_SIDE[1]}] px clipped to the photo, photo drawn in "
-        f"proportion to its area, photo and region redrawn while the pristine region has < "
-        f"{_MIN_REGION_KEYPOINTS} SIFT keypoints; "
-        f"split by instance: {n_train} train, {n_test} test "
-        f"(test_fraction={params['test_fraction']}).",
-        f"Views: {params['n_views']} per instance, all transformed: homography = rotation "
-        f"+-{_ROTATION_DEG:g} deg, zoom log-uniform [{_SCALE[0]}, {_SCALE[1]}], shift "
-        f"<= {_SHIFT:g} side, corner jitter <= {_CORNER_JITTER:g} side (border reflected); "
-        f"gain [{_GAIN[0]}, {_GAIN[1]}], bias +-{_BIAS:g}, gamma log-uniform "
-        f"[{_GAMMA[0]}, {_GAMMA[1]}]; Gaussian blur sigma [{_BLUR_SIGMA[0]}, "
-        f"{_BLUR_SIGMA[1]}] or noise std [{_NOISE_STD[0]:g}, {_NOISE_STD[1]:g}] (1/2 each); "
-        f"JPEG quality [{_JPEG_QUALITY[0]}, {_JPEG_QUALITY[1]}].",
-        f"Local descriptors: OpenCV SIFT at DoG keypoints, <= {params['max_keypoints']} "
-        f"strongest per view, {root}; mean {counts.mean():.1f} keypoints per view "
-        f"(min {counts.min()}, max {counts.max()}).",
-        f"Codebook: PCA to {d} dims (explained variance {info['explained_variance']:.3f}) "
-        f"and a {k}-component diagonal GMM (k-means++ seeding, {converged} after "
-        f"{info['n_iter']} EM iterations, tol 1e-3), fitted on {info['n_sample']} "
-        "descriptors of training views only.",
-        f"Fisher Vectors: first-order statistics, {k} x {d} = {k * d} dims, signed square "
-        "root, L2 normalisation; views without keypoints get the zero vector: "
-        f"{empty[0]} train, {empty[1]} query, {empty[2]} database.",
-        f"Queries: view 0 of each test instance; database: views 1..{params['n_views'] - 1}; "
-        f"pairs_train: {n_pairs} same-instance pairs of training rows.",
-    ])
+    return "\n".join(
+        [
+            f"deephash_ext instance-retrieval data, recipe version {_RECIPE_VERSION}, "
+            f"random_state={params['random_state']}.",
+            f"Photos ({len(paths)}, grey, longest side <= {_MAX_PHOTO_SIDE} px; width x height "
+            f"(instances)): {photo_list}.",
+            f"Instances: {params['n_instances']} square regions, side uniform in "
+            f"[{_REGION_SIDE[0]}, {_REGION_SIDE[1]}] px clipped to the photo, photo drawn in "
+            f"proportion to its area, photo and region redrawn while the pristine region has < "
+            f"{_MIN_REGION_KEYPOINTS} SIFT keypoints; "
+            f"split by instance: {n_train} train, {n_test} test "
+            f"(test_fraction={params['test_fraction']}).",
+            f"Views: {params['n_views']} per instance, all transformed: homography = rotation "
+            f"+-{_ROTATION_DEG:g} deg, zoom log-uniform [{_SCALE[0]}, {_SCALE[1]}], shift "
+            f"<= {_SHIFT:g} side, corner jitter <= {_CORNER_JITTER:g} side (border reflected); "
+            f"gain [{_GAIN[0]}, {_GAIN[1]}], bias +-{_BIAS:g}, gamma log-uniform "
+            f"[{_GAMMA[0]}, {_GAMMA[1]}]; Gaussian blur sigma [{_BLUR_SIGMA[0]}, "
+            f"{_BLUR_SIGMA[1]}] or noise std [{_NOISE_STD[0]:g}, {_NOISE_STD[1]:g}] (1/2 each); "
+            f"JPEG quality [{_JPEG_QUALITY[0]}, {_JPEG_QUALITY[1]}].",
+            f"Local descriptors: OpenCV SIFT at DoG keypoints, <= {params['max_keypoints']} "
+            f"strongest per view, {root}; mean {counts.mean():.1f} keypoints per view "
+            f"(min {counts.min()}, max {counts.max()}).",
+            f"Codebook: PCA to {d} dims (explained variance {info['explained_variance']:.3f}) "
+            f"and a {k}-component diagonal GMM (k-means++ seeding, {converged} after "
+            f"{info['n_iter']} EM iterations, tol 1e-3), fitted on {info['n_sample']} "
+            "descriptors of training views only.",
+            f"Fisher Vectors: first-order statistics, {k} x {d} = {k * d} dims, signed square "
+            "root, L2 normalisation; views without keypoints get the zero vector: "
+            f"{empty[0]} train, {empty[1]} query, {empty[2]} database.",
+            f"Queries: view 0 of each test instance; database: views 1..{params['n_views'] - 1}; "
+            f"pairs_train: {n_pairs} same-instance pairs of training rows.",
+        ]
+    )
 
 
 def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
@@ -714,12 +820,14 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
     file = _check_path(path, "path")
     suffix = file.suffix.lower()
     if suffix == ".npy":
+
         def expect(header: ArrayHeader) -> None:  # before the array is read
             if len(header.shape) != 2:
                 raise ValueError(f"{file}: expected a 2-D array, got shape {header.shape}")
             if header.dtype.kind != "f":
-                raise ValueError(f"{file}: expected floating-point descriptors, got dtype "
-                                 f"{header.dtype}")
+                raise ValueError(
+                    f"{file}: expected floating-point descriptors, got dtype {header.dtype}"
+                )
 
         array = read_npy(file, kind=".npy array", expect=expect)
         return np.ascontiguousarray(array, dtype=np.float32)
@@ -730,8 +838,10 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
         if raw[:6].tobytes() == b"\x93NUMPY":
             raise ValueError(f"{file}: malformed .fvecs file: it is a .npy file (name it .npy)")
         if raw.size < 4:
-            raise ValueError(f"{file}: malformed .fvecs file: {raw.size} bytes, shorter than "
-                             "one int32 dimension header")
+            raise ValueError(
+                f"{file}: malformed .fvecs file: {raw.size} bytes, shorter than "
+                "one int32 dimension header"
+            )
         dim = int(raw[:4].view("<i4")[0])
         if dim <= 0:
             raise ValueError(f"{file}: malformed .fvecs file: first dimension header is {dim}")
@@ -739,17 +849,21 @@ def load_descriptors(path: str | os.PathLike[str]) -> np.ndarray:
         if raw.size % record:
             raise ValueError(
                 f"{file}: malformed .fvecs file: {raw.size} bytes is not a multiple of the "
-                f"record size {record} (int32 dimension {dim} + {dim} float32 values)")
+                f"record size {record} (int32 dimension {dim} + {dim} float32 values)"
+            )
         words = raw.view("<i4").reshape(-1, dim + 1)
         bad = np.flatnonzero(words[:, 0] != dim)
         if bad.size:
             row = int(bad[0])
-            raise ValueError(f"{file}: malformed .fvecs file: vector {row} has dimension "
-                             f"header {int(words[row, 0])}, expected {dim}")
+            raise ValueError(
+                f"{file}: malformed .fvecs file: vector {row} has dimension "
+                f"header {int(words[row, 0])}, expected {dim}"
+            )
         values = raw.view("<f4").reshape(-1, dim + 1)[:, 1:]
         return np.ascontiguousarray(values, dtype=np.float32)
-    raise ValueError(f"{file}: unsupported descriptor file extension {suffix!r}; expected "
-                     "'.npy' or '.fvecs'")
+    raise ValueError(
+        f"{file}: unsupported descriptor file extension {suffix!r}; expected '.npy' or '.fvecs'"
+    )
 
 
 def save_fvecs(path: str | os.PathLike[str], X: object) -> None:

@@ -45,12 +45,12 @@ def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
     return unpack_bits(_core.pack_threshold(X, means), n_features).astype(np.float32)
 
 
-def _next_layer_input(device: str, Z: np.ndarray, W: np.ndarray,
-                      offsets: np.ndarray) -> np.ndarray:
+def _next_layer_input(device: str, Z: np.ndarray, W: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The codes of one layer for its binary input ``Z``, as float32 0/1 rows: the next
     layer's training input, computed by the encoder that :meth:`DeepHash.encode` uses."""
-    return unpack_bits(encode_layers(device, Z, None, [W], [offsets]),
-                       W.shape[0]).astype(np.float32)
+    return unpack_bits(encode_layers(device, Z, None, [W], [offsets]), W.shape[0]).astype(
+        np.float32
+    )
 
 
 class DeepHash(BaseEstimator):
@@ -120,9 +120,21 @@ class DeepHash(BaseEstimator):
     ((400, 2), (400, 4))
     """
 
-    def __init__(self, hidden_layer_sizes=(4096, 256), *, learning_rate=0.001, momentum=0.9,
-                 weight_decay=0.0001, batch_size=100, n_epochs=30, cd_k=1, hashing_reg=0.0,
-                 random_state=None, verbose=False, device="cpu"):
+    def __init__(
+        self,
+        hidden_layer_sizes=(4096, 256),
+        *,
+        learning_rate=0.001,
+        momentum=0.9,
+        weight_decay=0.0001,
+        batch_size=100,
+        n_epochs=30,
+        cd_k=1,
+        hashing_reg=0.0,
+        random_state=None,
+        verbose=False,
+        device="cpu",
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -138,14 +150,24 @@ class DeepHash(BaseEstimator):
     # ------------------------------------------------------------------ checks
     def _layer_sizes(self) -> list[int]:
         # multiples of 8: every layer is a code
-        return check_layer_sizes(self.hidden_layer_sizes, "hidden_layer_sizes", minimum=8,
-                                 multiple=8, allow_empty=False)
+        return check_layer_sizes(
+            self.hidden_layer_sizes, "hidden_layer_sizes", minimum=8, multiple=8, allow_empty=False
+        )
 
     def _rbm(self, n_hidden: int, seed: int) -> RBM:
-        return RBM(n_hidden, learning_rate=self.learning_rate, momentum=self.momentum,
-                   weight_decay=self.weight_decay, batch_size=self.batch_size,
-                   n_epochs=self.n_epochs, cd_k=self.cd_k, hashing_reg=self.hashing_reg,
-                   random_state=seed, verbose=self.verbose, device=self.device)
+        return RBM(
+            n_hidden,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            n_epochs=self.n_epochs,
+            cd_k=self.cd_k,
+            hashing_reg=self.hashing_reg,
+            random_state=seed,
+            verbose=self.verbose,
+            device=self.device,
+        )
 
     def _check_X(self, X) -> np.ndarray:
         """X of a fitted model: float32, C-contiguous, finite, n_features_in_ columns."""
@@ -224,9 +246,12 @@ class DeepHash(BaseEstimator):
         mine, theirs = self.get_params(), reuse.get_params()
         mine.pop("hidden_layer_sizes"), theirs.pop("hidden_layer_sizes")
         mine.pop("verbose"), theirs.pop("verbose")
-        if (reuse.finetuned_ or mine != theirs
-                or not isinstance(self.random_state, numbers.Integral)
-                or not np.array_equal(reuse.input_means_, means)):
+        if (
+            reuse.finetuned_
+            or mine != theirs
+            or not isinstance(self.random_state, numbers.Integral)
+            or not np.array_equal(reuse.input_means_, means)
+        ):
             return 0
         shared = 0
         for size, W in zip(sizes, reuse.components_):
@@ -235,8 +260,9 @@ class DeepHash(BaseEstimator):
             shared += 1
         return shared
 
-    def _centred_offsets(self, X: np.ndarray, components: list[np.ndarray],
-                         device: str) -> list[np.ndarray]:
+    def _centred_offsets(
+        self, X: np.ndarray, components: list[np.ndarray], device: str
+    ) -> list[np.ndarray]:
         """Offsets of every layer (docs/algorithms.md, sec. 2.5) for ``components``, on ``X``."""
         offsets: list[np.ndarray] = []
         Z, thresholds = X, self.input_means_  # each layer's input, carried forward once
@@ -247,9 +273,20 @@ class DeepHash(BaseEstimator):
                 Z, thresholds = unpack_bits(codes, W.shape[0]).astype(np.float32), None
         return offsets
 
-    def finetune(self, X, pairs, pair_labels=None, *, loss="double_margin", margins=None,
-                 n_epochs=5, matching_per_batch=33, learning_rate=0.001, random_state=None,
-                 verbose=None):
+    def finetune(
+        self,
+        X,
+        pairs,
+        pair_labels=None,
+        *,
+        loss="double_margin",
+        margins=None,
+        n_epochs=5,
+        matching_per_batch=33,
+        learning_rate=0.001,
+        random_state=None,
+        verbose=None,
+    ):
         """Siamese fine-tuning (docs/algorithms.md, sec. 2.7) in torch, then re-centring on ``X``.
 
         The stack is unrolled into ``a_0 = [X > input_means_]``,
@@ -317,8 +354,10 @@ class DeepHash(BaseEstimator):
             with np.errstate(over="ignore"):  # the network computes in float32
                 in_float32 = np.isfinite(margins.astype(np.float32))
             if margins.shape != (n_layers,) or not np.all(in_float32) or np.any(margins <= 0):
-                raise ValueError(f"margins must be {n_layers} positive numbers (one per layer) "
-                                 f"within the float32 range, got {margins.tolist()}")
+                raise ValueError(
+                    f"margins must be {n_layers} positive numbers (one per layer) "
+                    f"within the float32 range, got {margins.tolist()}"
+                )
         n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
         matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
@@ -331,13 +370,26 @@ class DeepHash(BaseEstimator):
 
         device = resolve_device(self.device)
         from ._torch.siamese import siamese_finetune  # imports torch
+
         components, margins_used, history = siamese_finetune(
-            _input_bits(X, self.input_means_), self.components_,
-            [-o for o in self.offsets_], pairs, labels, loss=loss, margins=margins,
-            n_epochs=n_epochs, matching_per_batch=matching_per_batch,
-            learning_rate=learning_rate, rng=rng, verbose=show)
-        check_finite_model([*components, np.asarray(history)], "Siamese fine-tuning",
-                           "lower learning_rate or the margins (the model is unchanged)")
+            _input_bits(X, self.input_means_),
+            self.components_,
+            [-o for o in self.offsets_],
+            pairs,
+            labels,
+            loss=loss,
+            margins=margins,
+            n_epochs=n_epochs,
+            matching_per_batch=matching_per_batch,
+            learning_rate=learning_rate,
+            rng=rng,
+            verbose=show,
+        )
+        check_finite_model(
+            [*components, np.asarray(history)],
+            "Siamese fine-tuning",
+            "lower learning_rate or the margins (the model is unchanged)",
+        )
         ensure_blas()
         offsets = self._centred_offsets(X, components, device)
         self.components_ = components
@@ -353,11 +405,14 @@ class DeepHash(BaseEstimator):
         if array.dtype.kind not in "iu":
             raise TypeError(f"pairs must hold integer row indices, got dtype {array.dtype}")
         if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
-            raise ValueError(f"pairs must have shape (n_pairs, 2) with n_pairs >= 1, got "
-                             f"{array.shape}")
+            raise ValueError(
+                f"pairs must have shape (n_pairs, 2) with n_pairs >= 1, got {array.shape}"
+            )
         if array.min() < 0 or array.max() >= n:
-            raise ValueError(f"pairs must index rows of X (0 <= index < {n}), got values in "
-                             f"[{array.min()}, {array.max()}]")
+            raise ValueError(
+                f"pairs must index rows of X (0 <= index < {n}), got values in "
+                f"[{array.min()}, {array.max()}]"
+            )
         if np.any(array[:, 0] == array[:, 1]):
             raise ValueError("pairs must join two different rows (found a pair (i, i))")
         array = array.astype(np.int64)
@@ -370,8 +425,10 @@ class DeepHash(BaseEstimator):
             raise ValueError("pair_labels must be 0 (non-matching) or 1 (matching)")
         labels = labels.astype(np.float32)
         if labels.min() == labels.max():
-            raise ValueError("pair_labels must contain both matching (1) and non-matching (0) "
-                             "pairs; pass pair_labels=None to sample non-matching pairs")
+            raise ValueError(
+                "pair_labels must contain both matching (1) and non-matching (0) "
+                "pairs; pass pair_labels=None to sample non-matching pairs"
+            )
         return array, labels
 
     # ------------------------------------------------------------------ encoding
@@ -391,8 +448,13 @@ class DeepHash(BaseEstimator):
         check_is_fitted(self)
         depth = self._layer_index(layer)
         X = self._check_X(X)
-        return encode_layers(resolve_device(self.device), X, self.input_means_,
-                             self.components_[:depth + 1], self.offsets_[:depth + 1])
+        return encode_layers(
+            resolve_device(self.device),
+            X,
+            self.input_means_,
+            self.components_[: depth + 1],
+            self.offsets_[: depth + 1],
+        )
 
     @property
     def n_bits(self) -> int:
@@ -410,22 +472,29 @@ class DeepHash(BaseEstimator):
         """
         check_is_fitted(self)
         params = self.get_params()
-        if not (params["random_state"] is None or isinstance(params["random_state"],
-                                                                numbers.Integral)):
+        if not (
+            params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)
+        ):
             params["random_state"] = None
         else:
-            params["random_state"] = (None if params["random_state"] is None
-                                      else int(params["random_state"]))
+            params["random_state"] = (
+                None if params["random_state"] is None else int(params["random_state"])
+            )
         params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
         arrays = {"input_means": self.input_means_}
         for depth, (W, offsets, visible) in enumerate(
-                zip(self.components_, self.offsets_, self.intercepts_visible_)):
+            zip(self.components_, self.offsets_, self.intercepts_visible_)
+        ):
             arrays[f"components_{depth}"] = W
             arrays[f"offsets_{depth}"] = offsets
             arrays[f"intercept_visible_{depth}"] = visible
-        meta = {"params": params, "n_layers": len(self.components_),
-                "finetuned": bool(self.finetuned_), "margins": list(self.margins_),
-                "finetune_loss": list(self.finetune_loss_)}
+        meta = {
+            "params": params,
+            "n_layers": len(self.components_),
+            "finetuned": bool(self.finetuned_),
+            "margins": list(self.margins_),
+            "finetune_loss": list(self.finetune_loss_),
+        }
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
@@ -448,20 +517,23 @@ class DeepHash(BaseEstimator):
         def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             found["model"], found["n_layers"] = cls._model_from_meta(meta, headers, where)
 
-        arrays, _ = read_model(path, kind="DeepHash", format_tag=_FORMAT,
-                               version=_FORMAT_VERSION, expect=expect)
+        arrays, _ = read_model(
+            path, kind="DeepHash", format_tag=_FORMAT, version=_FORMAT_VERSION, expect=expect
+        )
         model, n_layers = found["model"], found["n_layers"]
         model.input_means_ = arrays["input_means"].astype(np.float32)
         model.components_ = [arrays[f"components_{d}"] for d in range(n_layers)]
         model.offsets_ = [arrays[f"offsets_{d}"].astype(np.float32) for d in range(n_layers)]
-        model.intercepts_visible_ = [arrays[f"intercept_visible_{d}"].astype(np.float32)
-                                     for d in range(n_layers)]
+        model.intercepts_visible_ = [
+            arrays[f"intercept_visible_{d}"].astype(np.float32) for d in range(n_layers)
+        ]
         model.n_features_in_ = int(model.input_means_.shape[0])
         return model
 
     @classmethod
-    def _model_from_meta(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader],
-                         where: str) -> tuple[DeepHash, int]:
+    def _model_from_meta(
+        cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader], where: str
+    ) -> tuple[DeepHash, int]:
         """The unfitted model a file's metadata describes (every value checked) and its
         depth, once the array headers agree with it; ValueError naming ``where`` otherwise."""
         reader = MetaReader(meta, where, "DeepHash")
@@ -475,39 +547,54 @@ class DeepHash(BaseEstimator):
         except RuntimeError:
             pass  # a valid device that this machine cannot use: the model loads anyway
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{where!r} is not a valid DeepHash model file: its parameters "
-                             f"are invalid: {error}") from None
+            raise ValueError(
+                f"{where!r} is not a valid DeepHash model file: its parameters are invalid: {error}"
+            ) from None
         model.hidden_layer_sizes = tuple(sizes)  # JSON gave a list
         if len(sizes) != n_layers:
-            raise ValueError(f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has "
-                             f"{len(sizes)} layers")
+            raise ValueError(
+                f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has {len(sizes)} layers"
+            )
         model.finetuned_ = reader.boolean("finetuned", default=False)
         model.margins_ = reader.reals("margins", nonnegative=True, default=[])
         if len(model.margins_) not in ((n_layers,) if model.finetuned_ else (0, n_layers)):
-            raise ValueError(f"{where!r}: margins must hold one value per layer ({n_layers}) "
-                             f"for a fine-tuned model, got {len(model.margins_)}")
+            raise ValueError(
+                f"{where!r}: margins must hold one value per layer ({n_layers}) "
+                f"for a fine-tuned model, got {len(model.margins_)}"
+            )
         model.finetune_loss_ = reader.reals("finetune_loss", default=[])
         means = headers.get("input_means")
         n_in = means.shape[0] if means is not None and len(means.shape) == 1 else -1
         groups: list[tuple[str, dict[str, Any]]] = [("the input", {"input_means": ((n_in,), "f")})]
         for d, size in enumerate(sizes):
-            groups.append((f"layer {d}", {
-                f"components_{d}": ((size, n_in), np.float32),
-                f"offsets_{d}": ((size,), "f"),
-                f"intercept_visible_{d}": ((n_in,), "f")}))
+            groups.append(
+                (
+                    f"layer {d}",
+                    {
+                        f"components_{d}": ((size, n_in), np.float32),
+                        f"offsets_{d}": ((size,), "f"),
+                        f"intercept_visible_{d}": ((n_in,), "f"),
+                    },
+                )
+            )
             n_in = size
         for _, expected in groups:
             missing = sorted(set(expected) - set(headers))
             if missing:
-                raise ValueError(f"{where!r} is an incomplete DeepHash model file: array "
-                                 f"{missing[0]!r} is missing")
+                raise ValueError(
+                    f"{where!r} is an incomplete DeepHash model file: array "
+                    f"{missing[0]!r} is missing"
+                )
         for label, expected in groups:
             problem = header_mismatch({k: headers[k] for k in expected}, expected)
             if problem is not None:
-                raise ValueError(f"{where!r}: the arrays of {label} do not fit together "
-                                 f"({problem})")
+                raise ValueError(
+                    f"{where!r}: the arrays of {label} do not fit together ({problem})"
+                )
         extra = sorted(set(headers) - {k for _, group in groups for k in group})
         if extra:
-            raise ValueError(f"{where!r} is not a valid DeepHash model file: it has an "
-                             f"unexpected array {extra[0]!r:.80}")
+            raise ValueError(
+                f"{where!r} is not a valid DeepHash model file: it has an "
+                f"unexpected array {extra[0]!r:.80}"
+            )
         return model, n_layers

@@ -55,7 +55,8 @@ def _check_images(images: object, n_channels: int | None = None) -> np.ndarray:
     else:
         raise ValueError(
             "images must have shape (n, 32, 32), (n, C, 32, 32) or (n, 32, 32, C) with C in "
-            f"{{1, 3}}, got shape {array.shape}")
+            f"{{1, 3}}, got shape {array.shape}"
+        )
     if array.shape[0] == 0:
         raise ValueError(f"images must contain at least one image, got shape {array.shape}")
     with np.errstate(over="ignore"):
@@ -63,8 +64,10 @@ def _check_images(images: object, n_channels: int | None = None) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError("images must be finite (found NaN or infinity)")
     if n_channels is not None and array.shape[1] != n_channels:
-        raise ValueError(f"images must have {n_channels} channel(s) like the training images, "
-                         f"got {array.shape[1]}")
+        raise ValueError(
+            f"images must have {n_channels} channel(s) like the training images, "
+            f"got {array.shape[1]}"
+        )
     return array
 
 
@@ -202,10 +205,23 @@ class DRHN(ClassifierMixin, BaseEstimator):
     (40, 2)
     """
 
-    def __init__(self, n_bits=48, *, depth=1, widths=(16, 32, 64, 64, 64, 128),
-                 shortcut="projection", n_epochs=43, batch_size=128, learning_rate=0.1,
-                 weight_decay=1e-4, momentum=0.9, mirror=False, device="cpu",
-                 random_state=None, verbose=False):
+    def __init__(
+        self,
+        n_bits=48,
+        *,
+        depth=1,
+        widths=(16, 32, 64, 64, 64, 128),
+        shortcut="projection",
+        n_epochs=43,
+        batch_size=128,
+        learning_rate=0.1,
+        weight_decay=1e-4,
+        momentum=0.9,
+        mirror=False,
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
         self.n_bits = n_bits
         self.depth = depth
         self.widths = widths
@@ -226,8 +242,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         if isinstance(widths, np.ndarray) and widths.ndim == 1:
             widths = widths.tolist()
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-            raise TypeError(f"widths must be a sequence of integers, got "
-                            f"{type(widths).__name__}")
+            raise TypeError(f"widths must be a sequence of integers, got {type(widths).__name__}")
         if len(widths) == 0:
             raise ValueError("widths must name at least one group")
         return tuple(check_int(w, "widths", minimum=1) for w in widths)
@@ -239,8 +254,10 @@ class DRHN(ClassifierMixin, BaseEstimator):
         if self.shortcut not in _SHORTCUTS:
             raise ValueError(f"shortcut must be one of {_SHORTCUTS}, got {self.shortcut!r}")
         if self.shortcut == "identity" and list(widths) != sorted(widths):
-            raise ValueError(f"shortcut='identity' needs non-decreasing widths (zero-padded "
-                             f"channels), got {widths}")
+            raise ValueError(
+                f"shortcut='identity' needs non-decreasing widths (zero-padded "
+                f"channels), got {widths}"
+            )
         check_int(self.n_epochs, "n_epochs", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=2)
         check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
@@ -251,6 +268,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
 
     def _device(self):
         from ._torch.common import resolve_device
+
         return resolve_device(self.device)
 
     def _hash_units(self) -> int | None:
@@ -259,8 +277,16 @@ class DRHN(ClassifierMixin, BaseEstimator):
 
     def _network(self, n_channels: int, n_classes: int, generator):
         from ._torch.drhn_net import build_network
-        return build_network(n_channels, self._widths(), int(self.depth), self._hash_units(),
-                             n_classes, self.shortcut, generator)
+
+        return build_network(
+            n_channels,
+            self._widths(),
+            int(self.depth),
+            self._hash_units(),
+            n_classes,
+            self.shortcut,
+            generator,
+        )
 
     # ------------------------------------------------------------------ training
     def fit(self, images, labels):
@@ -294,6 +320,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         y = _check_labels(labels, len(X))
         import_torch("DRHN")
         from ._torch.common import seeded_generator, state_dict_to_arrays
+
         device = self._device()
         classes, targets = np.unique(y, return_inverse=True)
         mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
@@ -304,11 +331,21 @@ class DRHN(ClassifierMixin, BaseEstimator):
         generator, rng = seeded_generator(self.random_state)
         net = self._network(X.shape[1], len(classes), generator)
         from ._torch.drhn_net import train_network
+
         history = train_network(
-            net, X, targets.astype(np.int64), n_epochs=int(self.n_epochs),
-            batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
-            weight_decay=float(self.weight_decay), momentum=float(self.momentum),
-            mirror=bool(self.mirror), rng=rng, device=device, verbose=bool(self.verbose))
+            net,
+            X,
+            targets.astype(np.int64),
+            n_epochs=int(self.n_epochs),
+            batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            momentum=float(self.momentum),
+            mirror=bool(self.mirror),
+            rng=rng,
+            device=device,
+            verbose=bool(self.verbose),
+        )
         self.classes_ = classes
         self.n_channels_in_ = int(X.shape[1])
         self.channel_mean_ = mean
@@ -330,6 +367,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         import_torch("DRHN")
         from ._torch.common import arrays_to_state_dict
+
         net = self._network(self.n_channels_in_, len(self.classes_), None)
         net.load_state_dict(arrays_to_state_dict(self.network_state_), strict=True)
         return net.eval()
@@ -340,6 +378,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
         X = (X - self.channel_mean_[:, None, None]) / self.channel_std_[:, None, None]
         net = self.to_torch()
         from ._torch.drhn_net import predict_batches
+
         return predict_batches(net, X, self._device())
 
     def transform(self, images):
@@ -390,6 +429,7 @@ class DRHN(ClassifierMixin, BaseEstimator):
             float64, as scikit-learn classifiers and :meth:`SSDH.predict_proba` return.
         """
         from ._torch.common import softmax_rows
+
         return softmax_rows(self._forward(images)[1])
 
     def predict(self, images):
@@ -424,10 +464,15 @@ class DRHN(ClassifierMixin, BaseEstimator):
             params[name] = float(params[name])
         params["mirror"], params["verbose"] = bool(params["mirror"]), bool(params["verbose"])
         arrays = {_STATE_PREFIX + name: value for name, value in self.network_state_.items()}
-        arrays.update(classes=self.classes_, channel_mean=self.channel_mean_,
-                      channel_std=self.channel_std_)
-        meta = {"params": params, "n_channels_in": int(self.n_channels_in_),
-                "loss_curve": list(self.loss_curve_), "n_iter": int(self.n_iter_)}
+        arrays.update(
+            classes=self.classes_, channel_mean=self.channel_mean_, channel_std=self.channel_std_
+        )
+        meta = {
+            "params": params,
+            "n_channels_in": int(self.n_channels_in_),
+            "loss_curve": list(self.loss_curve_),
+            "n_iter": int(self.n_iter_),
+        }
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
@@ -453,33 +498,40 @@ class DRHN(ClassifierMixin, BaseEstimator):
         def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             plan.update(cls._plan_from_file(meta, headers, where))
 
-        arrays, _ = read_model(path, kind="DRHN", format_tag=_FORMAT, version=_FORMAT_VERSION,
-                               expect=expect)
+        arrays, _ = read_model(
+            path, kind="DRHN", format_tag=_FORMAT, version=_FORMAT_VERSION, expect=expect
+        )
         model = plan["model"]
         classes = arrays.pop("classes")
         std = arrays.pop("channel_std").astype(np.float32)
         if np.any(np.diff(classes) <= 0) or np.any(std <= 0):
-            raise ValueError(f"{where!r}: the classes must be sorted and distinct and the "
-                             "channel standard deviations positive")
+            raise ValueError(
+                f"{where!r}: the classes must be sorted and distinct and the "
+                "channel standard deviations positive"
+            )
         model.n_channels_in_ = plan["n_channels"]
         model.classes_ = classes
         model.channel_mean_ = arrays.pop("channel_mean").astype(np.float32)
         model.channel_std_ = std
-        model.network_state_ = {name[len(_STATE_PREFIX):]: value
-                                for name, value in arrays.items()
-                                if name.startswith(_STATE_PREFIX)}
+        model.network_state_ = {
+            name[len(_STATE_PREFIX) :]: value
+            for name, value in arrays.items()
+            if name.startswith(_STATE_PREFIX)
+        }
         model.loss_curve_ = plan["loss_curve"]
         model.n_iter_ = plan["n_iter"]
         try:
             model.to_torch()  # names and shapes must match the network of these parameters
         except (RuntimeError, ValueError, TypeError) as error:
-            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             f"parameters: {error}") from error
+            raise ValueError(
+                f"{where!r}: the network arrays do not fit a DRHN with its parameters: {error}"
+            ) from error
         return model
 
     @classmethod
-    def _plan_from_file(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader],
-                        where: str) -> dict[str, Any]:
+    def _plan_from_file(
+        cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader], where: str
+    ) -> dict[str, Any]:
         """The model a file describes, every metadata value checked and every array header
         compared with the network those values describe, before any array is read;
         ValueError naming ``where`` otherwise."""
@@ -495,46 +547,58 @@ class DRHN(ClassifierMixin, BaseEstimator):
         except RuntimeError:
             pass  # a valid device that this machine cannot use: the model loads anyway
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{where!r} is not a valid DRHN model file: its parameters are "
-                             f"invalid: {error}") from None
+            raise ValueError(
+                f"{where!r} is not a valid DRHN model file: its parameters are invalid: {error}"
+            ) from None
         n_channels = reader.integer("n_channels_in", minimum=1, maximum=3)
         if n_channels not in _CHANNELS:
             raise reader.invalid("n_channels_in", f"one of {_CHANNELS}", n_channels)
         loss_curve = reader.reals("loss_curve", default=[])
-        n_iter = reader.integer("n_iter", minimum=0, maximum=2**31 - 1,
-                                default=len(loss_curve))
+        n_iter = reader.integer("n_iter", minimum=0, maximum=2**31 - 1, default=len(loss_curve))
         for name in ("classes", "channel_mean", "channel_std"):
             if name not in headers:
-                raise ValueError(f"{where!r} is an incomplete DRHN model file: array {name!r} "
-                                 "is missing")
+                raise ValueError(
+                    f"{where!r} is an incomplete DRHN model file: array {name!r} is missing"
+                )
         classes = headers["classes"]
-        fixed = {"classes": ((None,), "iu"), "channel_mean": ((n_channels,), "f"),
-                 "channel_std": ((n_channels,), "f")}
+        fixed = {
+            "classes": ((None,), "iu"),
+            "channel_mean": ((n_channels,), "f"),
+            "channel_std": ((n_channels,), "f"),
+        }
         problem = header_mismatch({name: headers[name] for name in fixed}, fixed)
         if problem is None and classes.shape[0] < 2:
             problem = f"classes has {classes.shape[0]} entries, fewer than 2"
         if problem is not None:
-            raise ValueError(f"{where!r}: the classes and the standardisation arrays do not "
-                             f"fit together ({problem})")
+            raise ValueError(
+                f"{where!r}: the classes and the standardisation arrays do not "
+                f"fit together ({problem})"
+            )
         elements = sum(math.prod(h.shape) for h in headers.values())
         if max([int(model.n_bits), *model._widths()]) > elements:
-            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             "parameters (n_bits or widths name layers wider than the file's "
-                             "arrays)")
+            raise ValueError(
+                f"{where!r}: the network arrays do not fit a DRHN with its "
+                "parameters (n_bits or widths name layers wider than the file's "
+                "arrays)"
+            )
         if len(model._widths()) * int(model.depth) > len(headers):
-            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             f"parameters (too few arrays for {len(model._widths())} groups of "
-                             f"{model.depth} blocks)")
+            raise ValueError(
+                f"{where!r}: the network arrays do not fit a DRHN with its "
+                f"parameters (too few arrays for {len(model._widths())} groups of "
+                f"{model.depth} blocks)"
+            )
         torch = import_torch("DRHN")
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
                 network = model._network(n_channels, classes.shape[0], None)
         except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
-            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             f"parameters ({error})") from None
+            raise ValueError(
+                f"{where!r}: the network arrays do not fit a DRHN with its parameters ({error})"
+            ) from None
         expected = {**fixed, **state_expectation(network.state_dict(), _STATE_PREFIX, headers)}
         problem = header_mismatch(headers, expected)
         if problem is not None:
-            raise ValueError(f"{where!r}: the network arrays do not fit a DRHN with its "
-                             f"parameters ({problem})")
+            raise ValueError(
+                f"{where!r}: the network arrays do not fit a DRHN with its parameters ({problem})"
+            )
         return dict(model=model, n_channels=n_channels, loss_curve=loss_curve, n_iter=n_iter)

@@ -54,6 +54,7 @@ _BLOCK_ENTRIES = 1 << 20
 # argument checks (every message names the parameter)
 # --------------------------------------------------------------------------------------------
 
+
 def _check_boolean_matrix(values: object, name: str, ndim: int) -> np.ndarray:
     """``values`` as a bool array of ``ndim`` dimensions; bool or 0/1 integers accepted."""
     array = np.asarray(values)
@@ -64,8 +65,9 @@ def _check_boolean_matrix(values: object, name: str, ndim: int) -> np.ndarray:
     if array.dtype.kind not in "iu":
         raise TypeError(f"{name} must be bool or 0/1 integers, got dtype {array.dtype}")
     if array.size and (array.min() < 0 or array.max() > 1):
-        raise ValueError(f"{name} must hold only 0 and 1, got values in "
-                         f"[{array.min()}, {array.max()}]")
+        raise ValueError(
+            f"{name} must hold only 0 and 1, got values in [{array.min()}, {array.max()}]"
+        )
     return array.astype(np.bool_)
 
 
@@ -87,22 +89,26 @@ def _check_n_relevant(n_relevant: object, rel: np.ndarray) -> np.ndarray:
     if counts.dtype.kind not in "iu" or counts.dtype == np.bool_:
         raise TypeError(f"n_relevant must hold integers, got dtype {counts.dtype}")
     if counts.ndim != 1 or counts.shape[0] != rel.shape[0]:
-        raise ValueError(f"n_relevant must have shape ({rel.shape[0]},) (one count per row of "
-                         f"relevance), got shape {counts.shape}")
+        raise ValueError(
+            f"n_relevant must have shape ({rel.shape[0]},) (one count per row of "
+            f"relevance), got shape {counts.shape}"
+        )
     counts = counts.astype(np.int64)
     empty = np.flatnonzero(counts <= 0)
     if empty.size:
         raise ValueError(
             f"n_relevant must be >= 1 for every query: {empty.size} queries (first: "
             f"{empty[:5].tolist()}) have no relevant item, so recall / AP are undefined for "
-            "them; drop those queries before evaluating")
+            "them; drop those queries before evaluating"
+        )
     listed = _row_hits(rel)
     over = np.flatnonzero(listed > counts)
     if over.size:
         q = int(over[0])
         raise ValueError(
             f"n_relevant is smaller than the number of relevant items in the ranking for "
-            f"{over.size} queries (query {q}: n_relevant={counts[q]}, listed {listed[q]})")
+            f"{over.size} queries (query {q}: n_relevant={counts[q]}, listed {listed[q]})"
+        )
     return counts
 
 
@@ -111,7 +117,8 @@ def _check_depth(value: object, name: str, length: int) -> int:
     if depth > length:
         raise ValueError(
             f"{name}={depth} exceeds the ranking length L={length}: the ranking is too short; "
-            f"search with k >= {depth}")
+            f"search with k >= {depth}"
+        )
     return depth
 
 
@@ -125,6 +132,7 @@ def _label_kind(labels: np.ndarray) -> str:
 # --------------------------------------------------------------------------------------------
 # rankings and relevance
 # --------------------------------------------------------------------------------------------
+
 
 def rank_by_distance(distances: object) -> np.ndarray:
     """Rank items by distance, ties to the smaller index.
@@ -165,8 +173,9 @@ def rank_by_distance(distances: object) -> np.ndarray:
     return np.argsort(array, axis=-1, kind="stable").astype(np.int64, copy=False)
 
 
-def relevance_from_labels(indices: object, query_labels: object,
-                          db_labels: object) -> tuple[np.ndarray, np.ndarray]:
+def relevance_from_labels(
+    indices: object, query_labels: object, db_labels: object
+) -> tuple[np.ndarray, np.ndarray]:
     """Relevance of a ranking from single class labels.
 
     ``relevance[q, i] = db_labels[indices[q, i]] == query_labels[q]``, and
@@ -218,27 +227,35 @@ def relevance_from_labels(indices: object, query_labels: object,
     q_labels = check_class_labels(query_labels, "query_labels")
     d_labels = check_class_labels(db_labels, "db_labels")
     if q_labels.shape[0] != ids.shape[0]:
-        raise ValueError(f"query_labels must have one label per row of indices "
-                         f"({ids.shape[0]}), got shape {q_labels.shape}")
+        raise ValueError(
+            f"query_labels must have one label per row of indices "
+            f"({ids.shape[0]}), got shape {q_labels.shape}"
+        )
     kinds = {_label_kind(q_labels), _label_kind(d_labels)}
     if len(kinds) > 1 and "object" not in kinds:
-        raise TypeError(f"query_labels ({q_labels.dtype}) cannot be compared with db_labels "
-                        f"({d_labels.dtype}): {' and '.join(sorted(kinds))} labels do not "
-                        "mix")
+        raise TypeError(
+            f"query_labels ({q_labels.dtype}) cannot be compared with db_labels "
+            f"({d_labels.dtype}): {' and '.join(sorted(kinds))} labels do not "
+            "mix"
+        )
     nb = d_labels.shape[0]
     if ids.size and (ids.min() < 0 or ids.max() >= nb):
-        raise ValueError(f"indices must lie in [0, {nb}) (db_labels has {nb} items), got "
-                         f"values in [{ids.min()}, {ids.max()}]")
+        raise ValueError(
+            f"indices must lie in [0, {nb}) (db_labels has {nb} items), got "
+            f"values in [{ids.min()}, {ids.max()}]"
+        )
     try:
         relevance = np.asarray(d_labels[ids] == q_labels[:, None], dtype=np.bool_)
         uniq, counts = np.unique(d_labels, return_counts=True)
         pos = np.searchsorted(uniq, q_labels)
     except TypeError as exc:  # includes numpy's DTypePromotionError / no-loop errors
-        raise TypeError(f"query_labels ({q_labels.dtype}) cannot be compared with db_labels "
-                        f"({d_labels.dtype})") from exc
+        raise TypeError(
+            f"query_labels ({q_labels.dtype}) cannot be compared with db_labels ({d_labels.dtype})"
+        ) from exc
     if relevance.shape != ids.shape:  # an elementwise comparison numpy refused
-        raise TypeError(f"query_labels ({q_labels.dtype}) cannot be compared with db_labels "
-                        f"({d_labels.dtype})")
+        raise TypeError(
+            f"query_labels ({q_labels.dtype}) cannot be compared with db_labels ({d_labels.dtype})"
+        )
     n_relevant = np.zeros(q_labels.shape[0], dtype=np.int64)
     if uniq.size:
         pos = np.minimum(pos, uniq.size - 1)
@@ -250,6 +267,7 @@ def relevance_from_labels(indices: object, query_labels: object,
 # --------------------------------------------------------------------------------------------
 # ranking metrics
 # --------------------------------------------------------------------------------------------
+
 
 def recall_at(relevance: object, n_relevant: object, R: int) -> float:
     """Recall@R: the fraction of a query's relevant items found in its top R, averaged.
@@ -323,8 +341,10 @@ def four_recall_at_4(relevance: object) -> float:
     """
     rel = _check_relevance(relevance)
     if rel.shape[1] < 4:
-        raise ValueError(f"relevance must have at least 4 columns (ranks) for 4 x recall@4, "
-                         f"got shape {rel.shape}: the ranking is too short")
+        raise ValueError(
+            f"relevance must have at least 4 columns (ranks) for 4 x recall@4, "
+            f"got shape {rel.shape}: the ranking is too short"
+        )
     return float(np.mean(_row_hits(rel[:, :4])))
 
 
@@ -341,12 +361,12 @@ def _ap_sums(rel: np.ndarray) -> np.ndarray:
     count_dtype = np.int32 if k < 2**31 else np.int64
     block = max(1, _BLOCK_ENTRIES // max(k, 1))
     for start in range(0, m, block):
-        part = rel[start:start + block]
+        part = rel[start : start + block]
         rows_here = part.shape[0]
         if np.count_nonzero(part) * 10 >= part.size:  # dense: hits so far at every rank
             hits = np.cumsum(part, axis=1, dtype=count_dtype)
             hits = hits * part
-            out[start:start + rows_here] = (hits / ranks).sum(axis=1)
+            out[start : start + rows_here] = (hits / ranks).sum(axis=1)
             continue
         flat = np.flatnonzero(part)
         rows, cols = np.divmod(flat, k)
@@ -354,13 +374,13 @@ def _ap_sums(rel: np.ndarray) -> np.ndarray:
         first = np.cumsum(per_row) - per_row
         # hits up to and including each relevant position, within its row
         hits = np.arange(1, flat.size + 1, dtype=np.int64) - np.repeat(first, per_row)
-        out[start:start + rows_here] = np.bincount(rows, weights=hits / (cols + 1),
-                                                   minlength=rows_here)
+        out[start : start + rows_here] = np.bincount(
+            rows, weights=hits / (cols + 1), minlength=rows_here
+        )
     return out
 
 
-def average_precision(relevance: object, n_relevant: object,
-                      K: int | None = None) -> np.ndarray:
+def average_precision(relevance: object, n_relevant: object, K: int | None = None) -> np.ndarray:
     """Average precision of each query, over the full ranking or @K.
 
     With ``prec(i) = #{relevant among ranks 1..i} / i`` (ranks 1-based):
@@ -416,14 +436,14 @@ def average_precision(relevance: object, n_relevant: object,
             raise ValueError(
                 f"relevance misses relevant items for {short.size} queries (query {q}: "
                 f"n_relevant={counts[q]}, listed {listed[q]}): pass the full ranking, or a "
-                "cut-off K for AP@K")
+                "cut-off K for AP@K"
+            )
         return _ap_sums(rel) / counts
     K = _check_depth(K, "K", rel.shape[1])
     return _ap_sums(rel[:, :K]) / np.minimum(counts, K)
 
 
-def mean_average_precision(relevance: object, n_relevant: object,
-                           K: int | None = None) -> float:
+def mean_average_precision(relevance: object, n_relevant: object, K: int | None = None) -> float:
     """mAP: the mean over queries of :func:`average_precision` (full ranking, or @K).
 
     ``mAP = (1/nq) * sum_q AP_q`` with ``AP_q`` exactly as in :func:`average_precision`
@@ -486,16 +506,17 @@ def precision_at(relevance: object, k: int) -> float:
     return float(np.mean(_row_hits(rel[:, :k]) / k))
 
 
-def _precision_within_radius(distances: object, relevance: object, r: int, *,
-                             full_ranking: bool) -> float:
+def _precision_within_radius(
+    distances: object, relevance: object, r: int, *, full_ranking: bool
+) -> float:
     rel = _check_relevance(relevance)
     dist = np.asarray(distances)
     if dist.dtype.kind not in "iu" or dist.dtype == np.bool_:
-        raise TypeError(f"distances must hold integer (Hamming) distances, got dtype "
-                        f"{dist.dtype}")
+        raise TypeError(f"distances must hold integer (Hamming) distances, got dtype {dist.dtype}")
     if dist.shape != rel.shape:
-        raise ValueError(f"distances must have the shape of relevance {rel.shape}, got shape "
-                         f"{dist.shape}")
+        raise ValueError(
+            f"distances must have the shape of relevance {rel.shape}, got shape {dist.shape}"
+        )
     r = check_int(r, "r", minimum=0)
     if rel.shape[1] < 1:
         raise ValueError("distances must have at least one column (ranked item) per query")
@@ -511,7 +532,8 @@ def _precision_within_radius(distances: object, relevance: object, r: int, *,
                 f"distances of {cut.size} queries end within the radius (query {q}: last "
                 f"distance {dist[q, -1]} <= r={r}), so items within the radius may be missing: "
                 "pass a ranking that reaches past the radius (or use retrieval_report with the "
-                "full ranking)")
+                "full ranking)"
+            )
     inside = dist <= r
     n_inside = _row_hits(inside)
     n_good = _row_hits(inside & rel)
@@ -608,15 +630,18 @@ def roc_auc_pairs(distances: object, is_match: object) -> float:
         raise ValueError(f"distances must be 1-D (n_pairs,), got shape {d.shape}")
     match = _check_boolean_matrix(is_match, "is_match", 1)
     if match.shape != d.shape:
-        raise ValueError(f"is_match must have the shape of distances {d.shape}, got shape "
-                         f"{match.shape}")
+        raise ValueError(
+            f"is_match must have the shape of distances {d.shape}, got shape {match.shape}"
+        )
     pos, neg = d[match], np.sort(d[~match])
     if pos.size == 0 or neg.size == 0:
-        raise ValueError(f"is_match must contain both matching and non-matching pairs, got "
-                         f"{pos.size} matching and {neg.size} non-matching")
-    below = np.searchsorted(neg, pos, side="left")    # negatives closer than the positive
-    upto = np.searchsorted(neg, pos, side="right")    # ... or at equal distance
-    twice = 2 * (neg.size - upto) + (upto - below)    # 2 per win, 1 per tie
+        raise ValueError(
+            f"is_match must contain both matching and non-matching pairs, got "
+            f"{pos.size} matching and {neg.size} non-matching"
+        )
+    below = np.searchsorted(neg, pos, side="left")  # negatives closer than the positive
+    upto = np.searchsorted(neg, pos, side="right")  # ... or at equal distance
+    twice = 2 * (neg.size - upto) + (upto - below)  # 2 per win, 1 per tie
     return float(int(twice.sum(dtype=np.int64)) / (2 * pos.size * neg.size))
 
 
@@ -624,9 +649,16 @@ def roc_auc_pairs(distances: object, is_match: object) -> float:
 # everything at once
 # --------------------------------------------------------------------------------------------
 
-def retrieval_report(indices: object, query_labels: object, db_labels: object,
-                     distances: object = None, *, recall_ranks: Iterable[int] = (1, 10, 100),
-                     radius: int | None = None) -> dict[str, float]:
+
+def retrieval_report(
+    indices: object,
+    query_labels: object,
+    db_labels: object,
+    distances: object = None,
+    *,
+    recall_ranks: Iterable[int] = (1, 10, 100),
+    radius: int | None = None,
+) -> dict[str, float]:
     """The ranking protocols of this module for a labelled ranking, by name.
 
     Builds the relevance with :func:`relevance_from_labels` and reports, in this order:
@@ -682,8 +714,7 @@ def retrieval_report(indices: object, query_labels: object, db_labels: object,
     if radius is not None and distances is None:
         raise ValueError("radius needs distances (the Hamming distances of the ranked lists)")
     ranks = []
-    for R in (recall_ranks if not isinstance(recall_ranks, numbers.Integral)
-              else [recall_ranks]):
+    for R in recall_ranks if not isinstance(recall_ranks, numbers.Integral) else [recall_ranks]:
         ranks.append(check_int(R, "recall_ranks", minimum=1))
     relevance, n_relevant = relevance_from_labels(indices, query_labels, db_labels)
     L, nb = relevance.shape[1], np.asarray(db_labels).shape[0]
@@ -702,5 +733,6 @@ def retrieval_report(indices: object, query_labels: object, db_labels: object,
         report["precision@10"] = precision_at(relevance, 10)
     if radius is not None:
         report[f"precision@r<={radius}"] = _precision_within_radius(
-            distances, relevance, radius, full_ranking=full)
+            distances, relevance, radius, full_ranking=full
+        )
     return report

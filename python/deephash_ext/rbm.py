@@ -28,9 +28,16 @@ def _unchanged_on_failure(estimator: BaseEstimator) -> Iterator[None]:
 
     Arrays (and lists of arrays) are copied first, because training updates them in place.
     """
-    saved = {name: (value.copy() if isinstance(value, np.ndarray)
-                    else [v.copy() for v in value] if isinstance(value, list) else value)
-             for name, value in vars(estimator).items()}
+    saved = {
+        name: (
+            value.copy()
+            if isinstance(value, np.ndarray)
+            else [v.copy() for v in value]
+            if isinstance(value, list)
+            else value
+        )
+        for name, value in vars(estimator).items()
+    }
     try:
         yield
     except BaseException:
@@ -44,7 +51,8 @@ def _check_unit_interval(V: np.ndarray) -> None:
         negative = "Negative values in data passed to RBM: " if V.min() < 0.0 else ""
         raise ValueError(
             f"{negative}V must lie in [0, 1] (binary codes or probabilities), got values in "
-            f"[{V.min():.4g}, {V.max():.4g}]")
+            f"[{V.min():.4g}, {V.max():.4g}]"
+        )
 
 
 class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -121,9 +129,21 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     (500, 2)
     """
 
-    def __init__(self, n_hidden=256, *, learning_rate=0.001, momentum=0.9, weight_decay=0.0001,
-                 batch_size=100, n_epochs=30, cd_k=1, hashing_reg=0.0, random_state=None,
-                 verbose=False, device="cpu"):
+    def __init__(
+        self,
+        n_hidden=256,
+        *,
+        learning_rate=0.001,
+        momentum=0.9,
+        weight_decay=0.0001,
+        batch_size=100,
+        n_epochs=30,
+        cd_k=1,
+        hashing_reg=0.0,
+        random_state=None,
+        verbose=False,
+        device="cpu",
+    ):
         self.n_hidden = n_hidden
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -180,8 +200,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # Hinton's guide: visible biases start at log(p / (1 - p)) of the data's means.
         p = np.clip(V.mean(axis=0, dtype=np.float64), 1e-3, 1 - 1e-3)
         self.intercept_visible_ = np.log(p / (1 - p)).astype(np.float32)
-        self._velocities = [np.zeros_like(self.components_), np.zeros_like(self.intercept_hidden_),
-                            np.zeros_like(self.intercept_visible_)]
+        self._velocities = [
+            np.zeros_like(self.components_),
+            np.zeros_like(self.intercept_hidden_),
+            np.zeros_like(self.intercept_visible_),
+        ]
         self._seed = draw_stream_key(rng)
         self.n_steps_ = 0
         self._n_seen = 0
@@ -194,19 +217,32 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         on_gpu = device == "cuda"
         if on_gpu:
             _gpu.ensure_cublas()
-        train = (functools.partial(_gpu.cuda_module().rbm_cd_train, device=0) if on_gpu
-                 else _core.rbm_cd_train)
+        train = (
+            functools.partial(_gpu.cuda_module().rbm_cd_train, device=0)
+            if on_gpu
+            else _core.rbm_cd_train
+        )
         for first in range(0, batches, chunk):
-            rows = order[first * self.batch_size:(first + chunk) * self.batch_size]
+            rows = order[first * self.batch_size : (first + chunk) * self.batch_size]
             components_velocity, hidden_velocity, visible_velocity = self._velocities
             train(
-                self.components_, self.intercept_hidden_, self.intercept_visible_,
-                components_velocity, hidden_velocity, visible_velocity, V,
+                self.components_,
+                self.intercept_hidden_,
+                self.intercept_visible_,
+                components_velocity,
+                hidden_velocity,
+                visible_velocity,
+                V,
                 np.ascontiguousarray(rows, dtype=np.int64),
-                batch_size=self.batch_size, learning_rate=self.learning_rate,
-                momentum=self.momentum, weight_decay=self.weight_decay,
-                hashing_reg=self.hashing_reg, cd_k=self.cd_k, seed=self._seed,
-                first_step=self.n_steps_)
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+                hashing_reg=self.hashing_reg,
+                cd_k=self.cd_k,
+                seed=self._seed,
+                first_step=self.n_steps_,
+            )
             done = -(-len(rows) // self.batch_size)
             self.n_steps_ += done
             if progress is not None:
@@ -248,9 +284,10 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     self._train(V, rng.permutation(len(V)), progress, device)
                     self._check_finite()
                     if progress is not None:
-                        progress.set_postfix(epoch=epoch + 1,
-                                             reconstruction_error=float(
-                                                 self.reconstruction_error(V[:256]).mean()))
+                        progress.set_postfix(
+                            epoch=epoch + 1,
+                            reconstruction_error=float(self.reconstruction_error(V[:256]).mean()),
+                        )
             finally:
                 if progress is not None:
                     progress.close()
@@ -288,19 +325,25 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._check_finite()
             batch_mean = _core.mean_projection(V, None, self.components_)
             total = self._n_seen + len(V)
-            self.hidden_offsets_ = ((self._n_seen * self.hidden_offsets_.astype(np.float64)
-                                     + len(V) * batch_mean) / total).astype(np.float32)
+            self.hidden_offsets_ = (
+                (self._n_seen * self.hidden_offsets_.astype(np.float64) + len(V) * batch_mean)
+                / total
+            ).astype(np.float32)
             self._n_seen = total
         return self
 
     def _check_finite(self) -> None:
-        check_finite_model([self.components_, self.intercept_hidden_, self.intercept_visible_],
-                           "RBM training", "lower learning_rate (the model is unchanged)")
+        check_finite_model(
+            [self.components_, self.intercept_hidden_, self.intercept_visible_],
+            "RBM training",
+            "lower learning_rate (the model is unchanged)",
+        )
 
     def _progress(self, total: int):
         if not self.verbose:
             return None
         from tqdm.auto import tqdm
+
         return tqdm(total=total, desc="RBM", unit="batch")
 
     # ------------------------------------------------------------------ inference
@@ -332,8 +375,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.n_hidden % 8:
             raise ValueError(f"encode needs n_hidden to be a multiple of 8, got {self.n_hidden}")
         V = self._inference_V(V)
-        return _gpu.encode_layers(_gpu.resolve_device(self.device), V, None, [self.components_],
-                                  [self.hidden_offsets_])
+        return _gpu.encode_layers(
+            _gpu.resolve_device(self.device), V, None, [self.components_], [self.hidden_offsets_]
+        )
 
     def reconstruction_error(self, V):
         """Per-sample mean squared error of a mean-field reconstruction.

@@ -63,44 +63,59 @@ _INFER_ROWS = 2048  # rows per forward pass at inference
 
 # ============================================================================ checks
 
+
 def _check_labels(y, n_samples: int) -> tuple[np.ndarray, bool]:
     """(y, multilabel): 1-D class labels, or a 2-D 0/1 indicator matrix (float32)."""
     if y is None:
-        raise ValueError("SSDH requires y to be passed, but the target y is None (class "
-                         "labels or a 0/1 indicator matrix)")
+        raise ValueError(
+            "SSDH requires y to be passed, but the target y is None (class "
+            "labels or a 0/1 indicator matrix)"
+        )
     array = np.asarray(y)
     if array.ndim == 2 and array.shape[1] == 1:
         import warnings
-        warnings.warn("A column-vector y was passed when a 1d array was expected: it is read "
-                      "as single-label classes (pass an (n, M) indicator matrix with M >= 2 "
-                      "for multi-label)", DataConversionWarning, stacklevel=3)
+
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected: it is read "
+            "as single-label classes (pass an (n, M) indicator matrix with M >= 2 "
+            "for multi-label)",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         array = array.ravel()
     if array.ndim not in (1, 2):
-        raise ValueError(f"y must be 1-D (class labels) or 2-D (0/1 indicator matrix), got "
-                         f"shape {array.shape}")
+        raise ValueError(
+            f"y must be 1-D (class labels) or 2-D (0/1 indicator matrix), got shape {array.shape}"
+        )
     if array.shape[0] != n_samples:
-        raise ValueError(f"y must have one row per sample of X ({n_samples}), got "
-                         f"{array.shape[0]}")
+        raise ValueError(f"y must have one row per sample of X ({n_samples}), got {array.shape[0]}")
     if array.ndim == 2:
         if array.dtype.kind not in "biuf":
-            raise TypeError(f"a 2-D y must be a 0/1 indicator matrix of numbers, got dtype "
-                            f"{array.dtype}")
+            raise TypeError(
+                f"a 2-D y must be a 0/1 indicator matrix of numbers, got dtype {array.dtype}"
+            )
         if not np.all((array == 0) | (array == 1)):
-            raise ValueError("a 2-D y must be a 0/1 indicator matrix (n_samples, n_labels); "
-                             "it holds other values")
+            raise ValueError(
+                "a 2-D y must be a 0/1 indicator matrix (n_samples, n_labels); "
+                "it holds other values"
+            )
         if array.min() == array.max():
-            raise ValueError(f"y (indicator matrix) must contain both 0 and 1, got only "
-                             f"{array.flat[0]}")
+            raise ValueError(
+                f"y (indicator matrix) must contain both 0 and 1, got only {array.flat[0]}"
+            )
         return np.ascontiguousarray(array, dtype=np.float32), True
     array = check_class_labels(array, "y")
     kind = type_of_target(array, input_name="y")
     if kind not in ("binary", "multiclass"):
-        raise ValueError(f"Unknown label type {kind!r}: y must hold class labels (integers or "
-                         "strings; floats only with integral values)")
+        raise ValueError(
+            f"Unknown label type {kind!r}: y must hold class labels (integers or "
+            "strings; floats only with integral values)"
+        )
     return check_class_labels(array, "y", min_classes=2), False
 
 
 # ============================================================================ estimator
+
 
 class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Supervised semantics-preserving deep hashing (SSDH, Yang, Lin and Chen, TPAMI 2018).
@@ -207,9 +222,24 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, n_bits=48, *, hidden_layer_sizes=(512,), backbone=None, alpha=1.0,
-                 beta=1.0, gamma=1.0, weight_decay=1e-4, p=2.0, n_epochs=50, batch_size=64,
-                 learning_rate=1e-3, device="cpu", random_state=None, verbose=False):
+    def __init__(
+        self,
+        n_bits=48,
+        *,
+        hidden_layer_sizes=(512,),
+        backbone=None,
+        alpha=1.0,
+        beta=1.0,
+        gamma=1.0,
+        weight_decay=1e-4,
+        p=2.0,
+        n_epochs=50,
+        batch_size=64,
+        learning_rate=1e-3,
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
         self.n_bits = n_bits
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backbone = backbone
@@ -233,13 +263,16 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Every constructor parameter, checked (before torch is imported)."""
         n_bits = check_int(self.n_bits, "n_bits", minimum=1)
         hidden = self._hidden_sizes() if self.backbone is None else []
-        if self.backbone is not None and not (hasattr(self.backbone, "parameters")
-                                              and callable(self.backbone)):
-            raise TypeError(f"backbone must be a torch.nn.Module or None, got "
-                            f"{type(self.backbone).__name__}")
+        if self.backbone is not None and not (
+            hasattr(self.backbone, "parameters") and callable(self.backbone)
+        ):
+            raise TypeError(
+                f"backbone must be a torch.nn.Module or None, got {type(self.backbone).__name__}"
+            )
         check_device_name(self.device, torch_forms=True)
         return dict(
-            n_bits=n_bits, hidden=hidden,
+            n_bits=n_bits,
+            hidden=hidden,
             alpha=check_real(self.alpha, "alpha", low=0.0),
             beta=check_real(self.beta, "beta", low=0.0),
             gamma=check_real(self.gamma, "gamma", low=0.0),
@@ -247,8 +280,8 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             p=check_real(self.p, "p", low=1.0),
             n_epochs=check_int(self.n_epochs, "n_epochs", minimum=1),
             batch_size=check_int(self.batch_size, "batch_size", minimum=1),
-            learning_rate=check_real(self.learning_rate, "learning_rate", low=0.0,
-                                     low_open=True))
+            learning_rate=check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True),
+        )
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray:
         nd = self.backbone is not None
@@ -311,9 +344,15 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             else:
                 feature_dim = params["hidden"][-1] if params["hidden"] else X.shape[1]
             network = ssdh_net.build_network(
-                torch, n_inputs=X.shape[1], hidden=params["hidden"], backbone=backbone,
-                feature_dim=feature_dim, n_bits=params["n_bits"], n_outputs=n_outputs,
-                generator=generator).to(device)
+                torch,
+                n_inputs=X.shape[1],
+                hidden=params["hidden"],
+                backbone=backbone,
+                feature_dim=feature_dim,
+                n_bits=params["n_bits"],
+                n_outputs=n_outputs,
+                generator=generator,
+            ).to(device)
             curve = self._train(torch, network, X, target, multilabel, params, rng, device)
         network.eval()
         validate_data(self, X, skip_check_array=True, reset=True)
@@ -332,8 +371,10 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             out = backbone(torch.from_numpy(np.array(X[:2])).to(device))
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(X)):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"backbone must map a batch of X to features of shape (batch, d), "
-                             f"got {shape} for a batch of {min(2, len(X))}")
+            raise ValueError(
+                f"backbone must map a batch of X to features of shape (batch, d), "
+                f"got {shape} for a batch of {min(2, len(X))}"
+            )
         return int(out.shape[1])
 
     def _train(self, torch, network, X, target, multilabel, params, rng, device) -> list[float]:
@@ -341,8 +382,9 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         X_all = torch.from_numpy(np.require(X, requirements="W"))  # torch wants writable
         y_all = torch.from_numpy(target)
         n, batch = X.shape[0], params["batch_size"]
-        weights = dict(alpha=params["alpha"], beta=params["beta"], gamma=params["gamma"],
-                       p=params["p"])
+        weights = dict(
+            alpha=params["alpha"], beta=params["beta"], gamma=params["gamma"], p=params["p"]
+        )
         decay = params["weight_decay"]
         curve: list[float] = []
         network.train()
@@ -350,7 +392,7 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             order = torch.from_numpy(rng.permutation(n))
             total = 0.0
             for start in range(0, n, batch):
-                rows = order[start:start + batch]
+                rows = order[start : start + batch]
                 xb, yb = X_all[rows].to(device), y_all[rows].to(device)
                 _, a, outputs = ssdh_net.forward(network, xb)
                 loss = ssdh_net.objective(outputs, yb, a, multilabel=multilabel, **weights)
@@ -364,8 +406,9 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
                 total += float(loss.detach()) * len(rows)
             mean = total / n
             if not np.isfinite(mean):
-                raise RuntimeError(f"training diverged at epoch {epoch + 1} (loss {mean}); "
-                                   "lower learning_rate")
+                raise RuntimeError(
+                    f"training diverged at epoch {epoch + 1} (loss {mean}); lower learning_rate"
+                )
             curve.append(mean)
             if self.verbose:
                 print(f"SSDH epoch {epoch + 1}/{params['n_epochs']}: loss {mean:.6f}")
@@ -382,12 +425,15 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         parts = []
         with torch.inference_mode():
             for start in range(0, X.shape[0], _INFER_ROWS):
-                xb = torch.from_numpy(np.require(X[start:start + _INFER_ROWS],
-                                                 requirements="W")).to(device)
+                xb = torch.from_numpy(
+                    np.require(X[start : start + _INFER_ROWS], requirements="W")
+                ).to(device)
                 parts.append(to_numpy_float32(ssdh_net.forward(self.network_, xb)[which]))
         if not parts:
-            width = {1: self.network_["hash"].out_features,
-                     2: self.network_["classifier"].out_features}.get(which, 0)
+            width = {
+                1: self.network_["hash"].out_features,
+                2: self.network_["classifier"].out_features,
+            }.get(which, 0)
             return np.zeros((0, width), np.float32)
         return np.ascontiguousarray(np.concatenate(parts))
 
@@ -473,11 +519,14 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         if classes.dtype.kind not in "biufUS":
             raise TypeError(f"classes_ of dtype {classes.dtype} cannot be saved without pickle")
         arrays["classes"] = classes
-        meta = {"class": type(self).__name__, "params": params,
-                "multilabel": bool(self.multilabel_),
-                "backbone": self.backbone is not None,
-                "input_shape": [int(s) for s in self.input_shape_],
-                "loss_curve": [float(v) for v in self.loss_curve_]}
+        meta = {
+            "class": type(self).__name__,
+            "params": params,
+            "multilabel": bool(self.multilabel_),
+            "backbone": self.backbone is not None,
+            "input_shape": [int(s) for s in self.input_shape_],
+            "loss_curve": [float(v) for v in self.loss_curve_],
+        }
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
     @classmethod
@@ -520,8 +569,14 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         def expect(meta: dict[str, Any], headers: Mapping[str, ArrayHeader]) -> None:
             plan.update(cls._plan_from_file(meta, headers, where, backbone, device))
 
-        arrays, _ = read_model(path, kind="SSDH", format_tag=_FORMAT, version=_FORMAT_VERSION,
-                               article="an", expect=expect)
+        arrays, _ = read_model(
+            path,
+            kind="SSDH",
+            format_tag=_FORMAT,
+            version=_FORMAT_VERSION,
+            article="an",
+            expect=expect,
+        )
         model = plan["model"]
         classes = arrays.pop("classes")
         if plan["multilabel"] and not np.array_equal(classes, np.arange(len(classes))):
@@ -530,14 +585,21 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         target = resolve_device(model.device)
         # Every size below was checked against the file's arrays, which are already read.
         network = ssdh_net.build_network(
-            torch, n_inputs=plan["input_shape"][0], hidden=plan["hidden"],
-            backbone=model.backbone, feature_dim=plan["feature_dim"], n_bits=plan["n_bits"],
-            n_outputs=len(classes), generator=None)
+            torch,
+            n_inputs=plan["input_shape"][0],
+            hidden=plan["hidden"],
+            backbone=model.backbone,
+            feature_dim=plan["feature_dim"],
+            n_bits=plan["n_bits"],
+            n_outputs=len(classes),
+            generator=None,
+        )
         try:
             network.load_state_dict(arrays_to_state_dict(arrays, prefix="net."))
         except RuntimeError as error:
-            raise ValueError(f"{where!r}: the saved weights do not fit the network: "
-                             f"{error}") from error
+            raise ValueError(
+                f"{where!r}: the saved weights do not fit the network: {error}"
+            ) from error
         model.network_ = network.to(target).eval()
         model.device_ = str(target)
         model.classes_ = classes
@@ -548,8 +610,9 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         return model
 
     @classmethod
-    def _plan_from_file(cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader], where: str,
-                        backbone, device) -> dict[str, Any]:
+    def _plan_from_file(
+        cls, meta: dict[str, Any], headers: Mapping[str, ArrayHeader], where: str, backbone, device
+    ) -> dict[str, Any]:
         """The model a file describes and the sizes of its network, every metadata value
         checked and every array header compared with the network those values describe,
         before any array is read; ValueError naming ``where`` otherwise."""
@@ -558,12 +621,13 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         name = meta.get("class")
         klass = kinds.get(name) if isinstance(name, str) else None
         if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"{where!r} holds a {str(name)[:40]!r} model, not a "
-                             f"{cls.__name__}")
+            raise ValueError(f"{where!r} holds a {str(name)[:40]!r} model, not a {cls.__name__}")
         has_backbone = reader.boolean("backbone")
         if has_backbone and backbone is None:
-            raise ValueError(f"{where!r} was fitted with a backbone: pass backbone=, a module of "
-                             "the same architecture")
+            raise ValueError(
+                f"{where!r} was fitted with a backbone: pass backbone=, a module of "
+                "the same architecture"
+            )
         if not has_backbone and backbone is not None:
             raise ValueError(f"{where!r} was fitted without a backbone, so backbone must be None")
         params = reader.mapping("params")
@@ -576,11 +640,15 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
             model = klass(**params, backbone=copy.deepcopy(backbone))
             checked = model._check_params()
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{where!r} is not a valid SSDH model file: its parameters are "
-                             f"invalid: {error}") from None
+            raise ValueError(
+                f"{where!r} is not a valid SSDH model file: its parameters are invalid: {error}"
+            ) from None
         hidden, n_bits = checked["hidden"], checked["n_bits"]
-        input_shape = tuple(reader.integers("input_shape", minimum=1, maximum=2**31 - 1,
-                                            max_len=1 if backbone is None else 32))
+        input_shape = tuple(
+            reader.integers(
+                "input_shape", minimum=1, maximum=2**31 - 1, max_len=1 if backbone is None else 32
+            )
+        )
         if not input_shape:
             raise reader.invalid("input_shape", "a non-empty list", [])
         multilabel = reader.boolean("multilabel")
@@ -588,25 +656,34 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         classes = headers.get("classes")
         if classes is None or "net.hash.weight" not in headers:
             absent = "classes" if classes is None else "net.hash.weight"
-            raise ValueError(f"{where!r} is an incomplete SSDH model file: array {absent!r} "
-                             "is missing")
+            raise ValueError(
+                f"{where!r} is an incomplete SSDH model file: array {absent!r} is missing"
+            )
         if len(classes.shape) != 1 or classes.shape[0] < (1 if multilabel else 2):
-            raise ValueError(f"{where!r}: classes has shape {classes.shape}, expected one "
-                             f"entry per {'label' if multilabel else 'class (at least 2)'}")
+            raise ValueError(
+                f"{where!r}: classes has shape {classes.shape}, expected one "
+                f"entry per {'label' if multilabel else 'class (at least 2)'}"
+            )
         elements = sum(math.prod(h.shape) for h in headers.values())
         if max([n_bits, *hidden]) > elements:  # every width is the length of some array
-            raise ValueError(f"{where!r}: the saved weights do not fit the network: its "
-                             f"parameters (n_bits, hidden_layer_sizes) name layers wider than the "
-                             "file's arrays")
+            raise ValueError(
+                f"{where!r}: the saved weights do not fit the network: its "
+                f"parameters (n_bits, hidden_layer_sizes) name layers wider than the "
+                "file's arrays"
+            )
         if 2 * len(hidden) + 4 > len(headers):
-            raise ValueError(f"{where!r} is an incomplete SSDH model file: "
-                             f"hidden_layer_sizes has {len(hidden)} layers but the file "
-                             f"holds {len(headers)} arrays")
+            raise ValueError(
+                f"{where!r} is an incomplete SSDH model file: "
+                f"hidden_layer_sizes has {len(hidden)} layers but the file "
+                f"holds {len(headers)} arrays"
+            )
         hash_shape = headers["net.hash.weight"].shape
         if backbone is not None:
             if len(hash_shape) != 2:
-                raise ValueError(f"{where!r}: the saved weights do not fit the network: "
-                                 f"net.hash.weight has shape {hash_shape}")
+                raise ValueError(
+                    f"{where!r}: the saved weights do not fit the network: "
+                    f"net.hash.weight has shape {hash_shape}"
+                )
             feature_dim = hash_shape[1]
         else:
             feature_dim = hidden[-1] if hidden else input_shape[0]
@@ -614,30 +691,47 @@ class SSDH(ClassifierMixin, TransformerMixin, BaseEstimator):
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
                 layers = ssdh_net.build_network(
-                    torch, n_inputs=input_shape[0], hidden=hidden, backbone=None,
-                    feature_dim=feature_dim, n_bits=n_bits, n_outputs=classes.shape[0],
-                    generator=None)
+                    torch,
+                    n_inputs=input_shape[0],
+                    hidden=hidden,
+                    backbone=None,
+                    feature_dim=feature_dim,
+                    n_bits=n_bits,
+                    n_outputs=classes.shape[0],
+                    generator=None,
+                )
         except (RuntimeError, TypeError, ValueError, OverflowError) as error:  # past int64
-            raise ValueError(f"{where!r}: the saved weights do not fit the network its "
-                             f"parameters describe ({error})") from None
+            raise ValueError(
+                f"{where!r}: the saved weights do not fit the network its "
+                f"parameters describe ({error})"
+            ) from None
         state = dict(layers.state_dict())
         if backbone is not None:
-            state = {key: value for key, value in state.items()
-                     if not key.startswith("features.")}
-            state.update({f"features.{key}": value
-                          for key, value in model.backbone.state_dict().items()})
-        expected: dict[str, Any] = {"classes": ((classes.shape[0],),
-                                                "iu" if multilabel else "biufUS")}
+            state = {key: value for key, value in state.items() if not key.startswith("features.")}
+            state.update(
+                {f"features.{key}": value for key, value in model.backbone.state_dict().items()}
+            )
+        expected: dict[str, Any] = {
+            "classes": ((classes.shape[0],), "iu" if multilabel else "biufUS")
+        }
         expected.update(state_expectation(state, "net.", headers))
         missing = sorted(set(expected) - set(headers))
         if missing and (backbone is None or not missing[0].startswith("net.features.")):
-            raise ValueError(f"{where!r} is an incomplete SSDH model file: array "
-                             f"{missing[0]!r} is missing")
+            raise ValueError(
+                f"{where!r} is an incomplete SSDH model file: array {missing[0]!r} is missing"
+            )
         problem = header_mismatch(headers, expected)
         if problem is not None:
             raise ValueError(f"{where!r}: the saved weights do not fit the network: {problem}")
-        return dict(model=model, hidden=hidden, n_bits=n_bits, input_shape=input_shape,
-                    multilabel=multilabel, loss_curve=loss_curve, feature_dim=feature_dim)
+        return dict(
+            model=model,
+            hidden=hidden,
+            n_bits=n_bits,
+            input_shape=input_shape,
+            multilabel=multilabel,
+            loss_curve=loss_curve,
+            feature_dim=feature_dim,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -674,9 +768,21 @@ learning_rate, device, random_state, verbose
     beta = 0.0
     gamma = 0.0
 
-    def __init__(self, n_bits=48, *, hidden_layer_sizes=(512,), backbone=None,
-                 weight_decay=1e-4, p=2.0, n_epochs=50, batch_size=64, learning_rate=1e-3,
-                 device="cpu", random_state=None, verbose=False):
+    def __init__(
+        self,
+        n_bits=48,
+        *,
+        hidden_layer_sizes=(512,),
+        backbone=None,
+        weight_decay=1e-4,
+        p=2.0,
+        n_epochs=50,
+        batch_size=64,
+        learning_rate=1e-3,
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
         self.n_bits = n_bits
         self.hidden_layer_sizes = hidden_layer_sizes
         self.backbone = backbone
@@ -692,8 +798,10 @@ learning_rate, device, random_state, verbose
 
 # ============================================================================ search
 
-def coarse_to_fine_search(codes, features, q_codes, q_features, k: int,
-                          pool: int) -> tuple[np.ndarray, np.ndarray]:
+
+def coarse_to_fine_search(
+    codes, features, q_codes, q_features, k: int, pool: int
+) -> tuple[np.ndarray, np.ndarray]:
     """DLBHC's coarse-to-fine retrieval: a Hamming pool, re-ranked by Euclidean distance.
 
     For each query, the ``pool`` database items nearest in Hamming distance (ranked by
@@ -752,14 +860,16 @@ def coarse_to_fine_search(codes, features, q_codes, q_features, k: int,
         raise ValueError(f"q_features must be 2-D (nq, d), got shape {np.shape(q_features)}")
     n = feats.shape[0]
     if db_codes.ndim == 2 and db_codes.shape[0] != n:
-        raise ValueError(f"features must have one row per code ({db_codes.shape[0]}), got "
-                         f"{n}")
+        raise ValueError(f"features must have one row per code ({db_codes.shape[0]}), got {n}")
     if queries.ndim == 2 and q_feats.shape[0] != queries.shape[0]:
-        raise ValueError(f"q_features must have one row per query code ({queries.shape[0]}), "
-                         f"got {q_feats.shape[0]}")
+        raise ValueError(
+            f"q_features must have one row per query code ({queries.shape[0]}), "
+            f"got {q_feats.shape[0]}"
+        )
     if q_feats.shape[1] != feats.shape[1]:
-        raise ValueError(f"q_features must have the width of features ({feats.shape[1]}), got "
-                         f"{q_feats.shape[1]}")
+        raise ValueError(
+            f"q_features must have the width of features ({feats.shape[1]}), got {q_feats.shape[1]}"
+        )
     pool = check_int(pool, "pool", minimum=1, maximum=n)
     k = check_int(k, "k", minimum=1, maximum=pool)
     _, candidates = search(db_codes, queries, pool)
@@ -769,10 +879,10 @@ def coarse_to_fine_search(codes, features, q_codes, q_features, k: int,
     step = max(1, (1 << 22) // max(1, pool * feats.shape[1]))
     db64 = feats.astype(np.float64)
     for start in range(0, q_feats.shape[0], step):
-        cand = candidates[start:start + step]
-        diff = db64[cand] - q_feats[start:start + step, None, :].astype(np.float64)
+        cand = candidates[start : start + step]
+        diff = db64[cand] - q_feats[start : start + step, None, :].astype(np.float64)
         dist = np.sqrt(np.einsum("qpd,qpd->qp", diff, diff))
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        out_d[start:start + step] = np.take_along_axis(dist, order, axis=1)
-        out_i[start:start + step] = np.take_along_axis(cand, order, axis=1)
+        out_d[start : start + step] = np.take_along_axis(dist, order, axis=1)
+        out_i[start : start + step] = np.take_along_axis(cand, order, axis=1)
     return out_d, out_i

@@ -20,5 +20,6 @@ def import_torch(feature: str) -> ModuleType:
         raise ImportError(
             f"{feature} needs PyTorch: pip install 'deephash_ext[torch]' (on a CPU-only "
             "machine, install the CPU build of torch first: pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu)") from error
+            "https://download.pytorch.org/whl/cpu)"
+        ) from error
     return torch

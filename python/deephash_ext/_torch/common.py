@@ -33,6 +33,7 @@ __all__ = [
     "to_numpy_float32",
 ]
 
+
 def resolve_device(device: Any) -> Any:
     """``device`` as a ``torch.device``: ``"auto"`` is CUDA when
     ``torch.cuda.is_available()``, else the CPU (the rule of
@@ -54,7 +55,8 @@ def resolve_device(device: Any) -> Any:
     if not torch.cuda.is_available():
         raise RuntimeError(
             f"device={device!r} but torch.cuda.is_available() is False (no CUDA device or "
-            "a CPU-only torch build); use device='cpu' or device='auto'")
+            "a CPU-only torch build); use device='cpu' or device='auto'"
+        )
     try:
         return torch.device(device)
     except RuntimeError as error:
@@ -89,8 +91,9 @@ def state_dict_to_arrays(module_or_state: Any, prefix: str = "") -> dict[str, np
     Floating tensors become float32 arrays; other tensors keep their dtype. The result
     holds plain arrays only, suitable for :func:`deephash_ext._io.atomic_write_npz`.
     """
-    state = module_or_state.state_dict() if hasattr(module_or_state, "state_dict") \
-        else module_or_state
+    state = (
+        module_or_state.state_dict() if hasattr(module_or_state, "state_dict") else module_or_state
+    )
     arrays: dict[str, np.ndarray] = {}
     for name, tensor in state.items():
         array = tensor.detach().cpu().numpy()
@@ -106,8 +109,11 @@ def arrays_to_state_dict(arrays: Mapping[str, np.ndarray], prefix: str = "") -> 
     Pass the result to ``module.load_state_dict`` (which checks names and shapes).
     """
     torch = import_torch("a torch state_dict")
-    return {name[len(prefix):]: torch.from_numpy(np.array(value))
-            for name, value in arrays.items() if name.startswith(prefix)}
+    return {
+        name[len(prefix) :]: torch.from_numpy(np.array(value))
+        for name, value in arrays.items()
+        if name.startswith(prefix)
+    }
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:

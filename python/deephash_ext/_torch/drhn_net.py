@@ -29,8 +29,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DRHNNet", "ResidualBlock", "ZeroPadShortcut", "build_network", "flush_denormals",
-           "predict_batches", "train_network"]
+__all__ = [
+    "DRHNNet",
+    "ResidualBlock",
+    "ZeroPadShortcut",
+    "build_network",
+    "flush_denormals",
+    "predict_batches",
+    "train_network",
+]
 
 
 def flushing_denormals() -> bool:
@@ -67,7 +74,7 @@ class ZeroPadShortcut(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
 
@@ -81,11 +88,9 @@ class ResidualBlock(nn.Module):
     (``"identity"``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 shortcut: str) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1,
-                               bias=False)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
@@ -95,7 +100,8 @@ class ResidualBlock(nn.Module):
         elif shortcut == "projection":
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels))
+                nn.BatchNorm2d(out_channels),
+            )
         else:
             self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride)
 
@@ -111,12 +117,22 @@ class DRHNNet(nn.Module):
     reference network of the benchmark).
     """
 
-    def __init__(self, in_channels: int, widths: Sequence[int], depth: int,
-                 n_bits: int | None, n_classes: int, shortcut: str) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        depth: int,
+        n_bits: int | None,
+        n_classes: int,
+        shortcut: str,
+    ) -> None:
         super().__init__()
         first = int(widths[0])
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, first, 3, padding=1, bias=False),
-                                  nn.ReLU(), nn.BatchNorm2d(first))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, first, 3, padding=1, bias=False),
+            nn.ReLU(),
+            nn.BatchNorm2d(first),
+        )
         groups = []
         previous = first
         for width in widths:
@@ -139,8 +155,15 @@ class DRHNNet(nn.Module):
         return h, self.classifier(h)
 
 
-def build_network(in_channels: int, widths: Sequence[int], depth: int, n_bits: int | None,
-                  n_classes: int, shortcut: str, generator: torch.Generator | None) -> DRHNNet:
+def build_network(
+    in_channels: int,
+    widths: Sequence[int],
+    depth: int,
+    n_bits: int | None,
+    n_classes: int,
+    shortcut: str,
+    generator: torch.Generator | None,
+) -> DRHNNet:
     """A DRHNNet, initialised from ``generator`` (torch's global RNG is left untouched).
 
     Convolutions: He normal (fan in, ReLU gain; the Lasagne recipe of He et al. that the
@@ -167,17 +190,28 @@ def _batches(n: int, batch_size: int, rng: np.random.RandomState) -> list[np.nda
     """One shuffled epoch of row indices. A last batch of one row is dropped (batch
     normalisation needs two); the order is reshuffled every epoch, so no row is always out."""
     order = rng.permutation(n)
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches
 
 
 @flush_denormals()  # a fresh context for every call
-def train_network(net: DRHNNet, images: np.ndarray, targets: np.ndarray, *, n_epochs: int,
-                  batch_size: int, learning_rate: float, weight_decay: float, momentum: float,
-                  mirror: bool, rng: np.random.RandomState, device: torch.device,
-                  verbose: bool) -> list[float]:
+def train_network(
+    net: DRHNNet,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    n_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    momentum: float,
+    mirror: bool,
+    rng: np.random.RandomState,
+    device: torch.device,
+    verbose: bool,
+) -> list[float]:
     """Minibatch SGD with momentum on softmax cross-entropy; returns the mean loss per epoch.
 
     ``images``: standardised float32 (n, C, 32, 32); ``targets``: int64 class indices.
@@ -195,15 +229,18 @@ def train_network(net: DRHNNet, images: np.ndarray, targets: np.ndarray, *, n_ep
     for name, parameter in net.named_parameters():
         is_weight = name.endswith("weight") and parameter.ndim > 1
         (decayed if is_weight else plain).append(parameter)
-    optimiser = torch.optim.SGD([{"params": decayed, "weight_decay": weight_decay},
-                                 {"params": plain, "weight_decay": 0.0}],
-                                lr=learning_rate, momentum=momentum)
+    optimiser = torch.optim.SGD(
+        [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}],
+        lr=learning_rate,
+        momentum=momentum,
+    )
     milestones = (math.ceil(n_epochs / 2), math.ceil(3 * n_epochs / 4))
     data = torch.from_numpy(images)
     labels = torch.from_numpy(targets)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
+
         progress = tqdm(total=n_epochs, desc="DRHN", unit="epoch")
     history: list[float] = []
     try:
@@ -239,15 +276,16 @@ def train_network(net: DRHNNet, images: np.ndarray, targets: np.ndarray, *, n_ep
 
 
 @flush_denormals()
-def predict_batches(net: DRHNNet, images: np.ndarray, device: torch.device,
-                    batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def predict_batches(
+    net: DRHNNet, images: np.ndarray, device: torch.device, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """``(H, logits)`` as float32 arrays for standardised images (n >= 1), in eval mode."""
     net.to(device)
     net.eval()
     hs, logits = [], []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).to(device)
+            x = torch.from_numpy(images[start : start + batch_size]).to(device)
             h, z = net(x)
             hs.append(h.float().cpu().numpy())
             logits.append(z.float().cpu().numpy())

@@ -19,8 +19,9 @@ __all__ = ["siamese_finetune"]
 _MARGIN_PAIRS = 20_000  # pairs sampled to set the margins (the paper's Fig. 4 uses 20,000)
 
 
-def _other_items(rng: np.random.RandomState, n: int, first: np.ndarray,
-                 second: np.ndarray) -> np.ndarray:
+def _other_items(
+    rng: np.random.RandomState, n: int, first: np.ndarray, second: np.ndarray
+) -> np.ndarray:
     """For each pair, a uniformly random row of [0, n) that is neither of its two rows."""
     others = rng.randint(0, n, size=len(first))
     clash = (others == first) | (others == second)
@@ -30,9 +31,13 @@ def _other_items(rng: np.random.RandomState, n: int, first: np.ndarray,
     return others
 
 
-def _minibatches(pairs: np.ndarray, labels: np.ndarray | None, n_items: int,
-                 matching_per_batch: int, rng: np.random.RandomState
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _minibatches(
+    pairs: np.ndarray,
+    labels: np.ndarray | None,
+    n_items: int,
+    matching_per_batch: int,
+    rng: np.random.RandomState,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One epoch of (left rows, right rows, y) minibatches.
 
     Without labels every pair matches and each one adds two non-matching pairs with a
@@ -42,9 +47,9 @@ def _minibatches(pairs: np.ndarray, labels: np.ndarray | None, n_items: int,
     order = rng.permutation(len(pairs))
     step = matching_per_batch if labels is None else 3 * matching_per_batch
     for start in range(0, len(order), step):
-        chosen = pairs[order[start:start + step]]
+        chosen = pairs[order[start : start + step]]
         if labels is not None:
-            yield chosen[:, 0], chosen[:, 1], labels[order[start:start + step]]
+            yield chosen[:, 0], chosen[:, 1], labels[order[start : start + step]]
             continue
         a, b = chosen[:, 0], chosen[:, 1]
         k = _other_items(rng, n_items, a, b)
@@ -52,11 +57,21 @@ def _minibatches(pairs: np.ndarray, labels: np.ndarray | None, n_items: int,
         yield np.concatenate([a, a, b]), np.concatenate([b, k, k]), y
 
 
-def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[np.ndarray],
-                     pairs: np.ndarray, labels: np.ndarray | None, *, loss: str,
-                     margins: np.ndarray | None, n_epochs: int, matching_per_batch: int,
-                     learning_rate: float, rng: np.random.RandomState,
-                     verbose: bool) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
+def siamese_finetune(
+    Z0: np.ndarray,
+    components: list[np.ndarray],
+    biases: list[np.ndarray],
+    pairs: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    loss: str,
+    margins: np.ndarray | None,
+    n_epochs: int,
+    matching_per_batch: int,
+    learning_rate: float,
+    rng: np.random.RandomState,
+    verbose: bool,
+) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
     """Fine-tune the sigmoid network ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` on pairs.
 
     ``Z0`` (float32 0/1, n x d) are the binarised items that ``pairs`` index. Returns the
@@ -64,10 +79,10 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
     inputs are not modified.
     """
     torch = import_torch("DeepHash fine-tuning")
-    weights = [torch.nn.Parameter(torch.from_numpy(np.array(W, dtype=np.float32)))
-               for W in components]
-    offsets = [torch.nn.Parameter(torch.from_numpy(np.array(b, dtype=np.float32)))
-               for b in biases]
+    weights = [
+        torch.nn.Parameter(torch.from_numpy(np.array(W, dtype=np.float32))) for W in components
+    ]
+    offsets = [torch.nn.Parameter(torch.from_numpy(np.array(b, dtype=np.float32))) for b in biases]
     items = torch.from_numpy(np.ascontiguousarray(Z0, dtype=np.float32))
 
     def layer_distances(left: np.ndarray, right: np.ndarray) -> list[Any]:
@@ -75,8 +90,8 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
         over the distinct rows of the minibatch)."""
         rows, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
         a = items[torch.from_numpy(rows)]
-        where_left = torch.from_numpy(inverse[:len(left)])
-        where_right = torch.from_numpy(inverse[len(left):])
+        where_left = torch.from_numpy(inverse[: len(left)])
+        where_right = torch.from_numpy(inverse[len(left) :])
         out = []
         for W, b in zip(weights, offsets):
             a = torch.sigmoid(torch.addmm(b, a, W.t()))
@@ -88,8 +103,7 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
         non_matching: list[list[np.ndarray]] = [[] for _ in weights]
         seen = 0
         with torch.no_grad():
-            for left, right, y in _minibatches(pairs, labels, len(Z0), 3 * matching_per_batch,
-                                               rng):
+            for left, right, y in _minibatches(pairs, labels, len(Z0), 3 * matching_per_batch, rng):
                 for depth, d in enumerate(layer_distances(left, right)):
                     d = d.numpy()
                     matching[depth].append(d[y == 1])
@@ -97,8 +111,12 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
                 seen += len(y)
                 if seen >= _MARGIN_PAIRS:
                     break
-        margins = np.array([0.5 * (np.median(np.concatenate(m)) + np.median(np.concatenate(n)))
-                            for m, n in zip(matching, non_matching)])
+        margins = np.array(
+            [
+                0.5 * (np.median(np.concatenate(m)) + np.median(np.concatenate(n)))
+                for m, n in zip(matching, non_matching)
+            ]
+        )
     margin_list = [float(m) for m in margins]
 
     # Adam: its steps do not depend on the loss scale, which varies by orders of magnitude
@@ -108,6 +126,7 @@ def siamese_finetune(Z0: np.ndarray, components: list[np.ndarray], biases: list[
     progress = None
     if verbose:
         from tqdm.auto import tqdm
+
         progress = tqdm(total=n_epochs * n_batches, desc="Siamese fine-tuning", unit="batch")
     history: list[float] = []
     try:

@@ -11,14 +11,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_network", "e1_multilabel", "e1_softmax", "e2", "e3", "forward",
-           "init_linear", "objective", "weight_penalty"]
-
+__all__ = [
+    "build_network",
+    "e1_multilabel",
+    "e1_softmax",
+    "e2",
+    "e3",
+    "forward",
+    "init_linear",
+    "objective",
+    "weight_penalty",
+]
 
 
 def e1_softmax(logits, target):
     """Softmax cross-entropy ``-(1/B) sum_n ln softmax(logits_n)[target_n]``."""
     import torch.nn.functional as F
+
     return F.cross_entropy(logits, target)
 
 
@@ -29,6 +38,7 @@ def e1_multilabel(outputs, y, p: float = 2.0):
     ``0.5 |y - yhat|^p``; i.e. ``0.5 * (y relu(1 - yhat)^p + (1 - y) relu(yhat)^p)``.
     """
     import torch
+
     err = y * torch.relu(1.0 - outputs) + (1.0 - y) * torch.relu(outputs)
     return 0.5 * err.pow(p).sum(dim=1).mean()
 
@@ -53,8 +63,9 @@ def weight_penalty(network):
     return total
 
 
-def objective(outputs, target, a, *, multilabel: bool, alpha: float, beta: float,
-               gamma: float, p: float = 2.0):
+def objective(
+    outputs, target, a, *, multilabel: bool, alpha: float, beta: float, gamma: float, p: float = 2.0
+):
     """``alpha E1 - beta E2 + gamma E3`` for one minibatch (weight decay not included)."""
     e1 = e1_multilabel(outputs, target, p) if multilabel else e1_softmax(outputs, target)
     return alpha * e1 - beta * e2(a) + gamma * e3(a)
@@ -62,9 +73,11 @@ def objective(outputs, target, a, *, multilabel: bool, alpha: float, beta: float
 
 # ============================================================================ network
 
+
 def forward(network, x):
     """(features, a_H, classifier outputs) of a batch."""
     import torch
+
     features = network["features"](x)
     a = torch.sigmoid(network["hash"](features))
     return features, a, network["classifier"](a)
@@ -79,8 +92,17 @@ def init_linear(torch, layer, generator, relu: bool) -> None:
         layer.bias.zero_()
 
 
-def build_network(torch, *, n_inputs: int | None, hidden: list[int], backbone,
-                   feature_dim: int, n_bits: int, n_outputs: int, generator):
+def build_network(
+    torch,
+    *,
+    n_inputs: int | None,
+    hidden: list[int],
+    backbone,
+    feature_dim: int,
+    n_bits: int,
+    n_outputs: int,
+    generator,
+):
     """A ModuleDict {features, hash, classifier} on the CPU, new layers seeded by generator."""
     nn = torch.nn
     if backbone is not None:
