@@ -18,6 +18,7 @@ import pytest
         "deephash_ext.baselines",
         "deephash_ext.drhn",
         "deephash_ext.ssdh",
+        "deephash_ext.features",
     ],
 )
 def test_docstring_examples(module):

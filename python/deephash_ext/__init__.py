@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from . import baselines as baselines
     from . import cli as cli
     from . import datasets as datasets
+    from . import features as features
     from . import metrics as metrics
     from .deephash import DeepHash
     from .drhn import DRHN
@@ -69,7 +70,7 @@ _LAZY_NAMES = {
     "DLBHC": "ssdh",
     "coarse_to_fine_search": "ssdh",
 }
-_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "metrics")
+_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "features", "metrics")
 
 
 def __getattr__(name: str) -> Any:

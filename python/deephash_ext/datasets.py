@@ -22,7 +22,6 @@ import numbers
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 from ._io import ArrayHeader, atomic_write, read_npy, read_npz
 from ._optional import require
 from ._validation import check_bool, check_int
+from .features import FisherVectorEncoder, sift_descriptors
 
 if TYPE_CHECKING:
     from sklearn.utils import Bunch
@@ -93,12 +93,8 @@ _GAMMA = (0.75, 1.33)  # gamma, log-uniform
 _BLUR_SIGMA = (0.6, 1.6)  # half of the views: Gaussian blur, sigma uniform (pixels)
 _NOISE_STD = (3.0, 10.0)  # the other half: additive Gaussian noise, std uniform (levels)
 _JPEG_QUALITY = (30, 90)  # JPEG re-encoding quality, integer uniform, both ends included
-# Codebook: PCA and GMM are fitted on at most this many SIFT descriptors, drawn uniformly
-# from the views of the training instances only.
-_CODEBOOK_SAMPLE = 40_000
-_GMM_MAX_ITER = 100
-# Rows per predict_proba call when encoding (bounds the memory of the posteriors).
-_ENCODE_CHUNK = 65_536
+# The descriptor (SIFT, PCA, GMM, Fisher Vector) is deephash_ext.features.FisherVectorEncoder,
+# fitted on the views of the training instances only.
 
 _Recipe = dict[str, Any]
 
@@ -239,28 +235,6 @@ def _render_view(photo: np.ndarray, region: np.ndarray, rng: np.random.Generator
     return np.ascontiguousarray(decoded)
 
 
-def _sift(image: np.ndarray, max_keypoints: int) -> np.ndarray:
-    """SIFT descriptors (n, 128) uint8 of the ``max_keypoints`` strongest DoG keypoints.
-
-    Keypoints are sorted by (response descending, x, y, size, angle, octave) before the cap,
-    so the kept set and the row order do not depend on OpenCV's internal threading.
-    """
-    import cv2
-
-    sift = cv2.SIFT_create()  # type: ignore[attr-defined]  # missing from the cv2 stubs
-    keypoints = sift.detect(image, None)
-    keypoints = sorted(
-        keypoints, key=lambda k: (-k.response, k.pt[0], k.pt[1], k.size, k.angle, k.octave)
-    )[:max_keypoints]
-    if not keypoints:
-        return np.zeros((0, 128), dtype=np.uint8)
-    _, descriptors = sift.compute(image, keypoints)
-    if descriptors is None:
-        return np.zeros((0, 128), dtype=np.uint8)
-    # OpenCV stores SIFT values as integers 0..255 in float32: uint8 is lossless.
-    return np.ascontiguousarray(np.rint(descriptors).astype(np.uint8))
-
-
 def _make_instance(
     photos: Sequence[np.ndarray],
     probabilities: np.ndarray,
@@ -272,104 +246,15 @@ def _make_instance(
     rng = np.random.default_rng(list(seed))
     region = _sample_region(photos, probabilities, rng)
     photo = photos[int(region[0])]
-    views = [_sift(_render_view(photo, region, rng), max_keypoints) for _ in range(n_views)]
+    views = [
+        sift_descriptors(_render_view(photo, region, rng), max_keypoints) for _ in range(n_views)
+    ]
     return region, views
 
 
 # ---------------------------------------------------------------------------------------
 # Fisher Vectors
 # ---------------------------------------------------------------------------------------
-
-
-def _preprocess(descriptors: np.ndarray, root_sift: bool) -> np.ndarray:
-    x = descriptors.astype(np.float64)
-    if root_sift:
-        x /= np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
-        np.sqrt(x, out=x)
-    return x
-
-
-def _fit_codebook(
-    descriptors: list[np.ndarray], n_components: int, pca_dims: int, root_sift: bool, seed: int
-) -> tuple[Any, Any, dict[str, Any]]:
-    from sklearn.decomposition import PCA
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
-
-    pool = np.concatenate(descriptors) if descriptors else np.zeros((0, 128), np.uint8)
-    if pool.shape[0] < max(n_components, pca_dims) + 1:
-        raise ValueError(
-            f"the training views hold only {pool.shape[0]} SIFT descriptors, too few to fit "
-            f"pca_dims={pca_dims} and n_components={n_components}: raise n_instances or "
-            "n_views, or lower pca_dims / n_components"
-        )
-    rng = np.random.default_rng([seed, 2])
-    if pool.shape[0] > _CODEBOOK_SAMPLE:
-        rows = np.sort(rng.choice(pool.shape[0], size=_CODEBOOK_SAMPLE, replace=False))
-        pool = pool[rows]
-    sample = _preprocess(pool, root_sift)
-    pca = PCA(n_components=pca_dims, svd_solver="full").fit(sample)
-    projected = pca.transform(sample)
-    # k-means++ seeding rather than a full k-means: it is faster, and it avoids the
-    # OpenMP-parallel k-means reductions, whose summation order is not guaranteed.
-    gmm = GaussianMixture(
-        n_components=n_components,
-        covariance_type="diag",
-        init_params="k-means++",
-        max_iter=_GMM_MAX_ITER,
-        random_state=seed,
-    )
-    with warnings.catch_warnings():
-        # Non-convergence is reported in the description instead of as a warning.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gmm.fit(projected)
-    info = {
-        "n_sample": int(sample.shape[0]),
-        "converged": bool(gmm.converged_),
-        "n_iter": int(gmm.n_iter_),
-        "explained_variance": float(pca.explained_variance_ratio_.sum()),
-    }
-    return pca, gmm, info
-
-
-def _fisher_vectors(
-    descriptors: list[np.ndarray], pca: Any, gmm: Any, root_sift: bool, progress: Any
-) -> np.ndarray:
-    """First-order Fisher Vectors, signed square root, L2 normalisation; float32 (n, K * D)."""
-    means = gmm.means_  # (K, D)
-    sigmas = np.sqrt(gmm.covariances_)  # (K, D)
-    sqrt_weights = np.sqrt(gmm.weights_)  # (K,)
-    n_components, dims = means.shape
-    out = np.zeros((len(descriptors), n_components * dims), dtype=np.float32)
-    counts = np.array([d.shape[0] for d in descriptors], dtype=np.int64)
-    start = 0
-    while start < len(descriptors):
-        stop = start
-        rows = 0
-        while stop < len(descriptors) and (stop == start or rows + counts[stop] <= _ENCODE_CHUNK):
-            rows += int(counts[stop])
-            stop += 1
-        block = [d for d in descriptors[start:stop] if d.shape[0]]
-        if block:
-            x = pca.transform(_preprocess(np.concatenate(block), root_sift))
-            gamma = gmm.predict_proba(x)  # (T_total, K)
-            offset = 0
-            for view in range(start, stop):
-                t = int(counts[view])
-                if t == 0:
-                    continue
-                g, xv = gamma[offset : offset + t], x[offset : offset + t]
-                offset += t
-                # sum_t g_tk (x_t - mu_k) = g^T x - (sum_t g_tk) mu_k
-                stats = g.T @ xv - g.sum(axis=0)[:, None] * means
-                fv = stats / (sigmas * (t * sqrt_weights)[:, None])
-                fv = np.sign(fv) * np.sqrt(np.abs(fv))
-                norm = np.linalg.norm(fv)
-                if norm > 0:
-                    out[view] = (fv / norm).ravel()
-        progress.update(stop - start)
-        start = stop
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -666,9 +551,14 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
     db_desc = gather(test_ids, range(1, n_views))
     if verbose:
         print("deephash_ext: fitting PCA + GMM on training descriptors", file=sys.stderr)
-    pca, gmm, info = _fit_codebook(
-        train_desc, params["n_components"], params["pca_dims"], params["root_sift"], seed
-    )
+    encoder = FisherVectorEncoder(
+        params["n_components"],
+        params["pca_dims"],
+        max_keypoints=params["max_keypoints"],
+        root_sift=params["root_sift"],
+        random_state=seed,
+    ).fit_descriptors(train_desc)
+    info = encoder.fit_info_
     codebook_done = time.perf_counter()
     all_desc = train_desc + query_desc + db_desc
     with tqdm(
@@ -678,7 +568,7 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
         file=sys.stderr,
         disable=not verbose,
     ) as bar:
-        fvs = _fisher_vectors(all_desc, pca, gmm, params["root_sift"], bar)
+        fvs = encoder.transform_descriptors(all_desc, bar.update)
     n_tr, n_q = len(train_desc), len(query_desc)
 
     local = np.arange(n_views)
