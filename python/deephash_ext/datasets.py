@@ -274,11 +274,13 @@ def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
 
 
-def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
+def _read_cache(
+    path: Path, key: str, array_names: Sequence[str] = _ARRAY_NAMES
+) -> dict[str, Any] | None:
     """The cached arrays, or None when the file is missing, corrupt or for another recipe."""
     if not path.is_file():
         return None
-    names = {*_ARRAY_NAMES, "key", "description", "images"}
+    names = {*array_names, "key", "description", "images"}
 
     def expect(meta: dict[str, Any], headers: Any) -> None:
         # Every array present, nothing else, and the key a string: checked before reading.
@@ -291,7 +293,7 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
         return None
     if str(data["key"][()]) != key:
         return None
-    out: dict[str, Any] = {name: data[name] for name in _ARRAY_NAMES}
+    out: dict[str, Any] = {name: data[name] for name in array_names}
     out["description"] = str(data["description"][()])
     out["images"] = [str(name) for name in data["images"]]
     return out
@@ -801,3 +803,301 @@ def save_fvecs(path: str | os.PathLike[str], X: object) -> None:
     records[:, 0] = dim
     records[:, 1:] = array.astype("<f4").view("<i4")
     atomic_write(file, lambda handle: handle.write(records.tobytes()))
+
+
+# ---------------------------------------------------------------------------------------
+# the paper-shaped retrieval benchmark
+# ---------------------------------------------------------------------------------------
+
+# Per scale: regions seen in two views for the training corpus and its matching pairs
+# (ImageNet's and Yandex's roles), regions seen in two views for validation pairs (SMVS's
+# role), evaluation instances seen in 5 views (Holidays' role), and the descriptor's size.
+_SCALES: dict[str, dict[str, int]] = {
+    "tiny": dict(n_pair_regions=40, n_val_regions=16, n_eval=16, n_components=8, pca_dims=16),
+    "demo": dict(n_pair_regions=1200, n_val_regions=200, n_eval=320, n_components=128, pca_dims=64),
+    "paper": dict(
+        n_pair_regions=30_000, n_val_regions=2000, n_eval=1000, n_components=128, pca_dims=64
+    ),
+}
+_BENCHMARK_RECIPE_VERSION = 1
+_EVAL_VIEWS = 5
+_TRAIN_AREA_SHARE = 2 / 3  # of the photos' area, for the training photos
+_BENCHMARK_ARRAYS = (
+    "X_train",
+    "pairs_train",
+    "X_val",
+    "pairs_val",
+    "labels_val",
+    "X_query",
+    "y_query",
+    "X_db",
+    "y_db",
+    "regions_train",
+    "regions_val",
+    "regions_eval",
+    "photo_is_train",
+)
+
+
+def _split_photos(names: Sequence[str], areas: np.ndarray, seed: int) -> np.ndarray:
+    """True for the training photos. Photos of one scene (``x_left`` / ``x_right``) stay
+    together; groups join, in a seeded order, the side further below its share of the total
+    area (training: two thirds)."""
+    scene = [n.rsplit(".", 1)[0].removesuffix("_left").removesuffix("_right") for n in names]
+    groups = sorted(set(scene))
+    order = np.random.default_rng([seed, 20]).permutation(len(groups))
+    train = np.zeros(len(names), dtype=bool)
+    done_train = done_eval = 0.0
+    for g in order:
+        members = np.array([s == groups[g] for s in scene])
+        area = float(areas[members].sum())
+        if done_train * (1 - _TRAIN_AREA_SHARE) <= done_eval * _TRAIN_AREA_SHARE:
+            train[members], done_train = True, done_train + area
+        else:
+            done_eval += area
+    return train
+
+
+def load_retrieval_benchmark(
+    scale: str = "demo",
+    *,
+    random_state: int = 0,
+    max_keypoints: int = 300,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> Any:
+    """The offline retrieval benchmark in the shape of the DeepHash paper's protocol.
+
+    Built from the photos bundled with scikit-image and scikit-learn, split by photo so
+    that the roles of the paper's datasets never share a photo or a region
+    (docs/algorithms.md, sec. 6.8):
+
+    * **training photos** (about two thirds of the area): the training corpus (the role of
+      ImageNet: ``X_train``, two random views of each random region) and its matching pairs
+      (Yandex's role: ``pairs_train``, the two views of one region); validation pairs
+      (SMVS's role: ``X_val``, ``pairs_val``, ``labels_val``), from other regions, half
+      matching (two views of a region) and half not (views of two regions);
+    * **evaluation photos** (the rest): instances seen in 5 views (Holidays' role): view 0
+      is the query (``X_query``, ``y_query``), views 1-4 the database (``X_db``, ``y_db``).
+
+    Descriptors are the Fisher Vectors of :class:`deephash_ext.features.FisherVectorEncoder`,
+    fitted on the training corpus only; the fitted ``encoder`` is returned, so other images
+    can be featurised with exactly this pipeline. Views, regions and the split are drawn as
+    in :func:`load_instances` (one random stream per region, so the result does not depend
+    on the threads). The result is cached in ``cache_dir`` (atomically, keyed by the recipe
+    and the versions of the photos, OpenCV and scikit-learn).
+
+    Parameters
+    ----------
+    scale : {"tiny", "demo", "paper"}, default="demo"
+        ``"paper"``: 30,000 training regions (60,000 descriptors, 30,000 matching pairs),
+        2,000 validation regions, 1,000 evaluation instances. ``"demo"``: 1,200, 200 and 320,
+        for the demo's time budget. ``"tiny"``: a small 128-d version for tests.
+    random_state : int, default=0
+    max_keypoints : int, default=300
+    cache_dir : str or os.PathLike, optional
+        Default: ``$DEEPHASH_EXT_CACHE`` or ``~/.cache/deephash_ext``.
+    verbose : bool, default=True
+        Progress bars and the build time on stderr.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``X_train`` float32 (2 * n_pair_regions, d); ``pairs_train`` int64 (n_pair_regions,
+        2); ``X_val`` float32 (2 * n_val_regions, d); ``pairs_val`` int64 (2 *
+        n_val_regions, 2) and ``labels_val`` int64 (1 matching, 0 not); ``X_query`` /
+        ``y_query`` and ``X_db`` / ``y_db`` (instance ids); ``regions_train``,
+        ``regions_val``, ``regions_eval`` int64 (photo, x0, y0, side), the photo an index
+        into ``photo_is_train`` (bool, one per bundled photo); ``encoder``;
+        ``photos_train`` and ``photos_eval`` (file names); ``build_seconds``;
+        ``description``; ``params``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an argument is invalid (the message names it).
+    ImportError
+        If OpenCV or scikit-image is missing (``pip install 'deephash_ext[demo]'``).
+    """
+    if not isinstance(scale, str) or scale not in _SCALES:
+        raise ValueError(f"scale must be one of {tuple(_SCALES)}, got {scale!r}")
+    random_state = check_int(random_state, "random_state", minimum=0, maximum=2**32 - 1)
+    max_keypoints = check_int(max_keypoints, "max_keypoints", minimum=1)
+    verbose = check_bool(verbose, "verbose")
+    cache_path_dir = (
+        _default_cache_dir() if cache_dir is None else _check_path(cache_dir, "cache_dir")
+    )
+    for module in ("cv2", "skimage"):
+        require(module, "load_retrieval_benchmark", "demo")
+    import cv2
+    import sklearn
+    from sklearn.utils import Bunch
+
+    params: dict[str, Any] = {
+        "scale": scale,
+        **_SCALES[scale],
+        "random_state": random_state,
+        "max_keypoints": max_keypoints,
+        "recipe_version": _BENCHMARK_RECIPE_VERSION,
+    }
+    paths = _photo_paths()
+    if len(paths) < 2:
+        raise RuntimeError("the benchmark needs at least two bundled photos")
+    recipe = dict(
+        params,
+        photos=[[p.name, _file_digest(p)] for p in paths],
+        opencv=cv2.__version__,
+        sklearn=sklearn.__version__,
+    )
+    key = _cache_key(recipe)
+    cache_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}.npz"
+    encoder_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}_encoder.npz"
+    cached = _read_cache(cache_path, key, _BENCHMARK_ARRAYS)
+    encoder = None
+    if cached is not None and encoder_path.is_file():
+        try:
+            encoder = FisherVectorEncoder.load(encoder_path)
+        except ValueError:
+            encoder = None
+    if cached is None or encoder is None:
+        cached, encoder = _build_benchmark(params, paths, verbose)
+        arrays = {name: cached[name] for name in _BENCHMARK_ARRAYS}
+        arrays["description"] = np.array(cached["description"])
+        arrays["images"] = np.array(cached["images"])
+        arrays["key"] = np.array(key)
+        encoder.save(encoder_path)  # the encoder first: the arrays file marks the cache valid
+        _write_npz_atomic(cache_path, arrays)
+    images = cached["images"]
+    build_seconds = float(cached["description"].rsplit("built in ", 1)[-1].split(" s")[0])
+    return Bunch(
+        **{name: cached[name] for name in _BENCHMARK_ARRAYS},
+        encoder=encoder,
+        photos_train=[name for name, t in zip(images, cached["photo_is_train"]) if t],
+        photos_eval=[name for name, t in zip(images, cached["photo_is_train"]) if not t],
+        build_seconds=build_seconds,
+        description=cached["description"],
+        params=params,
+    )
+
+
+def _build_benchmark(
+    params: dict[str, Any], paths: list[Path], verbose: bool
+) -> tuple[dict[str, Any], FisherVectorEncoder]:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    seed, max_keypoints = params["random_state"], params["max_keypoints"]
+    photos = [_read_gray(p) for p in paths]
+    areas = np.array([p.shape[0] * p.shape[1] for p in photos], dtype=np.float64)
+    train_photo = _split_photos([p.name for p in paths], areas, seed)
+    train_prob = np.where(train_photo, areas, 0.0) / areas[train_photo].sum()
+    eval_prob = np.where(train_photo, 0.0, areas) / areas[~train_photo].sum()
+    # (role, views, probabilities): one random stream per (seed, role, region)
+    roles = {
+        "train": (10, 2, train_prob, params["n_pair_regions"]),
+        "val": (11, 2, train_prob, params["n_val_regions"]),
+        "eval": (12, _EVAL_VIEWS, eval_prob, params["n_eval"]),
+    }
+    tasks = [(role, i) for role, spec in roles.items() for i in range(spec[3])]
+
+    def make(task: tuple[str, int]) -> tuple[np.ndarray, list[np.ndarray]]:
+        tag, n_views, probabilities, _ = roles[task[0]]
+        return _make_instance(photos, probabilities, n_views, (seed, tag, task[1]), max_keypoints)
+
+    results: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {r: [] for r in roles}
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(
+            total=len(tasks),
+            desc="SIFT (regions)",
+            leave=False,
+            file=sys.stderr,
+            disable=not verbose,
+        ) as bar,
+    ):
+        for (role, _), result in zip(tasks, pool.map(make, tasks)):  # in submission order
+            results[role].append(result)
+            bar.update(1)
+    sift_done = time.perf_counter()
+
+    def views(role: str, which: range) -> list[np.ndarray]:
+        return [v[w] for _, v in results[role] for w in which]
+
+    train_desc = views("train", range(2))
+    encoder = FisherVectorEncoder(
+        params["n_components"],
+        params["pca_dims"],
+        max_keypoints=max_keypoints,
+        random_state=seed,
+    ).fit_descriptors(train_desc)
+    all_desc = (
+        train_desc
+        + views("val", range(2))
+        + views("eval", range(1))
+        + views("eval", range(1, _EVAL_VIEWS))
+    )
+    with tqdm(
+        total=len(all_desc),
+        desc="Fisher vectors (views)",
+        leave=False,
+        file=sys.stderr,
+        disable=not verbose,
+    ) as bar:
+        fvs = encoder.transform_descriptors(all_desc, bar.update)
+    n_tr, n_val, n_eval = (
+        2 * params["n_pair_regions"],
+        2 * params["n_val_regions"],
+        params["n_eval"],
+    )
+    regions = {
+        role: np.array([r for r, _ in results[role]], dtype=np.int64).reshape(-1, 4)
+        for role in roles
+    }
+
+    pairs_train = np.arange(n_tr, dtype=np.int64).reshape(-1, 2)
+    matching = np.arange(n_val, dtype=np.int64).reshape(-1, 2)
+    # Non-matching: view 0 of region i with view 1 of a different random region.
+    rng = np.random.default_rng([seed, 21])
+    m = len(matching)
+    other = (np.arange(m) + rng.integers(1, max(m, 2), size=m)) % max(m, 1)
+    non_matching = np.stack([matching[:, 0], matching[other, 1]], axis=1)
+    pairs_val = np.concatenate([matching, non_matching])
+    labels_val = np.concatenate([np.ones(m, np.int64), np.zeros(m, np.int64)])
+    eval_ids = np.arange(n_eval, dtype=np.int64)
+    seconds = time.perf_counter() - started
+    info = encoder.fit_info_
+    description = (
+        f"deephash_ext retrieval benchmark, scale {params['scale']!r}, recipe version "
+        f"{params['recipe_version']}, random_state={seed}. Photos split by area: "
+        f"{int(train_photo.sum())} training, {int((~train_photo).sum())} evaluation. "
+        f"Training: {n_tr} descriptors of {n_tr // 2} regions (2 views each) and their "
+        f"{len(pairs_train)} matching pairs; validation: {n_val} descriptors of other regions, "
+        f"{m} matching and {m} non-matching pairs; evaluation: {n_eval} instances of the "
+        f"evaluation photos, {_EVAL_VIEWS} views each (view 0 queries, views 1-4 database). "
+        f"Fisher Vectors {params['n_components']} x {params['pca_dims']} = "
+        f"{encoder.n_features_out_} dims, PCA and GMM on {info['n_sample']} training "
+        f"descriptors ({'converged' if info['converged'] else 'not converged'} after "
+        f"{info['n_iter']} EM iterations). SIFT {sift_done - started:.1f} s; built in "
+        f"{seconds:.1f} s"
+    )
+    if verbose:
+        print(f"deephash_ext: benchmark built in {seconds:.1f} s", file=sys.stderr)
+    out: dict[str, Any] = {
+        "X_train": fvs[:n_tr],
+        "pairs_train": pairs_train,
+        "X_val": fvs[n_tr : n_tr + n_val],
+        "pairs_val": pairs_val,
+        "labels_val": labels_val,
+        "X_query": fvs[n_tr + n_val : n_tr + n_val + n_eval],
+        "y_query": eval_ids,
+        "X_db": fvs[n_tr + n_val + n_eval :],
+        "y_db": np.repeat(eval_ids, _EVAL_VIEWS - 1),
+        "regions_train": regions["train"],
+        "regions_val": regions["val"],
+        "regions_eval": regions["eval"],
+        "photo_is_train": train_photo,
+        "images": [p.name for p in paths],
+        "description": description,
+    }
+    return out, encoder
