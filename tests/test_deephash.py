@@ -706,6 +706,7 @@ def test_clone_and_get_params(fitted):
         random_state=4,
         verbose=False,
         device="cpu",
+        input_threshold="zero",
     )
     model = DeepHash(**params)
     assert model.get_params() == params

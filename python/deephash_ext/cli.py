@@ -437,6 +437,7 @@ def _fit(args) -> int:
         learning_rate=args.learning_rate,
         random_state=args.seed,
         verbose=not args.quiet,
+        input_threshold=args.input_threshold,
     ).fit(X)
     model.save(args.model)
     print(
@@ -563,6 +564,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=int, default=30)
     fit.add_argument("--hashing-reg", type=float, default=0.0)
     fit.add_argument("--learning-rate", type=float, default=0.001)
+    fit.add_argument(
+        "--input-threshold",
+        choices=("mean", "zero"),
+        default="mean",
+        help="binarise the input at the training means (the paper) or at zero",
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quiet", action="store_true")
 
