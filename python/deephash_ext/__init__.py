@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from . import datasets as datasets
     from . import features as features
     from . import metrics as metrics
+    from . import selection as selection
     from .deephash import DeepHash
     from .drhn import DRHN
     from .rbm import RBM
@@ -70,7 +71,7 @@ _LAZY_NAMES = {
     "DLBHC": "ssdh",
     "coarse_to_fine_search": "ssdh",
 }
-_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "features", "metrics")
+_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "features", "metrics", "selection")
 
 
 def __getattr__(name: str) -> Any:
