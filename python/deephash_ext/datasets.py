@@ -819,7 +819,7 @@ _SCALES: dict[str, dict[str, int]] = {
         n_pair_regions=30_000, n_val_regions=2000, n_eval=1000, n_components=128, pca_dims=64
     ),
 }
-_BENCHMARK_RECIPE_VERSION = 1
+_BENCHMARK_RECIPE_VERSION = 2
 _EVAL_VIEWS = 5
 _TRAIN_AREA_SHARE = 2 / 3  # of the photos' area, for the training photos
 _BENCHMARK_ARRAYS = (
@@ -876,7 +876,8 @@ def load_retrieval_benchmark(
       ImageNet: ``X_train``, two random views of each random region) and its matching pairs
       (Yandex's role: ``pairs_train``, the two views of one region); validation pairs
       (SMVS's role: ``X_val``, ``pairs_val``, ``labels_val``), from other regions, half
-      matching (two views of a region) and half not (views of two regions);
+      matching (two views of a region) and half not (view 0 of a region with the nearest
+      view 1, in descriptor space, of another region: hard negatives);
     * **evaluation photos** (the rest): instances seen in 5 views (Holidays' role): view 0
       is the query (``X_query``, ``y_query``), views 1-4 the database (``X_db``, ``y_db``).
 
@@ -1057,10 +1058,15 @@ def _build_benchmark(
 
     pairs_train = np.arange(n_tr, dtype=np.int64).reshape(-1, 2)
     matching = np.arange(n_val, dtype=np.int64).reshape(-1, 2)
-    # Non-matching: view 0 of region i with view 1 of a different random region.
-    rng = np.random.default_rng([seed, 21])
+    # Non-matching: view 0 of region i with the view 1 of another region that is nearest to
+    # it in the descriptor space (the hardest negative; random ones are separated by every
+    # scheme, which saturates the AUC near 1).
+    X_val = fvs[n_tr : n_tr + n_val]
     m = len(matching)
-    other = (np.arange(m) + rng.integers(1, max(m, 2), size=m)) % max(m, 1)
+    first, second = X_val[matching[:, 0]], X_val[matching[:, 1]]
+    gaps = (first**2).sum(1)[:, None] - 2.0 * first @ second.T + (second**2).sum(1)[None, :]
+    np.fill_diagonal(gaps, np.inf)
+    other = np.argmin(gaps, axis=1) if m > 1 else np.zeros(m, dtype=np.int64)
     non_matching = np.stack([matching[:, 0], matching[other, 1]], axis=1)
     pairs_val = np.concatenate([matching, non_matching])
     labels_val = np.concatenate([np.ones(m, np.int64), np.zeros(m, np.int64)])
@@ -1073,7 +1079,7 @@ def _build_benchmark(
         f"{int(train_photo.sum())} training, {int((~train_photo).sum())} evaluation. "
         f"Training: {n_tr} descriptors of {n_tr // 2} regions (2 views each) and their "
         f"{len(pairs_train)} matching pairs; validation: {n_val} descriptors of other regions, "
-        f"{m} matching and {m} non-matching pairs; evaluation: {n_eval} instances of the "
+        f"{m} matching and {m} hard non-matching pairs; evaluation: {n_eval} instances of the "
         f"evaluation photos, {_EVAL_VIEWS} views each (view 0 queries, views 1-4 database). "
         f"Fisher Vectors {params['n_components']} x {params['pca_dims']} = "
         f"{encoder.n_features_out_} dims, PCA and GMM on {info['n_sample']} training "
