@@ -264,6 +264,29 @@ def _make_instance(
 _ARRAY_NAMES = ("X_train", "y_train", "X_query", "y_query", "X_db", "y_db", "pairs_train")
 
 
+def _require_demo_packages(feature: str) -> None:
+    """ImportError naming the demo extra, before any work, when OpenCV or scikit-image is
+    missing (the data builds need both)."""
+    for module in ("cv2", "skimage"):
+        require(module, feature, "demo")
+
+
+def _recipe_key(params: dict[str, Any], paths: Sequence[Path]) -> str:
+    """The cache key of a build: its parameters, the photos' digests and the versions of
+    OpenCV and scikit-learn (both change the descriptors)."""
+    import cv2
+    import sklearn
+
+    return _cache_key(
+        dict(
+            params,
+            photos=[[p.name, _file_digest(p)] for p in paths],
+            opencv=cv2.__version__,
+            sklearn=sklearn.__version__,
+        )
+    )
+
+
 def _cache_key(recipe: _Recipe) -> str:
     blob = json.dumps(recipe, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -455,10 +478,7 @@ def load_instances(
     max_keypoints = check_int(max_keypoints, "max_keypoints", minimum=1)
     root_sift = check_bool(root_sift, "root_sift")
 
-    for module in ("cv2", "skimage"):  # before any work: the data build needs both
-        require(module, "load_instances (the bundled benchmark data)", "demo")
-    import cv2
-    import sklearn
+    _require_demo_packages("load_instances (the bundled benchmark data)")
     from sklearn.utils import Bunch
 
     params: dict[str, Any] = {
@@ -478,13 +498,7 @@ def load_instances(
             "no bundled photo found: scikit-image's data directory and "
             "scikit-learn's sample images are missing"
         )
-    recipe = dict(
-        params,
-        photos=[[p.name, _file_digest(p)] for p in paths],
-        opencv=cv2.__version__,
-        sklearn=sklearn.__version__,
-    )
-    key = _cache_key(recipe)
+    key = _recipe_key(params, paths)
     cache_path = cache_path_dir / f"instances_{key[:20]}.npz"
 
     cached = _read_cache(cache_path, key)
@@ -928,10 +942,7 @@ def load_retrieval_benchmark(
     cache_path_dir = (
         _default_cache_dir() if cache_dir is None else _check_path(cache_dir, "cache_dir")
     )
-    for module in ("cv2", "skimage"):
-        require(module, "load_retrieval_benchmark", "demo")
-    import cv2
-    import sklearn
+    _require_demo_packages("load_retrieval_benchmark")
     from sklearn.utils import Bunch
 
     params: dict[str, Any] = {
@@ -944,13 +955,7 @@ def load_retrieval_benchmark(
     paths = _photo_paths()
     if len(paths) < 2:
         raise RuntimeError("the benchmark needs at least two bundled photos")
-    recipe = dict(
-        params,
-        photos=[[p.name, _file_digest(p)] for p in paths],
-        opencv=cv2.__version__,
-        sklearn=sklearn.__version__,
-    )
-    key = _cache_key(recipe)
+    key = _recipe_key(params, paths)
     cache_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}.npz"
     encoder_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}_encoder.npz"
     cached = _read_cache(cache_path, key, _BENCHMARK_ARRAYS)
