@@ -99,8 +99,8 @@ class GpuCodes:
         return range_search(self, queries, max_distance)
 
 
-def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int, int, bool]:
-    """(codes, n, code_bytes, whether the call runs on the GPU). An array is uploaded by
+def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, bool]:
+    """(codes, whether the call runs on the GPU). An array is uploaded by
     :func:`_on_gpu` after the Python-side checks; ``k`` and the widths are checked by the
     kernels (so a bad ``k`` with ``device="cuda"`` fails after the upload, changing nothing)."""
     if isinstance(codes, GpuCodes):
@@ -109,7 +109,7 @@ def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int
                 "codes are a GpuCodes (on the GPU) but device='cpu'; search the "
                 "NumPy array on the CPU instead"
             )
-        return codes, codes.n, codes.code_bytes, True
+        return codes, True
     db = check_codes(codes, "codes")
     where = "cpu" if device is None else resolve_device(device)
     if (
@@ -118,7 +118,7 @@ def _database(codes: object, device: object) -> tuple[np.ndarray | GpuCodes, int
         and (db.shape[0] == 0 or db.shape[1] > cuda_module().max_code_bytes)
     ):
         where = "cpu"  # "auto" takes the CPU for what the GPU kernels do not cover
-    return db, db.shape[0], db.shape[1], where == "cuda"
+    return db, where == "cuda"
 
 
 def _on_gpu(db: np.ndarray | GpuCodes) -> GpuCodes:
@@ -172,7 +172,7 @@ def search(
     >>> search(codes, np.array([0b0001], dtype=np.uint8), k=3)
     (array([0, 1, 1], dtype=int32), array([2, 0, 3]))
     """
-    db, _, _, on_gpu = _database(codes, device)
+    db, on_gpu = _database(codes, device)
     q, single = check_queries(queries)
     if on_gpu:
         distances, indices = _on_gpu(db)._handle.search(q, k)
@@ -222,7 +222,7 @@ def range_search(
     >>> range_search(codes, np.array([[0b0001]], dtype=np.uint8), max_distance=1)
     (array([0, 3]), array([0, 1, 1], dtype=int32), array([2, 0, 3]))
     """
-    db, _, _, on_gpu = _database(codes, device)
+    db, on_gpu = _database(codes, device)
     q, _ = check_queries(queries)
     # The kernels check max_distance >= 0; any radius above the code's bits means all codes.
     if on_gpu:

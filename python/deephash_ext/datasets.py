@@ -833,7 +833,7 @@ _SCALES: dict[str, dict[str, int]] = {
         n_pair_regions=30_000, n_val_regions=2000, n_eval=1000, n_components=128, pca_dims=64
     ),
 }
-_BENCHMARK_RECIPE_VERSION = 2
+_BENCHMARK_RECIPE_VERSION = 3
 _EVAL_VIEWS = 5
 _TRAIN_AREA_SHARE = 2 / 3  # of the photos' area, for the training photos
 _BENCHMARK_ARRAYS = (
@@ -850,6 +850,7 @@ _BENCHMARK_ARRAYS = (
     "regions_val",
     "regions_eval",
     "photo_is_train",
+    "build_seconds",
 )
 
 
@@ -974,13 +975,12 @@ def load_retrieval_benchmark(
         encoder.save(encoder_path)  # the encoder first: the arrays file marks the cache valid
         _write_npz_atomic(cache_path, arrays)
     images = cached["images"]
-    build_seconds = float(cached["description"].rsplit("built in ", 1)[-1].split(" s")[0])
     return Bunch(
-        **{name: cached[name] for name in _BENCHMARK_ARRAYS},
+        **{name: cached[name] for name in _BENCHMARK_ARRAYS if name != "build_seconds"},
+        build_seconds=float(cached["build_seconds"]),
         encoder=encoder,
         photos_train=[name for name, t in zip(images, cached["photo_is_train"]) if t],
         photos_eval=[name for name, t in zip(images, cached["photo_is_train"]) if not t],
-        build_seconds=build_seconds,
         description=cached["description"],
         params=params,
     )
@@ -1108,6 +1108,7 @@ def _build_benchmark(
         "regions_val": regions["val"],
         "regions_eval": regions["eval"],
         "photo_is_train": train_photo,
+        "build_seconds": np.float64(seconds),
         "images": [p.name for p in paths],
         "description": description,
     }
