@@ -44,9 +44,9 @@ __global__ void hidden_step_kernel(float* probs, std::size_t J, std::size_t bs, 
   }
 }
 
-// pv (bs x I) = sigmoid(pv + bias[i]).
-__global__ void visible_step_kernel(float* pv, std::size_t bs, std::size_t I, const float* bias) {
-  DH_GRID_STRIDE(e, bs * I) pv[e] = sigmoid(pv[e] + bias[e % I]);
+// pv (bs x I) = sigmoid(pv + bias[i]), or pv + bias[i] (the mean of Gaussian visible units).
+__global__ void visible_step_kernel(float* pv, std::size_t bs, std::size_t I, const float* bias, bool gaussian) {
+  DH_GRID_STRIDE(e, bs * I) pv[e] = gaussian ? pv[e] + bias[e % I] : sigmoid(pv[e] + bias[e % I]);
 }
 
 // grad[i] = sum over rows r, in order, of v[r][i] - pv[r][i] (double).
@@ -254,7 +254,7 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
     for (int g = 1; g <= params.cd_k; ++g) {
       const bool last = g == params.cd_k;
       blas.gemm(false, false, bs, I, J, 1.0f, h.data(), J, W.data(), I, 0.0f, pv, I);
-      visible_step_kernel<<<blocks_for(bs * I), kThreads, 0, s>>>(pv, bs, I, c.data());
+      visible_step_kernel<<<blocks_for(bs * I), kThreads, 0, s>>>(pv, bs, I, c.data(), params.gaussian_visible);
       DH_CUDA_CHECK_LAUNCH();
       if (last) {
         visible_grad_kernel<<<blocks_for(I), kThreads, 0, s>>>(vb, pv, bs, I, visible_grad.data());

@@ -228,8 +228,10 @@ def cd_step_reference(
     cd_k,
     seed,
     first_step,
+    gaussian_visible=False,
 ):
     """CD-k over the minibatches of `order` exactly as rbm.hpp specifies, in float64.
+    With gaussian_visible the reconstruction is the Gaussian mean h W + c (no sigmoid).
 
     Minibatch b holds rows V[order[b * B:(b + 1) * B]] (B = batch_size); the
     last one may be shorter) and draws its hidden samples from stream first_step + b: the
@@ -266,7 +268,7 @@ def cd_step_reference(
         ph0 = sigmoid(v @ W.T + b)
         h = sample(ph0, 0)
         for g in range(1, cd_k + 1):
-            pv = sigmoid(h @ W + c)
+            pv = h @ W + c if gaussian_visible else sigmoid(h @ W + c)
             ph = sigmoid(pv @ W.T + b)
             if g < cd_k:
                 h = sample(ph, g)

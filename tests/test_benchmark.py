@@ -29,33 +29,38 @@ def test_shapes_and_pairs(bench):
     assert bench.X_train.shape == (2 * n_pair, d) and bench.X_train.dtype == np.float32
     np.testing.assert_array_equal(bench.pairs_train, np.arange(2 * n_pair).reshape(-1, 2))
     assert bench.X_val.shape == (2 * n_val, d)
-    assert bench.pairs_val.shape == (2 * n_val, 2)
+    n_other = min(50, n_val - 1)  # non-matching pairs per validation region
+    assert bench.pairs_val.shape == (n_val * (1 + n_other), 2)
     assert bench.pairs_val.min() >= 0 and bench.pairs_val.max() < len(bench.X_val)
-    np.testing.assert_array_equal(bench.labels_val, np.repeat([1, 0], n_val))
+    np.testing.assert_array_equal(
+        bench.labels_val, np.r_[np.ones(n_val, np.int64), np.zeros(n_val * n_other, np.int64)]
+    )
     matching = bench.pairs_val[bench.labels_val == 1]
     other = bench.pairs_val[bench.labels_val == 0]
-    assert np.all(matching[:, 0] // 2 == matching[:, 1] // 2)  # two views of one region
+    np.testing.assert_array_equal(matching, np.arange(2 * n_val).reshape(-1, 2))
+    assert np.all(other[:, 0] % 2 == 0) and np.all(other[:, 1] % 2 == 1)  # view 0 with a view 1
     assert np.all(other[:, 0] // 2 != other[:, 1] // 2)  # views of two regions
+    # each region's negatives are distinct regions
+    for region in range(n_val):
+        partners = other[other[:, 0] == 2 * region, 1]
+        assert len(partners) == n_other and len(set(partners.tolist())) == n_other
     assert bench.X_query.shape == (n_eval, d) and bench.X_db.shape == (4 * n_eval, d)
     np.testing.assert_array_equal(bench.y_db, np.repeat(bench.y_query, 4))
     assert np.isfinite(bench.X_train).all()
 
 
 def test_roles_never_share_a_photo_or_a_region(bench):
-    train = bench.photo_is_train
-    assert train.any() and (~train).any()
-    assert train[bench.regions_train[:, 0]].all()
-    assert train[bench.regions_val[:, 0]].all()
-    assert not train[bench.regions_eval[:, 0]].any()
-    seen = {tuple(r) for r in bench.regions_train}
-    assert not any(tuple(r) in seen for r in bench.regions_val)
-    assert set(bench.photos_train).isdisjoint(bench.photos_eval)
-    # the two photos of one scene stay on one side
-    names = bench.photos_train + bench.photos_eval
-    if "motorcycle_left.png" in names and "motorcycle_right.png" in names:
-        assert ("motorcycle_left.png" in bench.photos_train) == (
-            "motorcycle_right.png" in bench.photos_train
-        )
+    role = bench.photo_role
+    assert set(role.tolist()) == {0, 1, 2}  # training, validation, evaluation photos
+    assert np.all(role[bench.regions_train[:, 0]] == 0)
+    assert np.all(role[bench.regions_val[:, 0]] == 1)
+    assert np.all(role[bench.regions_eval[:, 0]] == 2)
+    names = [set(bench.photos_train), set(bench.photos_val), set(bench.photos_eval)]
+    assert all(names[i].isdisjoint(names[j]) for i in range(3) for j in range(i + 1, 3))
+    # the two photos of one scene share a role
+    for group in names:
+        if "motorcycle_left.png" in group or "motorcycle_right.png" in group:
+            assert {"motorcycle_left.png", "motorcycle_right.png"} <= group
 
 
 def test_cached_and_rebuilt_results_are_identical(bench, cache, tmp_path):

@@ -73,8 +73,9 @@ def fitted(data):
 def _copy(model):
     """An independent copy of a fitted model (finetune works in place)."""
     other = clone(model)
-    for name in ("input_means_", "n_features_in_", "finetuned_", "margins_", "finetune_loss_"):
+    for name in ("input_means_", "input_scales_", "n_features_in_", "finetuned_", "margins_"):
         setattr(other, name, getattr(model, name))
+    other.finetune_loss_, other.finetune_scores_ = model.finetune_loss_, model.finetune_scores_
     for name in ("components_", "offsets_", "intercepts_visible_"):
         setattr(other, name, [a.copy() for a in getattr(model, name)])
     return other
@@ -707,6 +708,7 @@ def test_clone_and_get_params(fitted):
         verbose=False,
         device="cpu",
         input_threshold="zero",
+        visible_units="gaussian",
     )
     model = DeepHash(**params)
     assert model.get_params() == params

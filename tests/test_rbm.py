@@ -145,14 +145,17 @@ def _reference_problem(rng, n_rows, n_visible, n_hidden, n_order, data="binary",
     """Draws (V, order, model arrays, sampling seed) with no near-boundary decision (see the
     module docstring; most draws qualify) and returns them with the reference result."""
     for seed in range(100):
-        V = (
-            _binary(rng, (n_rows, n_visible))
-            if data == "binary"
-            else rng.random((n_rows, n_visible)).astype(np.float32)
-        )
+        if data == "binary":
+            V = _binary(rng, (n_rows, n_visible))
+        elif data == "gaussian":  # standardised real values, for Gaussian visible units
+            V = rng.normal(0.0, 1.0, (n_rows, n_visible)).astype(np.float32)
+        else:
+            V = rng.random((n_rows, n_visible)).astype(np.float32)
         order = rng.permutation(n_rows)[:n_order].astype(np.int64)
         arrays = _model(rng, n_hidden, n_visible, scale=0.3)
-        ref = cd_step_reference(*arrays, V, order, seed=seed, **hyper)
+        ref = cd_step_reference(
+            *arrays, V, order, seed=seed, gaussian_visible=data == "gaussian", **hyper
+        )
         info = ref[-1]
         if info["min_sample_margin"] > SAMPLE_MARGIN and info["min_rank_gap"] > RANK_GAP:
             return V, order, arrays, seed, ref
@@ -177,7 +180,7 @@ CD_CASES = [
     CD_CASES,
     ids=[f"k{k}-lam{lam}-step{s}-bs{bs}" for k, lam, s, bs in CD_CASES],
 )
-@pytest.mark.parametrize("data", ["binary", "probabilities"])
+@pytest.mark.parametrize("data", ["binary", "probabilities", "gaussian"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_step, batch_size):
     n_visible, n_hidden, n_rows = 20, 16, 40
@@ -209,6 +212,7 @@ def test_cd_train_matches_reference(rng, device, data, cd_k, hashing_reg, first_
         cd_k=cd_k,
         seed=seed,
         first_step=first_step,
+        gaussian_visible=data == "gaussian",
         **where,
     )
     names = [

@@ -89,6 +89,13 @@ inline std::uint64_t uint64_arg(const py::handle& value, const char* name) {
   return static_cast<std::uint64_t>(v);
 }
 
+/// A boolean argument (Python or NumPy bool) as bool, or a TypeError naming it.
+inline bool bool_arg(const py::handle& value, const char* name) {
+  if (PyBool_Check(value.ptr())) return value.ptr() == Py_True;
+  if (py::isinstance(value, py::module_::import("numpy").attr("bool_"))) return py::cast<bool>(value);
+  throw py::type_error(std::string(name) + " must be a bool, got " + Py_TYPE(value.ptr())->tp_name);
+}
+
 /// A real-number argument (Python float or int, NumPy real) as float, or a TypeError naming it.
 inline float float_arg(const py::handle& value, const char* name) {
   if (PyBool_Check(value.ptr()) || !(PyFloat_Check(value.ptr()) || PyIndex_Check(value.ptr()) ||

@@ -12,7 +12,7 @@ namespace {
 
 // P(h | v) (hidden = true, input V, bias over hidden units) or P(v | h) (input H).
 py::array_t<float> layer_probabilities(const py::array& components, const py::object& bias_obj, const py::array& input,
-                                       bool hidden) {
+                                       bool hidden, bool gaussian) {
   require_float32(components, "components", 2);
   const auto J = static_cast<std::size_t>(components.shape(0)), I = static_cast<std::size_t>(components.shape(1));
   const std::size_t n_in = hidden ? I : J, n_out = hidden ? J : I;
@@ -35,7 +35,7 @@ py::array_t<float> layer_probabilities(const py::array& components, const py::ob
   if (hidden)
     hidden_probabilities(rbm, in, n, outp, threads);
   else
-    visible_probabilities(rbm, in, n, outp, threads);
+    visible_probabilities(rbm, in, n, outp, gaussian, threads);
   return out;
 }
 
@@ -60,15 +60,15 @@ void bind_rbm(py::module_& m) {
   m.def(
       "rbm_hidden_probabilities",
       [](const py::array& components, const py::object& hidden_bias, const py::array& v) {
-        return layer_probabilities(components, hidden_bias, v, true);
+        return layer_probabilities(components, hidden_bias, v, true, false);
       },
       py::arg("components"), py::arg("hidden_bias"), py::arg("V"));
   m.def(
       "rbm_visible_probabilities",
-      [](const py::array& components, const py::object& visible_bias, const py::array& h) {
-        return layer_probabilities(components, visible_bias, h, false);
+      [](const py::array& components, const py::object& visible_bias, const py::array& h, const py::object& gaussian) {
+        return layer_probabilities(components, visible_bias, h, false, bool_arg(gaussian, "gaussian"));
       },
-      py::arg("components"), py::arg("visible_bias"), py::arg("H"));
+      py::arg("components"), py::arg("visible_bias"), py::arg("H"), py::kw_only(), py::arg("gaussian") = false);
 
   m.def(
       "mean_projection",

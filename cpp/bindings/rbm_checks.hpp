@@ -102,7 +102,7 @@ struct CdTrainCall {
 /// The scalar (keyword-only) arguments of rbm_cd_train, as Python objects: each is
 /// converted by name, so a wrong type or a value that does not fit names the parameter.
 struct CdTrainScalars {
-  py::object batch_size, learning_rate, momentum, weight_decay, hashing_reg, cd_k, seed, first_step;
+  py::object batch_size, learning_rate, momentum, weight_decay, hashing_reg, cd_k, seed, first_step, gaussian_visible;
 };
 
 inline CdTrainCall cd_train_call(py::array& components, py::array& hidden_bias, py::array& visible_bias,
@@ -113,9 +113,12 @@ inline CdTrainCall cd_train_call(py::array& components, py::array& hidden_bias, 
       rbm_arrays(components, hidden_bias, visible_bias, components_velocity, hidden_velocity, visible_velocity);
   const float* vp = f32_2d(v, "V", rbm.n_visible);
   require_order(order);
-  const RbmParams params{float_arg(s.learning_rate, "learning_rate"), float_arg(s.momentum, "momentum"),
-                         float_arg(s.weight_decay, "weight_decay"), float_arg(s.hashing_reg, "hashing_reg"),
-                         static_cast<int>(int_arg(s.cd_k, "cd_k", 1, std::numeric_limits<int>::max()))};
+  const RbmParams params{float_arg(s.learning_rate, "learning_rate"),
+                         float_arg(s.momentum, "momentum"),
+                         float_arg(s.weight_decay, "weight_decay"),
+                         float_arg(s.hashing_reg, "hashing_reg"),
+                         static_cast<int>(int_arg(s.cd_k, "cd_k", 1, std::numeric_limits<int>::max())),
+                         bool_arg(s.gaussian_visible, "gaussian_visible")};
   const auto batch_size = static_cast<std::size_t>(int_arg(s.batch_size, "batch_size", 1));
   return {rbm,
           vp,
@@ -131,7 +134,7 @@ inline CdTrainCall cd_train_call(py::array& components, py::array& hidden_bias, 
 /**
  * Defines rbm_cd_train(components, hidden_bias, visible_bias, components_velocity,
  * hidden_velocity, visible_velocity, V, order, *, batch_size, learning_rate, momentum,
- * weight_decay, hashing_reg, cd_k, seed, first_step, <extra>) in both modules, so the
+ * weight_decay, hashing_reg, cd_k, seed, first_step, gaussian_visible=False, <extra>) in both modules, so the
  * argument list is written once. `fn` takes the eight arrays, a CdTrainScalars and then
  * the extra arguments, whose C++ types are ExtraArgs (given explicitly) and whose
  * py::arg descriptions are `extra`.
@@ -143,17 +146,19 @@ void def_rbm_cd_train(py::module_& m, Fn fn, const char* doc, const Extra&... ex
       [fn](py::array components, py::array hidden_bias, py::array visible_bias, py::array components_velocity,
            py::array hidden_velocity, py::array visible_velocity, const py::array& v, const py::array& order,
            py::object batch_size, py::object learning_rate, py::object momentum, py::object weight_decay,
-           py::object hashing_reg, py::object cd_k, py::object seed, py::object first_step, ExtraArgs... more) {
+           py::object hashing_reg, py::object cd_k, py::object seed, py::object first_step, py::object gaussian_visible,
+           ExtraArgs... more) {
         const CdTrainScalars scalars{std::move(batch_size),   std::move(learning_rate), std::move(momentum),
                                      std::move(weight_decay), std::move(hashing_reg),   std::move(cd_k),
-                                     std::move(seed),         std::move(first_step)};
+                                     std::move(seed),         std::move(first_step),    std::move(gaussian_visible)};
         fn(components, hidden_bias, visible_bias, components_velocity, hidden_velocity, visible_velocity, v, order,
            scalars, more...);
       },
       py::arg("components"), py::arg("hidden_bias"), py::arg("visible_bias"), py::arg("components_velocity"),
       py::arg("hidden_velocity"), py::arg("visible_velocity"), py::arg("V"), py::arg("order"), py::kw_only(),
       py::arg("batch_size"), py::arg("learning_rate"), py::arg("momentum"), py::arg("weight_decay"),
-      py::arg("hashing_reg"), py::arg("cd_k"), py::arg("seed"), py::arg("first_step"), extra..., doc);
+      py::arg("hashing_reg"), py::arg("cd_k"), py::arg("seed"), py::arg("first_step"),
+      py::arg("gaussian_visible") = false, extra..., doc);
 }
 
 /// The checked arguments of one encoder call, with its (uninitialised) output codes.

@@ -30,6 +30,14 @@ void sigmoid_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const 
   });
 }
 
+// a[r][c] += bias[c] for an n x m block with row stride ld (Gaussian visible means).
+void add_bias_rows(float* a, std::size_t n, std::size_t m, std::size_t ld, const float* bias, int n_threads) {
+  for_ranges(n, m, n_threads, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t c = 0; c < m; ++c) a[r * ld + c] += bias[c];
+  });
+}
+
 // out[r] = sum over c < m, in order, of a[r * m + c] (double), for r < n. Four rows at a
 // time, so that four independent additions are in flight; each row's order is unchanged.
 void row_sums(const float* a, std::size_t n, std::size_t m, double* out) {
@@ -208,7 +216,9 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
                       : PanelHook(),
           hidden_step(pos, 0, true, false));
     update_pending = false;
-    // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h W + c), ph = sigmoid(W pv^T + b).
+    // Gibbs chain; reconstructions are probabilities: pv = sigmoid(h W + c) (Gaussian
+    // visible units: the mean h W + c), ph = sigmoid(W pv^T + b).
+    const bool gaussian = params.gaussian_visible;
     std::fill(visible_grad.begin(), visible_grad.end(), 0.0);
     for (int g = 1; g <= params.cd_k; ++g) {
       const bool last = g == params.cd_k;
@@ -218,7 +228,11 @@ void cd_train(RbmArrays& rbm, const float* v, std::size_t n_rows, const std::int
       sgemm(false, false, bs, I, J, 1.0f, h.data(), J, W, I, 0.0f, pv, I, n_threads,
             [=](std::size_t row, std::size_t rows, std::size_t col, std::size_t cols) {
               for (std::size_t r = row; r < row + rows; ++r) {
-                ew.sigmoid_bias(pv + r * I + col, cols, visible_bias + col);
+                float* out = pv + r * I + col;
+                if (gaussian)
+                  for (std::size_t c = 0; c < cols; ++c) out[c] += visible_bias[col + c];
+                else
+                  ew.sigmoid_bias(out, cols, visible_bias + col);
                 if (last && visible_column_panels)
                   ew.accumulate_difference(vgrad + col, vb + r * I + col, pv + r * I + col, cols);
               }
@@ -277,10 +291,14 @@ void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, f
   sigmoid_rows(out, n, rbm.n_hidden, rbm.n_hidden, rbm.hidden_bias, n_threads);
 }
 
-void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, int n_threads) {
+void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, bool gaussian,
+                           int n_threads) {
   sgemm(false, false, n, rbm.n_visible, rbm.n_hidden, 1.0f, h, rbm.n_hidden, rbm.components, rbm.n_visible, 0.0f, out,
         rbm.n_visible, n_threads);
-  sigmoid_rows(out, n, rbm.n_visible, rbm.n_visible, rbm.visible_bias, n_threads);
+  if (gaussian)
+    add_bias_rows(out, n, rbm.n_visible, rbm.n_visible, rbm.visible_bias, n_threads);
+  else
+    sigmoid_rows(out, n, rbm.n_visible, rbm.n_visible, rbm.visible_bias, n_threads);
 }
 
 void mean_projection(const float* x, std::size_t n, std::size_t d, const float* input_thresholds, const float* weights,

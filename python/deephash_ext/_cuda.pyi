@@ -63,6 +63,7 @@ def rbm_cd_train(
     cd_k: int | np.integer,
     seed: int | np.integer,
     first_step: int | np.integer,
+    gaussian_visible: bool | np.bool_ = False,
     device: int | np.integer,
 ) -> None:
     """CD-k training on GPU `device`, in place on the first six (host) arrays."""

@@ -83,6 +83,16 @@ def check_bool(value: object, name: str) -> bool:
     return bool(value)
 
 
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices``; TypeError for a non-string,
+    ValueError naming ``name`` and the choices otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
 def check_real_array(values: object, name: str) -> np.ndarray:
     """``values`` as an array of real numbers (integers or floats) without NaN."""
     array = np.asarray(values)

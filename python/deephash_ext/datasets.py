@@ -828,14 +828,18 @@ def save_fvecs(path: str | os.PathLike[str], X: object) -> None:
 # role), evaluation instances seen in 5 views (Holidays' role), and the descriptor's size.
 _SCALES: dict[str, dict[str, int]] = {
     "tiny": dict(n_pair_regions=40, n_val_regions=16, n_eval=16, n_components=8, pca_dims=16),
-    "demo": dict(n_pair_regions=1200, n_val_regions=200, n_eval=320, n_components=128, pca_dims=64),
+    "demo": dict(n_pair_regions=2500, n_val_regions=300, n_eval=400, n_components=128, pca_dims=64),
     "paper": dict(
         n_pair_regions=30_000, n_val_regions=2000, n_eval=1000, n_components=128, pca_dims=64
     ),
 }
-_BENCHMARK_RECIPE_VERSION = 3
+_BENCHMARK_RECIPE_VERSION = 4
 _EVAL_VIEWS = 5
-_TRAIN_AREA_SHARE = 2 / 3  # of the photos' area, for the training photos
+# Shares of the photos' total area for the training, validation and evaluation photos.
+_ROLE_AREA_SHARES = (0.5, 0.25, 0.25)
+# Non-matching validation pairs per validation region: view 0 of the region with view 1
+# of this many other regions, drawn uniformly without replacement (all of them if fewer).
+_VAL_NEGATIVES = 50
 _BENCHMARK_ARRAYS = (
     "X_train",
     "pairs_train",
@@ -849,28 +853,27 @@ _BENCHMARK_ARRAYS = (
     "regions_train",
     "regions_val",
     "regions_eval",
-    "photo_is_train",
+    "photo_role",
     "build_seconds",
 )
 
 
 def _split_photos(names: Sequence[str], areas: np.ndarray, seed: int) -> np.ndarray:
-    """True for the training photos. Photos of one scene (``x_left`` / ``x_right``) stay
-    together; groups join, in a seeded order, the side further below its share of the total
-    area (training: two thirds)."""
+    """The role of each photo: 0 training, 1 validation, 2 evaluation (_ROLE_AREA_SHARES).
+    Photos of one scene (``x_left`` / ``x_right``) stay together; groups go, in a seeded
+    order, to the role furthest below its share of the total area (ties: training first),
+    so every role gets a photo when there are at least three groups."""
     scene = [n.rsplit(".", 1)[0].removesuffix("_left").removesuffix("_right") for n in names]
     groups = sorted(set(scene))
     order = np.random.default_rng([seed, 20]).permutation(len(groups))
-    train = np.zeros(len(names), dtype=bool)
-    done_train = done_eval = 0.0
+    role = np.zeros(len(names), dtype=np.int64)
+    done = np.zeros(len(_ROLE_AREA_SHARES))
     for g in order:
         members = np.array([s == groups[g] for s in scene])
-        area = float(areas[members].sum())
-        if done_train * (1 - _TRAIN_AREA_SHARE) <= done_eval * _TRAIN_AREA_SHARE:
-            train[members], done_train = True, done_train + area
-        else:
-            done_eval += area
-    return train
+        target = int(np.argmin(done / np.array(_ROLE_AREA_SHARES)))
+        role[members] = target
+        done[target] += float(areas[members].sum())
+    return role
 
 
 def load_retrieval_benchmark(
@@ -885,15 +888,16 @@ def load_retrieval_benchmark(
 
     Built from the photos bundled with scikit-image and scikit-learn, split by photo so
     that the roles of the paper's datasets never share a photo or a region
-    (docs/algorithms.md, sec. 6.8):
+    (docs/algorithms.md, sec. 6.9). Regions are drawn from a uniformly chosen photo of
+    their role.
 
-    * **training photos** (about two thirds of the area): the training corpus (the role of
-      ImageNet: ``X_train``, two random views of each random region) and its matching pairs
-      (Yandex's role: ``pairs_train``, the two views of one region); validation pairs
-      (SMVS's role: ``X_val``, ``pairs_val``, ``labels_val``), from other regions, half
-      matching (two views of a region) and half not (view 0 of a region with the nearest
-      view 1, in descriptor space, of another region: hard negatives);
-    * **evaluation photos** (the rest): instances seen in 5 views (Holidays' role): view 0
+    * **training photos** (half of the area): the training corpus (the role of ImageNet:
+      ``X_train``, two random views of each random region) and its matching pairs (Yandex's
+      role: ``pairs_train``, the two views of one region);
+    * **validation photos** (a quarter): validation pairs (SMVS's role: ``X_val``,
+      ``pairs_val``, ``labels_val``): each region's two views (matching) and view 0 of the
+      region with view 1 of 50 random other regions (non-matching);
+    * **evaluation photos** (a quarter): instances seen in 5 views (Holidays' role): view 0
       is the query (``X_query``, ``y_query``), views 1-4 the database (``X_db``, ``y_db``).
 
     Descriptors are the Fisher Vectors of :class:`deephash_ext.features.FisherVectorEncoder`,
@@ -907,7 +911,7 @@ def load_retrieval_benchmark(
     ----------
     scale : {"tiny", "demo", "paper"}, default="demo"
         ``"paper"``: 30,000 training regions (60,000 descriptors, 30,000 matching pairs),
-        2,000 validation regions, 1,000 evaluation instances. ``"demo"``: 1,200, 200 and 320,
+        2,000 validation regions, 1,000 evaluation instances. ``"demo"``: 2,500, 300 and 400,
         for the demo's time budget. ``"tiny"``: a small 128-d version for tests.
     random_state : int, default=0
     max_keypoints : int, default=300
@@ -920,12 +924,14 @@ def load_retrieval_benchmark(
     -------
     sklearn.utils.Bunch
         ``X_train`` float32 (2 * n_pair_regions, d); ``pairs_train`` int64 (n_pair_regions,
-        2); ``X_val`` float32 (2 * n_val_regions, d); ``pairs_val`` int64 (2 *
-        n_val_regions, 2) and ``labels_val`` int64 (1 matching, 0 not); ``X_query`` /
+        2); ``X_val`` float32 (2 * n_val_regions, d); ``pairs_val`` int64 (n_val_regions *
+        (1 + min(50, n_val_regions - 1)), 2), matching pairs first, and ``labels_val``
+        int64 (1 matching, 0 not); ``X_query`` /
         ``y_query`` and ``X_db`` / ``y_db`` (instance ids); ``regions_train``,
         ``regions_val``, ``regions_eval`` int64 (photo, x0, y0, side), the photo an index
-        into ``photo_is_train`` (bool, one per bundled photo); ``encoder``;
-        ``photos_train`` and ``photos_eval`` (file names); ``build_seconds``;
+        into ``photo_role`` (int64, one per bundled photo: 0 training, 1 validation, 2
+        evaluation); ``encoder``; ``photos_train``, ``photos_val`` and ``photos_eval``
+        (file names); ``build_seconds``;
         ``description``; ``params``.
 
     Raises
@@ -951,6 +957,8 @@ def load_retrieval_benchmark(
         **_SCALES[scale],
         "random_state": random_state,
         "max_keypoints": max_keypoints,
+        "role_area_shares": list(_ROLE_AREA_SHARES),
+        "val_negatives": _VAL_NEGATIVES,
         "recipe_version": _BENCHMARK_RECIPE_VERSION,
     }
     paths = _photo_paths()
@@ -979,8 +987,9 @@ def load_retrieval_benchmark(
         **{name: cached[name] for name in _BENCHMARK_ARRAYS if name != "build_seconds"},
         build_seconds=float(cached["build_seconds"]),
         encoder=encoder,
-        photos_train=[name for name, t in zip(images, cached["photo_is_train"]) if t],
-        photos_eval=[name for name, t in zip(images, cached["photo_is_train"]) if not t],
+        photos_train=[name for name, r in zip(images, cached["photo_role"]) if r == 0],
+        photos_val=[name for name, r in zip(images, cached["photo_role"]) if r == 1],
+        photos_eval=[name for name, r in zip(images, cached["photo_role"]) if r == 2],
         description=cached["description"],
         params=params,
     )
@@ -995,14 +1004,15 @@ def _build_benchmark(
     seed, max_keypoints = params["random_state"], params["max_keypoints"]
     photos = [_read_gray(p) for p in paths]
     areas = np.array([p.shape[0] * p.shape[1] for p in photos], dtype=np.float64)
-    train_photo = _split_photos([p.name for p in paths], areas, seed)
-    train_prob = np.where(train_photo, areas, 0.0) / areas[train_photo].sum()
-    eval_prob = np.where(train_photo, 0.0, areas) / areas[~train_photo].sum()
+    photo_role = _split_photos([p.name for p in paths], areas, seed)
+    # regions: a photo of the role uniformly (one large photo must not dominate a role),
+    # then a region uniformly in it
+    prob = [(photo_role == r) / max(1, int((photo_role == r).sum())) for r in range(3)]
     # (role, views, probabilities): one random stream per (seed, role, region)
     roles = {
-        "train": (10, 2, train_prob, params["n_pair_regions"]),
-        "val": (11, 2, train_prob, params["n_val_regions"]),
-        "eval": (12, _EVAL_VIEWS, eval_prob, params["n_eval"]),
+        "train": (10, 2, prob[0], params["n_pair_regions"]),
+        "val": (11, 2, prob[1], params["n_val_regions"]),
+        "eval": (12, _EVAL_VIEWS, prob[2], params["n_eval"]),
     }
     tasks = [(role, i) for role, spec in roles.items() for i in range(spec[3])]
 
@@ -1063,28 +1073,30 @@ def _build_benchmark(
 
     pairs_train = np.arange(n_tr, dtype=np.int64).reshape(-1, 2)
     matching = np.arange(n_val, dtype=np.int64).reshape(-1, 2)
-    # Non-matching: view 0 of region i with the view 1 of another region that is nearest to
-    # it in the descriptor space (the hardest negative; random ones are separated by every
-    # scheme, which saturates the AUC near 1).
-    X_val = fvs[n_tr : n_tr + n_val]
+    # Non-matching: view 0 of region i with view 1 of _VAL_NEGATIVES other regions, drawn
+    # without replacement from the seeded stream (seed, 13).
     m = len(matching)
-    first, second = X_val[matching[:, 0]], X_val[matching[:, 1]]
-    gaps = (first**2).sum(1)[:, None] - 2.0 * first @ second.T + (second**2).sum(1)[None, :]
-    np.fill_diagonal(gaps, np.inf)
-    other = np.argmin(gaps, axis=1) if m > 1 else np.zeros(m, dtype=np.int64)
-    non_matching = np.stack([matching[:, 0], matching[other, 1]], axis=1)
+    n_other = min(_VAL_NEGATIVES, m - 1)
+    draw = np.random.default_rng([seed, 13])
+    others = [draw.choice(m - 1, size=n_other, replace=False) for _ in range(m)]
+    other = np.array([np.where(o >= i, o + 1, o) for i, o in enumerate(others)], dtype=np.int64)
+    non_matching = np.stack(
+        [np.repeat(matching[:, 0], n_other), matching[other.reshape(-1), 1]], axis=1
+    )
     pairs_val = np.concatenate([matching, non_matching])
-    labels_val = np.concatenate([np.ones(m, np.int64), np.zeros(m, np.int64)])
+    labels_val = np.concatenate([np.ones(m, np.int64), np.zeros(len(non_matching), np.int64)])
     eval_ids = np.arange(n_eval, dtype=np.int64)
     seconds = time.perf_counter() - started
     info = encoder.fit_info_
     description = (
         f"deephash_ext retrieval benchmark, scale {params['scale']!r}, recipe version "
         f"{params['recipe_version']}, random_state={seed}. Photos split by area: "
-        f"{int(train_photo.sum())} training, {int((~train_photo).sum())} evaluation. "
+        f"{int((photo_role == 0).sum())} training, {int((photo_role == 1).sum())} validation, "
+        f"{int((photo_role == 2).sum())} evaluation. "
         f"Training: {n_tr} descriptors of {n_tr // 2} regions (2 views each) and their "
-        f"{len(pairs_train)} matching pairs; validation: {n_val} descriptors of other regions, "
-        f"{m} matching and {m} hard non-matching pairs; evaluation: {n_eval} instances of the "
+        f"{len(pairs_train)} matching pairs; validation: {n_val} descriptors of regions of the "
+        f"validation photos, {m} matching and {len(non_matching)} non-matching pairs; "
+        f"evaluation: {n_eval} instances of the "
         f"evaluation photos, {_EVAL_VIEWS} views each (view 0 queries, views 1-4 database). "
         f"Fisher Vectors {params['n_components']} x {params['pca_dims']} = "
         f"{encoder.n_features_out_} dims, PCA and GMM on {info['n_sample']} training "
@@ -1107,7 +1119,7 @@ def _build_benchmark(
         "regions_train": regions["train"],
         "regions_val": regions["val"],
         "regions_eval": regions["eval"],
-        "photo_is_train": train_photo,
+        "photo_role": photo_role,
         "build_seconds": np.float64(seconds),
         "images": [p.name for p in paths],
         "description": description,

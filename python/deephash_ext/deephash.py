@@ -23,7 +23,13 @@ from ._blas import ensure_blas
 from ._gpu import encode_layers, resolve_device
 from ._io import ArrayHeader, MetaReader, header_mismatch, read_model, write_model
 from ._random import check_rng, draw_random_state
-from ._validation import check_finite_model, check_int, check_layer_sizes, check_real
+from ._validation import (
+    check_choice,
+    check_finite_model,
+    check_int,
+    check_layer_sizes,
+    check_real,
+)
 from .codes import unpack_bits
 from .rbm import RBM
 
@@ -33,6 +39,8 @@ _FORMAT = "deephash_ext.DeepHash"
 _FORMAT_VERSION = 1
 _LOSSES = ("double_margin", "single_margin")
 _INPUT_THRESHOLDS = ("mean", "zero")
+_VISIBLE_UNITS = ("binary", "gaussian")
+_NEGATIVES = ("random", "batch")
 
 
 def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -87,16 +95,26 @@ class DeepHash(BaseEstimator):
         Where the RBM layers train and :meth:`encode` runs (see :class:`RBM`);
         :meth:`finetune` uses torch on the CPU, and the offsets are computed on the CPU.
     input_threshold : {"mean", "zero"}, default="mean"
-        Where the input is binarised: at the per-dimension training means (the paper's
-        rule, docs/algorithms.md sec. 2.1) or at zero, the sign of a signed descriptor
-        such as a Fisher Vector (on the validation pairs of the demo-scale retrieval
-        benchmark, ``FV > 0`` keeps an ROC AUC of 0.995 where ``FV > mean`` keeps 0.957).
+        Where the input is binarised when ``visible_units="binary"``: at the per-dimension
+        training means (the paper's rule, docs/algorithms.md sec. 2.1) or at zero, the sign
+        of a signed descriptor such as a Fisher Vector.
+    visible_units : {"binary", "gaussian"}, default="binary"
+        The first RBM's visible units. ``"binary"`` (the paper): the input is binarised
+        by ``input_threshold``. ``"gaussian"``: the input is standardised per dimension
+        (training mean and standard deviation) and the first RBM has Gaussian visible
+        units (:class:`RBM` ``visible_units``), so the first layer sees the real values;
+        the standardisation is folded into ``components_[0]`` and ``offsets_[0]``, so
+        encoding projects the raw input (docs/algorithms.md sec. 2.1).
 
     Attributes
     ----------
     input_means_ : ndarray of float32, shape (n_features_in_,)
-        The input binarisation thresholds: the per-dimension training means, or zeros with
-        ``input_threshold="zero"`` (the name is kept for the model files).
+        Binary visible units: the input binarisation thresholds (the per-dimension training
+        means, or zeros with ``input_threshold="zero"``). Gaussian visible units: the
+        training means used to standardise the input.
+    input_scales_ : ndarray of float32, shape (n_features_in_,)
+        Gaussian visible units: the training standard deviations used to standardise the
+        input (1 where a column is constant). Binary visible units: ones.
     components_ : list of ndarray of float32
         ``components_[l]`` has shape (hidden_layer_sizes[l], n_inputs of layer l).
     offsets_ : list of ndarray of float32
@@ -107,6 +125,9 @@ class DeepHash(BaseEstimator):
         Whether :meth:`finetune` has run.
     margins_ : list of float
         Per-layer margins of the last fine-tuning (empty before).
+    finetune_scores_ : list of float
+        Validation AUC before fine-tuning and after each epoch, when :meth:`finetune` had
+        ``validation`` (empty otherwise).
     finetune_loss_ : list of float
         Mean loss per fine-tuning epoch (empty before).
     n_features_in_ : int
@@ -142,6 +163,7 @@ class DeepHash(BaseEstimator):
         verbose=False,
         device="cpu",
         input_threshold="mean",
+        visible_units="binary",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
@@ -155,6 +177,7 @@ class DeepHash(BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.input_threshold = input_threshold
+        self.visible_units = visible_units
 
     # ------------------------------------------------------------------ checks
     def _layer_sizes(self) -> list[int]:
@@ -163,7 +186,7 @@ class DeepHash(BaseEstimator):
             self.hidden_layer_sizes, "hidden_layer_sizes", minimum=8, multiple=8, allow_empty=False
         )
 
-    def _rbm(self, n_hidden: int, seed: int) -> RBM:
+    def _rbm(self, n_hidden: int, seed: int, gaussian: bool = False) -> RBM:
         return RBM(
             n_hidden,
             learning_rate=self.learning_rate,
@@ -176,6 +199,7 @@ class DeepHash(BaseEstimator):
             random_state=seed,
             verbose=self.verbose,
             device=self.device,
+            visible_units="gaussian" if gaussian else "binary",
         )
 
     def _check_X(self, X) -> np.ndarray:
@@ -183,15 +207,16 @@ class DeepHash(BaseEstimator):
         return validate_data(self, X, dtype=np.float32, order="C", reset=False)
 
     def _input_threshold_rule(self) -> str:
-        if not isinstance(self.input_threshold, str):
-            raise TypeError(
-                f"input_threshold must be a string, got {type(self.input_threshold).__name__}"
-            )
-        if self.input_threshold not in _INPUT_THRESHOLDS:
-            raise ValueError(
-                f"input_threshold must be one of {_INPUT_THRESHOLDS}, got {self.input_threshold!r}"
-            )
-        return self.input_threshold
+        return check_choice(self.input_threshold, "input_threshold", _INPUT_THRESHOLDS)
+
+    def _gaussian_input(self) -> bool:
+        """Whether the first layer has Gaussian visible units (``visible_units`` checked)."""
+        return check_choice(self.visible_units, "visible_units", _VISIBLE_UNITS) == "gaussian"
+
+    def _encoder_thresholds(self) -> np.ndarray | None:
+        """The first layer's input rule for the C++ encoder: binarise at ``input_means_``,
+        or (Gaussian visible units) project the raw input."""
+        return None if self.visible_units == "gaussian" else self.input_means_
 
     def _layer_index(self, layer) -> int:
         n_layers = len(self.components_)
@@ -230,14 +255,21 @@ class DeepHash(BaseEstimator):
         sizes = self._layer_sizes()
         device = self._rbm(sizes[0], 0)._check_params()  # every RBM parameter, before any work
         rule = self._input_threshold_rule()
+        gaussian = self._gaussian_input()
         X = check_array(X, dtype=np.float32, order="C", estimator=self)
         ensure_blas()
         rng = check_rng(self.random_state)
-        if rule == "mean":
+        scales = np.ones(X.shape[1], dtype=np.float32)
+        if rule == "mean" or gaussian:
             means = X.mean(axis=0, dtype=np.float64).astype(np.float32)
         else:
             means = np.zeros(X.shape[1], dtype=np.float32)
-        Z = _input_bits(X, means)
+        if gaussian:
+            std = X.std(axis=0, dtype=np.float64)
+            scales = np.where(std > 0, std, 1.0).astype(np.float32)
+            Z = (X - means) / scales  # standardised; the first layer folds it back
+        else:
+            Z = _input_bits(X, means)
         shared = self._reusable_layers(reuse, sizes, means)
         components, offsets, visible = [], [], []
         for depth, size in enumerate(sizes):
@@ -247,20 +279,28 @@ class DeepHash(BaseEstimator):
                 offsets.append(reuse.offsets_[depth])
                 visible.append(reuse.intercepts_visible_[depth])
             else:
-                rbm = self._rbm(size, seed).fit(Z)
-                components.append(rbm.components_)
-                offsets.append(rbm.hidden_offsets_)
+                rbm = self._rbm(size, seed, gaussian and depth == 0).fit(Z)
+                if gaussian and depth == 0:  # fold the standardisation into the layer
+                    components.append(np.ascontiguousarray(rbm.components_ / scales))
+                    offsets.append(_core.mean_projection(X, None, components[-1]))
+                else:
+                    components.append(rbm.components_)
+                    offsets.append(rbm.hidden_offsets_)
                 visible.append(rbm.intercept_visible_)
+            if gaussian and depth == 0:
+                Z = X  # the folded first layer projects the raw input
             if depth + 1 < len(sizes):
                 Z = _next_layer_input(device, Z, components[-1], offsets[-1])
         validate_data(self, X, skip_check_array=True, reset=True)
         self.input_means_ = means
+        self.input_scales_ = scales
         self.components_ = components
         self.offsets_ = offsets
         self.intercepts_visible_ = visible
         self.finetuned_ = False
         self.margins_ = []
         self.finetune_loss_ = []
+        self.finetune_scores_ = []
         return self
 
     def _reusable_layers(self, reuse, sizes: list[int], means: np.ndarray) -> int:
@@ -289,7 +329,7 @@ class DeepHash(BaseEstimator):
     ) -> list[np.ndarray]:
         """Offsets of every layer (docs/algorithms.md, sec. 2.5) for ``components``, on ``X``."""
         offsets: list[np.ndarray] = []
-        Z, thresholds = X, self.input_means_  # each layer's input, carried forward once
+        Z, thresholds = X, self._encoder_thresholds()  # each layer's input, carried forward once
         for depth, W in enumerate(components):
             offsets.append(_core.mean_projection(Z, thresholds, W))
             if depth + 1 < len(components):
@@ -310,6 +350,9 @@ class DeepHash(BaseEstimator):
         learning_rate=0.001,
         random_state=None,
         verbose=None,
+        negatives="random",
+        validation=None,
+        patience=2,
     ):
         """Siamese fine-tuning (docs/algorithms.md, sec. 2.7) in torch, then re-centring on ``X``.
 
@@ -352,6 +395,18 @@ class DeepHash(BaseEstimator):
             estimator's ``random_state``).
         verbose : bool, optional
             Progress bar (default: the estimator's ``verbose``).
+        negatives : {"random", "batch"}, default="random"
+            Without ``pair_labels``: the paper's 1:2 random non-matching pairs, or every
+            ``(a_i, b_j)``, ``i != j``, of the minibatch's matching pairs (in-batch
+            negatives; matching and non-matching terms then weigh the same).
+        validation : tuple (X_val, pairs_val, labels_val), optional
+            Validation pairs (rows of ``X_val``, labels 1 = matching). The ROC AUC of the
+            Hamming distance (:func:`deephash_ext.selection.pair_auc`) is measured before
+            training and after every epoch; training stops after ``patience`` epochs
+            without a better AUC and keeps the best epoch's weights (possibly the
+            starting ones). ``finetune_scores_`` holds the AUCs.
+        patience : int, default=2
+            Epochs without a better validation AUC before stopping (with ``validation``).
 
         Returns
         -------
@@ -385,6 +440,11 @@ class DeepHash(BaseEstimator):
         n_epochs = check_int(n_epochs, "n_epochs", minimum=1)
         matching_per_batch = check_int(matching_per_batch, "matching_per_batch", minimum=1)
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
+        negatives = check_choice(negatives, "negatives", _NEGATIVES)
+        if negatives == "batch" and labels is not None:
+            raise ValueError('negatives="batch" needs pair_labels=None (matching pairs only)')
+        patience = check_int(patience, "patience", minimum=0)
+        score = None if validation is None else self._validation_score(validation, X)
         if labels is None and len(X) < 3:
             raise ValueError("X needs at least 3 rows to sample non-matching pairs")
         if random_state is None:
@@ -395,10 +455,19 @@ class DeepHash(BaseEstimator):
         device = resolve_device(self.device)
         from ._torch.siamese import siamese_finetune  # imports torch
 
-        components, margins_used, history = siamese_finetune(
-            _input_bits(X, self.input_means_),
-            self.components_,
-            [-o for o in self.offsets_],
+        # The network's input: the binarised X, or the standardised X (Gaussian visible
+        # units), with the first layer unfolded to match; folded back after training.
+        weights, biases = list(self.components_), [-o for o in self.offsets_]
+        if self.visible_units == "gaussian":
+            Z0 = (X - self.input_means_) / self.input_scales_
+            biases[0] = biases[0] + weights[0] @ self.input_means_
+            weights[0] = weights[0] * self.input_scales_
+        else:
+            Z0 = _input_bits(X, self.input_means_)
+        components, margins_used, history, scores = siamese_finetune(
+            Z0,
+            weights,
+            biases,
             pairs,
             labels,
             loss=loss,
@@ -408,20 +477,47 @@ class DeepHash(BaseEstimator):
             learning_rate=learning_rate,
             rng=rng,
             verbose=show,
+            negatives=negatives,
+            score=score,
+            patience=patience,
         )
         check_finite_model(
             [*components, np.asarray(history)],
             "Siamese fine-tuning",
             "lower learning_rate or the margins (the model is unchanged)",
         )
+        if self.visible_units == "gaussian":
+            components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
         ensure_blas()
         offsets = self._centred_offsets(X, components, device)
         self.components_ = components
         self.offsets_ = offsets
         self.margins_ = [float(m) for m in margins_used]
         self.finetune_loss_ = [float(v) for v in history]
+        self.finetune_scores_ = [float(v) for v in scores]
         self.finetuned_ = True
         return self
+
+    def _validation_score(self, validation, X: np.ndarray):
+        """The early-stopping score of :meth:`finetune`: network weights (unfolded, as
+        the torch network holds them) -> validation pair AUC of the re-centred codes."""
+        from .selection import _check_pairs, pair_auc
+
+        if not isinstance(validation, (tuple, list)) or len(validation) != 3:
+            raise TypeError("validation must be a tuple (X_val, pairs_val, labels_val)")
+        X_val = self._check_X(validation[0])
+        pairs_val, labels_val = _check_pairs(validation[1], validation[2], len(X_val))
+        device = resolve_device(self.device)
+
+        def score(weights: list[np.ndarray], _biases: list[np.ndarray]) -> float:
+            components = list(weights)
+            if self.visible_units == "gaussian":
+                components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
+            offsets = self._centred_offsets(X, components, device)
+            codes = encode_layers(device, X_val, self._encoder_thresholds(), components, offsets)
+            return pair_auc(codes, pairs_val, labels_val)
+
+        return score
 
     @staticmethod
     def _check_pairs(pairs, pair_labels, n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -475,7 +571,7 @@ class DeepHash(BaseEstimator):
         return encode_layers(
             resolve_device(self.device),
             X,
-            self.input_means_,
+            self._encoder_thresholds(),
             self.components_[: depth + 1],
             self.offsets_[: depth + 1],
         )
@@ -505,7 +601,7 @@ class DeepHash(BaseEstimator):
                 None if params["random_state"] is None else int(params["random_state"])
             )
         params["hidden_layer_sizes"] = [int(s) for s in params["hidden_layer_sizes"]]
-        arrays = {"input_means": self.input_means_}
+        arrays = {"input_means": self.input_means_, "input_scales": self.input_scales_}
         for depth, (W, offsets, visible) in enumerate(
             zip(self.components_, self.offsets_, self.intercepts_visible_)
         ):
@@ -518,6 +614,7 @@ class DeepHash(BaseEstimator):
             "finetuned": bool(self.finetuned_),
             "margins": list(self.margins_),
             "finetune_loss": list(self.finetune_loss_),
+            "finetune_scores": list(self.finetune_scores_),
         }
         write_model(path, arrays, meta, format_tag=_FORMAT, version=_FORMAT_VERSION)
 
@@ -546,6 +643,13 @@ class DeepHash(BaseEstimator):
         )
         model, n_layers = found["model"], found["n_layers"]
         model.input_means_ = arrays["input_means"].astype(np.float32)
+        model.input_scales_ = (  # files written before visible_units existed: ones
+            arrays["input_scales"].astype(np.float32)
+            if "input_scales" in arrays
+            else np.ones_like(model.input_means_)
+        )
+        if not np.all(model.input_scales_ > 0):
+            raise ValueError(f"{where!r}: input_scales must be positive")
         model.components_ = [arrays[f"components_{d}"] for d in range(n_layers)]
         model.offsets_ = [arrays[f"offsets_{d}"].astype(np.float32) for d in range(n_layers)]
         model.intercepts_visible_ = [
@@ -568,6 +672,7 @@ class DeepHash(BaseEstimator):
             model = cls(**params)
             sizes = model._layer_sizes()
             model._input_threshold_rule()
+            model._gaussian_input()
             model._rbm(sizes[0], 0)._check_params()
         except RuntimeError:
             pass  # a valid device that this machine cannot use: the model loads anyway
@@ -588,9 +693,13 @@ class DeepHash(BaseEstimator):
                 f"for a fine-tuned model, got {len(model.margins_)}"
             )
         model.finetune_loss_ = reader.reals("finetune_loss", default=[])
+        model.finetune_scores_ = reader.reals("finetune_scores", default=[])
         means = headers.get("input_means")
         n_in = means.shape[0] if means is not None and len(means.shape) == 1 else -1
-        groups: list[tuple[str, dict[str, Any]]] = [("the input", {"input_means": ((n_in,), "f")})]
+        inputs: dict[str, Any] = {"input_means": ((n_in,), "f")}
+        if "input_scales" in headers:
+            inputs["input_scales"] = ((n_in,), "f")
+        groups: list[tuple[str, dict[str, Any]]] = [("the input", inputs)]
         for d, size in enumerate(sizes):
             groups.append(
                 (

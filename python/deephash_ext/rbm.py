@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import _core, _gpu
 from ._blas import ensure_blas
 from ._random import check_rng, draw_stream_key
-from ._validation import check_finite_model, check_int, check_real
+from ._validation import check_choice, check_finite_model, check_int, check_real
 
 __all__ = ["RBM"]
 
@@ -55,8 +55,11 @@ def _check_unit_interval(V: np.ndarray) -> None:
         )
 
 
+_VISIBLE_UNITS = ("binary", "gaussian")
+
+
 class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Binary RBM trained by contrastive divergence (CD-k) with a hashing regulariser.
+    """RBM (binary hidden units) trained by contrastive divergence with a hashing regulariser.
 
     Training (docs/algorithms.md, sec. 2.3): minibatch CD-k, momentum, weight decay. Positive phase
     uses hidden probabilities, the chain samples binary hidden states, and reconstructions
@@ -93,6 +96,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Seeds the initial weights, the minibatch order and the sampling.
     verbose : bool, default=False
         Show a tqdm progress bar over epochs and minibatches, with the reconstruction error.
+    visible_units : {"binary", "gaussian"}, default="binary"
+        ``"binary"``: ``V`` in [0, 1], reconstructions ``sigmoid(h W + c)``. ``"gaussian"``:
+        Gaussian visible units of unit variance for real-valued, standardised input (zero
+        mean, unit variance per column; docs/algorithms.md sec. 2.3): ``V`` is any finite
+        real, and the reconstruction is the mean ``h W + c`` (Hinton's guide, sec. 13.2).
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where :meth:`fit`, :meth:`partial_fit` and :meth:`encode` run. On ``"cuda"`` the
         same step runs in cuBLAS and CUDA kernels with the same random numbers; the
@@ -143,6 +151,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         verbose=False,
         device="cpu",
+        visible_units="binary",
     ):
         self.n_hidden = n_hidden
         self.learning_rate = learning_rate
@@ -155,6 +164,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.visible_units = visible_units
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> str:
@@ -166,29 +176,38 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_real(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
         check_real(self.weight_decay, "weight_decay", low=0.0)
         check_real(self.hashing_reg, "hashing_reg", low=0.0, high=1.0)
+        self._gaussian()
         return _gpu.resolve_device(self.device)
 
+    def _gaussian(self) -> bool:
+        """Whether the visible units are Gaussian (``visible_units`` checked)."""
+        return check_choice(self.visible_units, "visible_units", _VISIBLE_UNITS) == "gaussian"
+
     def _validate_V(self, V, *, reset: bool) -> np.ndarray:
-        """Training data: V as C-contiguous float32 in [0, 1]. With reset, n_features_in_
-        (and feature names) change only after every check has passed."""
+        """Training data: V as C-contiguous float32, in [0, 1] for binary visible units.
+        With reset, n_features_in_ (and feature names) change only after every check has
+        passed."""
         if not reset:
             V = validate_data(self, V, dtype=np.float32, order="C", reset=False)
-            _check_unit_interval(V)
+            if not self._gaussian():
+                _check_unit_interval(V)
             return V
         checked = check_array(V, dtype=np.float32, order="C", estimator=self)
-        _check_unit_interval(checked)
+        if not self._gaussian():
+            _check_unit_interval(checked)
         validate_data(self, V, skip_check_array=True, reset=True)
         return checked
 
     def _inference_V(self, V) -> np.ndarray:
-        """New data for transform / encode: C-contiguous float32, finite, clipped to [0, 1].
+        """New data for transform / encode: C-contiguous float32, finite, clipped to [0, 1]
+        for binary visible units.
 
         Clipping (not rejecting) values just outside [0, 1] is what pipelines need: a
         ``MinMaxScaler`` fitted on the training folds maps other folds slightly beyond its
         range, and scikit-learn's ``BernoulliRBM`` accepts such values too.
         """
         V = validate_data(self, V, dtype=np.float32, order="C", reset=False)
-        if V.size and (V.min() < 0.0 or V.max() > 1.0):
+        if not self._gaussian() and V.size and (V.min() < 0.0 or V.max() > 1.0):
             V = np.clip(V, 0.0, 1.0)
         return V
 
@@ -197,9 +216,14 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         n_visible = V.shape[1]
         self.components_ = rng.normal(0.0, 0.01, (self.n_hidden, n_visible)).astype(np.float32)
         self.intercept_hidden_ = np.zeros(self.n_hidden, dtype=np.float32)
-        # Hinton's guide: visible biases start at log(p / (1 - p)) of the data's means.
-        p = np.clip(V.mean(axis=0, dtype=np.float64), 1e-3, 1 - 1e-3)
-        self.intercept_visible_ = np.log(p / (1 - p)).astype(np.float32)
+        # Hinton's guide: visible biases start at log(p / (1 - p)) of the data's means
+        # (binary units), at the means themselves (Gaussian units).
+        means = V.mean(axis=0, dtype=np.float64)
+        if self._gaussian():
+            self.intercept_visible_ = means.astype(np.float32)
+        else:
+            p = np.clip(means, 1e-3, 1 - 1e-3)
+            self.intercept_visible_ = np.log(p / (1 - p)).astype(np.float32)
         self._velocities = [
             np.zeros_like(self.components_),
             np.zeros_like(self.intercept_hidden_),
@@ -242,6 +266,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 cd_k=self.cd_k,
                 seed=self._seed,
                 first_step=self.n_steps_,
+                gaussian_visible=self._gaussian(),
             )
             done = -(-len(rows) // self.batch_size)
             self.n_steps_ += done
@@ -382,14 +407,17 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def reconstruction_error(self, V):
         """Per-sample mean squared error of a mean-field reconstruction.
 
-        ``h = P(h | v)``, ``v' = P(v | h)``; returns ``mean((v - v')**2, axis=1)``. This is
-        the training monitor (deterministic; it is not a likelihood).
+        ``h = P(h | v)``, ``v' = P(v | h)`` (its mean for Gaussian visible units); returns
+        ``mean((v - v')**2, axis=1)``. This is the training monitor (deterministic; it is
+        not a likelihood).
         """
         check_is_fitted(self)
         V = self._inference_V(V)
         ensure_blas()
         h = _core.rbm_hidden_probabilities(self.components_, self.intercept_hidden_, V)
-        v = _core.rbm_visible_probabilities(self.components_, self.intercept_visible_, h)
+        v = _core.rbm_visible_probabilities(
+            self.components_, self.intercept_visible_, h, gaussian=self._gaussian()
+        )
         return np.mean((V - v) ** 2, axis=1)
 
     @property
@@ -399,6 +427,6 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
+        tags.input_tags.positive_only = not self._gaussian()
         tags.transformer_tags.preserves_dtype = ["float32"]  # transform always returns float32
         return tags

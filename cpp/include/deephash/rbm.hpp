@@ -2,7 +2,9 @@
 //
 // Conventions (scikit-learn's BernoulliRBM): components is n_hidden x n_visible (W^T),
 // P(h = 1 | v) = sigmoid(v . components[j] + hidden_bias[j]),
-// P(v = 1 | h) = sigmoid(h . components[:, i] + visible_bias[i]).
+// P(v = 1 | h) = sigmoid(h . components[:, i] + visible_bias[i]) (binary visible units), or
+// E[v | h] = h . components[:, i] + visible_bias[i] (Gaussian visible units of unit variance,
+// for standardised real-valued input).
 // Every matrix product goes through sgemm (blas.hpp); random numbers are uniform(key of
 // (seed, step), index) (rng.hpp), so results do not depend on the thread count.
 #pragma once
@@ -16,8 +18,9 @@ struct RbmParams {
   float learning_rate;
   float momentum;
   float weight_decay;
-  float hashing_reg;  // lambda of the uniform-target regulariser; 0 disables it
-  int cd_k;           // Gibbs steps per update (>= 1)
+  float hashing_reg;              // lambda of the uniform-target regulariser; 0 disables it
+  int cd_k;                       // Gibbs steps per update (>= 1)
+  bool gaussian_visible = false;  // unit-variance Gaussian visible units (mean-field reconstruction)
 };
 
 /// The model and its momentum buffers, updated in place.
@@ -33,9 +36,11 @@ struct RbmArrays {
 
 /**
  * CD-k on consecutive minibatches: minibatch b holds rows order[b * batch_size ...] of v
- * (n_rows x n_visible, values in [0, 1]) and uses random stream first_step + b.
+ * (n_rows x n_visible, values in [0, 1], or any real values with gaussian_visible) and uses
+ * random stream first_step + b.
  *
- * One step: ph0 = P(h | v); h ~ ph0; k times { pv = P(v | h) (probabilities, no sampling);
+ * One step: ph0 = P(h | v); h ~ ph0; k times { pv = P(v | h) (probabilities, or the Gaussian
+ * mean with gaussian_visible; no sampling);
  * ph = P(h | pv); h ~ ph unless last }. With t = uniform_rank_targets(ph0):
  *   dW = momentum dW + lr (((1 - lambda) ph0 + lambda t)^T v - ph^T pv) / B - lr wd W
  *   db = momentum db + lr mean(ph0 - ph + lambda (t - ph0));  dc = momentum dc + lr mean(v - pv)
@@ -57,8 +62,10 @@ void uniform_rank_targets(const float* p, std::size_t n_rows, std::size_t n_cols
 /// out (n x n_hidden) = sigmoid(v components^T + hidden_bias).
 void hidden_probabilities(const RbmArrays& rbm, const float* v, std::size_t n, float* out, int n_threads);
 
-/// out (n x n_visible) = sigmoid(h components + visible_bias).
-void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, int n_threads);
+/// out (n x n_visible) = sigmoid(h components + visible_bias), or without the sigmoid (the
+/// Gaussian mean) when gaussian.
+void visible_probabilities(const RbmArrays& rbm, const float* h, std::size_t n, float* out, bool gaussian,
+                           int n_threads);
 
 /// One layer of a thresholded encoder: bit j = (z . weights[j] - offsets[j] > 0).
 struct EncoderLayer {

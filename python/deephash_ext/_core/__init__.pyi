@@ -64,6 +64,7 @@ def rbm_cd_train(
     cd_k: int | np.integer,
     seed: int | np.integer,
     first_step: int | np.integer,
+    gaussian_visible: bool | np.bool_ = False,
 ) -> None:
     """CD-k training in place on the first six arrays."""
 
@@ -74,6 +75,8 @@ def rbm_visible_probabilities(
     components: NDArray[np.float32],
     visible_bias: NDArray[np.float32] | None,
     H: NDArray[np.float32],
+    *,
+    gaussian: bool | np.bool_ = False,
 ) -> NDArray[np.float32]: ...
 def mean_projection(
     X: NDArray[np.float32],

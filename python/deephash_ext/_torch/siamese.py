@@ -7,7 +7,7 @@ estimator checks the arguments and re-centres the layers afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,12 +37,15 @@ def _minibatches(
     n_items: int,
     matching_per_batch: int,
     rng: np.random.RandomState,
+    negatives: str = "random",
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One epoch of (left rows, right rows, y) minibatches.
 
-    Without labels every pair matches and each one adds two non-matching pairs with a
-    random third item (1:2); with labels the given pairs are shuffled and cut into
-    minibatches of ``3 * matching_per_batch``.
+    With labels the given pairs are shuffled and cut into minibatches of
+    ``3 * matching_per_batch``. Without labels every pair matches, and its non-matching
+    pairs are, by ``negatives``: ``"random"``, two with a random third item (1:2, the
+    paper); ``"batch"``, the pairs ``(a_i, b_j)``, ``i != j``, of the minibatch's own
+    matching pairs ``(a_i, b_i)`` (no extra rows; the distances are computed anyway).
     """
     order = rng.permutation(len(pairs))
     step = matching_per_batch if labels is None else 3 * matching_per_batch
@@ -52,6 +55,12 @@ def _minibatches(
             yield chosen[:, 0], chosen[:, 1], labels[order[start : start + step]]
             continue
         a, b = chosen[:, 0], chosen[:, 1]
+        if negatives == "batch":
+            n = len(a)
+            left, right = np.repeat(a, n), np.tile(b, n)
+            y = np.eye(n, dtype=np.float32).reshape(-1)
+            yield left, right, y
+            continue
         k = _other_items(rng, n_items, a, b)
         y = np.concatenate([np.ones(len(a)), np.zeros(2 * len(a))]).astype(np.float32)
         yield np.concatenate([a, a, b]), np.concatenate([b, k, k]), y
@@ -71,11 +80,18 @@ def siamese_finetune(
     learning_rate: float,
     rng: np.random.RandomState,
     verbose: bool,
-) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
+    negatives: str = "random",
+    score: Callable[[list[np.ndarray], list[np.ndarray]], float] | None = None,
+    patience: int = 0,
+) -> tuple[list[np.ndarray], np.ndarray, list[float], list[float]]:
     """Fine-tune the sigmoid network ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` on pairs.
 
-    ``Z0`` (float32 0/1, n x d) are the binarised items that ``pairs`` index. Returns the
-    new weights (float32 arrays), the margins used and the mean loss of every epoch; the
+    ``Z0`` (float32, n x d) are the network's inputs for the items that ``pairs`` index.
+    With ``score`` (weights, biases -> a number to maximise, e.g. a validation AUC), the
+    network is scored before training and after every epoch; training stops after
+    ``patience`` epochs without a better score, and the best weights are returned (the
+    initial ones if no epoch beat them). Returns the weights (float32 arrays), the margins
+    used, the mean loss of every epoch and the scores (empty without ``score``); the
     inputs are not modified.
     """
     torch = import_torch("DeepHash fine-tuning")
@@ -103,7 +119,9 @@ def siamese_finetune(
         non_matching: list[list[np.ndarray]] = [[] for _ in weights]
         seen = 0
         with torch.no_grad():
-            for left, right, y in _minibatches(pairs, labels, len(Z0), 3 * matching_per_batch, rng):
+            for left, right, y in _minibatches(
+                pairs, labels, len(Z0), 3 * matching_per_batch, rng, negatives
+            ):
                 for depth, d in enumerate(layer_distances(left, right)):
                     d = d.numpy()
                     matching[depth].append(d[y == 1])
@@ -129,15 +147,29 @@ def siamese_finetune(
 
         progress = tqdm(total=n_epochs * n_batches, desc="Siamese fine-tuning", unit="batch")
     history: list[float] = []
+    scores: list[float] = []
+
+    def snapshot() -> list[np.ndarray]:
+        return [W.detach().numpy().copy() for W in weights]
+
+    best = snapshot()
+    if score is not None:
+        scores.append(score(best, [b.detach().numpy() for b in offsets]))
     try:
         for _ in range(n_epochs):
             total, count = 0.0, 0
-            for left, right, y in _minibatches(pairs, labels, len(Z0), matching_per_batch, rng):
+            for left, right, y in _minibatches(
+                pairs, labels, len(Z0), matching_per_batch, rng, negatives
+            ):
                 target = torch.from_numpy(y)
                 value: Any = 0.0  # a tensor after the first layer
                 for d, m in zip(layer_distances(left, right), margin_list):
                     pull = d if loss == "single_margin" else torch.relu(d - m)
-                    value = value + (target * pull + (1 - target) * torch.relu(m - d)).mean()
+                    push = torch.relu(m - d)
+                    if negatives == "batch":  # n^2 - n negatives: the two kinds weigh the same
+                        value = value + pull[target == 1].mean() + push[target == 0].mean()
+                    else:
+                        value = value + (target * pull + (1 - target) * push).mean()
                 optimiser.zero_grad()
                 value.backward()
                 optimiser.step()
@@ -148,8 +180,16 @@ def siamese_finetune(
                     progress.update(1)
                     progress.set_postfix(loss=batch_loss)
             history.append(total / count)
+            if score is None:
+                best = snapshot()
+                continue
+            current = snapshot()
+            scores.append(score(current, [b.detach().numpy() for b in offsets]))
+            if scores[-1] > max(scores[:-1]):
+                best = current
+            elif len(scores) - 1 - int(np.argmax(scores)) > patience:
+                break  # early stopping
     finally:
         if progress is not None:
             progress.close()
-    new_weights = [W.detach().numpy().copy() for W in weights]
-    return new_weights, np.asarray(margins, dtype=np.float64), history
+    return best, np.asarray(margins, dtype=np.float64), history, scores
