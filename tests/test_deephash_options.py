@@ -213,3 +213,9 @@ def test_finetune_option_errors_leave_the_model_unchanged():
             model.finetune(X_PAIRED, PAIRS, **kwargs)
         np.testing.assert_array_equal(model.components_[0], before)
         assert not model.finetuned_
+
+
+def test_in_batch_negatives_with_a_last_minibatch_of_one_pair_stay_finite():
+    model = DeepHash((16,), **FAST).fit(X_PAIRED)
+    model.finetune(X_PAIRED, PAIRS[:5], negatives="batch", matching_per_batch=4, n_epochs=2)
+    assert np.isfinite(model.finetune_loss_).all() and model.finetuned_

@@ -962,8 +962,8 @@ def load_retrieval_benchmark(
         "recipe_version": _BENCHMARK_RECIPE_VERSION,
     }
     paths = _photo_paths()
-    if len(paths) < 2:
-        raise RuntimeError("the benchmark needs at least two bundled photos")
+    if len(paths) < 3:  # one photo (scene) per role at least; _split_photos then gives each one
+        raise RuntimeError("the benchmark needs at least three bundled photos")
     key = _recipe_key(params, paths)
     cache_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}.npz"
     encoder_path = cache_path_dir / f"benchmark_{scale}_{key[:20]}_encoder.npz"

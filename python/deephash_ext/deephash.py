@@ -402,11 +402,12 @@ class DeepHash(BaseEstimator):
         validation : tuple (X_val, pairs_val, labels_val), optional
             Validation pairs (rows of ``X_val``, labels 1 = matching). The ROC AUC of the
             Hamming distance (:func:`deephash_ext.selection.pair_auc`) is measured before
-            training and after every epoch; training stops after ``patience`` epochs
-            without a better AUC and keeps the best epoch's weights (possibly the
-            starting ones). ``finetune_scores_`` holds the AUCs.
+            training and after every epoch; training stops once more than ``patience``
+            epochs in a row bring no better AUC and keeps the best epoch's weights
+            (possibly the starting ones). ``finetune_scores_`` holds the AUCs.
         patience : int, default=2
-            Epochs without a better validation AUC before stopping (with ``validation``).
+            Epochs in a row without a better validation AUC that training goes on
+            through (with ``validation``); 0 stops at the first.
 
         Returns
         -------

@@ -88,8 +88,8 @@ def siamese_finetune(
 
     ``Z0`` (float32, n x d) are the network's inputs for the items that ``pairs`` index.
     With ``score`` (weights, biases -> a number to maximise, e.g. a validation AUC), the
-    network is scored before training and after every epoch; training stops after
-    ``patience`` epochs without a better score, and the best weights are returned (the
+    network is scored before training and after every epoch; training stops once more
+    than ``patience`` epochs in a row bring no better score, and the best weights are returned (the
     initial ones if no epoch beat them). Returns the weights (float32 arrays), the margins
     used, the mean loss of every epoch and the scores (empty without ``score``); the
     inputs are not modified.
@@ -167,7 +167,9 @@ def siamese_finetune(
                     pull = d if loss == "single_margin" else torch.relu(d - m)
                     push = torch.relu(m - d)
                     if negatives == "batch":  # n^2 - n negatives: the two kinds weigh the same
-                        value = value + pull[target == 1].mean() + push[target == 0].mean()
+                        value = value + pull[target == 1].mean()
+                        if len(target) > 1:  # a last minibatch of one pair has no negative
+                            value = value + push[target == 0].mean()
                     else:
                         value = value + (target * pull + (1 - target) * push).mean()
                 optimiser.zero_grad()
