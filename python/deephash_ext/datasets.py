@@ -522,6 +522,22 @@ def load_instances(
     )
 
 
+def _fisher_vectors(
+    encoder: FisherVectorEncoder, descriptors: list[np.ndarray], verbose: bool
+) -> np.ndarray:
+    """The Fisher Vectors of every view's descriptors, with a progress bar (both builders)."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=len(descriptors),
+        desc="Fisher vectors (views)",
+        leave=False,
+        file=sys.stderr,
+        disable=not verbose,
+    ) as bar:
+        return encoder.transform_descriptors(descriptors, bar.update)
+
+
 def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -577,14 +593,7 @@ def _build(params: dict[str, Any], paths: list[Path], verbose: bool) -> dict[str
     info = encoder.fit_info_
     codebook_done = time.perf_counter()
     all_desc = train_desc + query_desc + db_desc
-    with tqdm(
-        total=len(all_desc),
-        desc="Fisher vectors (views)",
-        leave=False,
-        file=sys.stderr,
-        disable=not verbose,
-    ) as bar:
-        fvs = encoder.transform_descriptors(all_desc, bar.update)
+    fvs = _fisher_vectors(encoder, all_desc, verbose)
     n_tr, n_q = len(train_desc), len(query_desc)
 
     local = np.arange(n_views)
@@ -1053,14 +1062,7 @@ def _build_benchmark(
         + views("eval", range(1))
         + views("eval", range(1, _EVAL_VIEWS))
     )
-    with tqdm(
-        total=len(all_desc),
-        desc="Fisher vectors (views)",
-        leave=False,
-        file=sys.stderr,
-        disable=not verbose,
-    ) as bar:
-        fvs = encoder.transform_descriptors(all_desc, bar.update)
+    fvs = _fisher_vectors(encoder, all_desc, verbose)
     n_tr, n_val, n_eval = (
         2 * params["n_pair_regions"],
         2 * params["n_val_regions"],

@@ -510,7 +510,7 @@ class DeepHash(BaseEstimator):
         pairs_val, labels_val = _check_pairs(validation[1], validation[2], len(X_val))
         device = resolve_device(self.device)
 
-        def score(weights: list[np.ndarray], _biases: list[np.ndarray]) -> float:
+        def score(weights: list[np.ndarray]) -> float:
             components = list(weights)
             if self.visible_units == "gaussian":
                 components[0] = np.ascontiguousarray(components[0] / self.input_scales_)

@@ -81,13 +81,13 @@ def siamese_finetune(
     rng: np.random.RandomState,
     verbose: bool,
     negatives: str = "random",
-    score: Callable[[list[np.ndarray], list[np.ndarray]], float] | None = None,
+    score: Callable[[list[np.ndarray]], float] | None = None,
     patience: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray, list[float], list[float]]:
     """Fine-tune the sigmoid network ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` on pairs.
 
     ``Z0`` (float32, n x d) are the network's inputs for the items that ``pairs`` index.
-    With ``score`` (weights, biases -> a number to maximise, e.g. a validation AUC), the
+    With ``score`` (weights -> a number to maximise, e.g. a validation AUC), the
     network is scored before training and after every epoch; training stops once more
     than ``patience`` epochs in a row bring no better score, and the best weights are returned (the
     initial ones if no epoch beat them). Returns the weights (float32 arrays), the margins
@@ -152,9 +152,9 @@ def siamese_finetune(
     def snapshot() -> list[np.ndarray]:
         return [W.detach().numpy().copy() for W in weights]
 
-    best = snapshot()
+    best = snapshot() if score is not None else []
     if score is not None:
-        scores.append(score(best, [b.detach().numpy() for b in offsets]))
+        scores.append(score(best))
     try:
         for _ in range(n_epochs):
             total, count = 0.0, 0
@@ -183,10 +183,9 @@ def siamese_finetune(
                     progress.set_postfix(loss=batch_loss)
             history.append(total / count)
             if score is None:
-                best = snapshot()
                 continue
             current = snapshot()
-            scores.append(score(current, [b.detach().numpy() for b in offsets]))
+            scores.append(score(current))
             if scores[-1] > max(scores[:-1]):
                 best = current
             elif len(scores) - 1 - int(np.argmax(scores)) > patience:
@@ -194,4 +193,6 @@ def siamese_finetune(
     finally:
         if progress is not None:
             progress.close()
+    if score is None:
+        best = snapshot()
     return best, np.asarray(margins, dtype=np.float64), history, scores
