@@ -487,8 +487,7 @@ class DeepHash(BaseEstimator):
             "Siamese fine-tuning",
             "lower learning_rate or the margins (the model is unchanged)",
         )
-        if self.visible_units == "gaussian":
-            components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
+        components = self._folded(components)
         ensure_blas()
         offsets = self._centred_offsets(X, components, device)
         self.components_ = components
@@ -498,6 +497,14 @@ class DeepHash(BaseEstimator):
         self.finetune_scores_ = [float(v) for v in scores]
         self.finetuned_ = True
         return self
+
+    def _folded(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        """The fine-tuning network's weights as ``components_``: with Gaussian visible units
+        the first layer's input standardisation folded back in (docs/algorithms.md sec. 2.1)."""
+        components = list(weights)
+        if self.visible_units == "gaussian":
+            components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
+        return components
 
     def _validation_score(self, validation, X: np.ndarray):
         """The early-stopping score of :meth:`finetune`: network weights (unfolded, as
@@ -511,9 +518,7 @@ class DeepHash(BaseEstimator):
         device = resolve_device(self.device)
 
         def score(weights: list[np.ndarray]) -> float:
-            components = list(weights)
-            if self.visible_units == "gaussian":
-                components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
+            components = self._folded(weights)
             offsets = self._centred_offsets(X, components, device)
             codes = encode_layers(device, X_val, self._encoder_thresholds(), components, offsets)
             return pair_auc(codes, pairs_val, labels_val)
