@@ -21,34 +21,39 @@ Protocols:
   mAP over the full ranking, recall@10 and recall@100
   (:func:`deephash_ext.metrics.retrieval_report`).
 
-Rows, all single-layer: ITQ (the peer); DeepHash with the paper's recipe (input binarised at
-the training means, learning rate 0.001, momentum 0.9, 30 epochs, hashing_reg 0.2); with the
-input thresholded at zero (learning rate 0.05, 10 epochs); with Gaussian visible units
-(learning rate 0.003, 20 epochs: the best validation AUC among the Gaussian settings tried,
-see benchmarks/results/bench_deephash.md); then DeepHash+: the Gaussian model fine-tuned
-with the paper's double-margin loss and 1:2 random negatives (Adam 0.001, 33 matching pairs
-per minibatch, up to 5 epochs), stopped early on the validation AUC (patience 1).
+Rows: ITQ (the peer); DeepHash with the paper's recipe (one layer, input binarised at the
+training means, learning rate 0.001, momentum 0.9, 30 epochs, hashing_reg 0.2); the
+stack ``DeepHash.for_bits(b)`` selected (a Gaussian-visible RBM of width w, then a b-bit
+layer) before fine-tuning; DeepHash+: the same after ``finetune(X_train, pairs_train)``
+with default arguments (spectral Siamese fine-tuning, docs/algorithms.md sec. 2.8); and the
+uncompressed float descriptor ranked by L2 distance. The margins of DeepHash+ over ITQ are
+printed. ``--select`` first runs the model selection that ``DeepHash.for_bits`` encodes
+(:func:`deephash_ext.selection.select_architecture`, spectral: the hidden width, by
+validation AUC).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import time
 
 import deephash_ext as dh
+import numpy as np
 from _common import cpu_model  # run as a script: benchmarks/ is on sys.path
 from deephash_ext.baselines import ITQ
 from deephash_ext.datasets import load_retrieval_benchmark
 from deephash_ext.metrics import retrieval_report
-from deephash_ext.selection import pair_auc
+from deephash_ext.selection import pair_auc, select_architecture
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=("tiny", "demo", "paper"), default="demo")
     parser.add_argument("--bits", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--select", action="store_true", help="run the model selection first")
     args = parser.parse_args()
 
     print(f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python {platform.python_version()}")
@@ -61,7 +66,7 @@ def main() -> None:
         f"data ({args.scale}): {time.perf_counter() - started:.0f} s to load; {bench.description}"
     )
 
-    def report(name: str, bits: int, model, seconds: float) -> None:
+    def report(name: str, bits: int, model, seconds: float) -> dict:
         auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
         db, queries = model.encode(bench.X_db), model.encode(bench.X_query)
         _, indices = dh.search(db, queries, len(db))
@@ -71,36 +76,66 @@ def main() -> None:
             f"{r['recall@100']:.3f} | {seconds:7.1f} |",
             flush=True,
         )
+        return r
+
+    if args.select:
+        for bits in args.bits:
+            params = dh.DeepHash.for_bits(bits, random_state=0).get_params()
+            params.pop("hidden_layer_sizes")
+            t0 = time.perf_counter()
+            best, _ = select_architecture(
+                bench.X_train,
+                bench.X_val,
+                bench.pairs_val,
+                bench.labels_val,
+                bits,
+                pairs=bench.pairs_train,
+                on_candidate=lambda sizes, auc, b=bits: print(
+                    f"select {b} bits: {sizes} val AUC {auc:.4f}", flush=True
+                ),
+                **params,
+            )
+            print(f"select {bits} bits: best {best} ({time.perf_counter() - t0:.0f} s)")
 
     print("| scheme | bits | val AUC | mAP | R@10 | R@100 | train s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    common = dict(hashing_reg=0.2, random_state=0)
-    variants = (
-        ("DeepHash, paper (input > means, lr 0.001)", dict(n_epochs=30)),
-        (
-            "DeepHash, input > 0, lr 0.05",
-            dict(input_threshold="zero", learning_rate=0.05, n_epochs=10),
-        ),
-        (
-            "DeepHash, Gaussian visible, lr 0.003",
-            dict(visible_units="gaussian", learning_rate=0.003, n_epochs=20),
-        ),
-    )
-    validation = (bench.X_val, bench.pairs_val, bench.labels_val)
+    paper = dict(hashing_reg=0.2, n_epochs=30, random_state=0)
+    pretrained = None
     for bits in args.bits:
         t0 = time.perf_counter()
         itq = ITQ(bits, random_state=0).fit(bench.X_train)
-        report("ITQ", bits, itq, time.perf_counter() - t0)
-        for name, params in variants:
-            t0 = time.perf_counter()
-            model = dh.DeepHash((bits,), **params, **common).fit(bench.X_train)
-            report(name, bits, model, time.perf_counter() - t0)
+        itq_scores = report("ITQ", bits, itq, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        model.finetune(
-            bench.X_train, bench.pairs_train, random_state=0, validation=validation, patience=1
+        model = dh.DeepHash((bits,), **paper).fit(bench.X_train)
+        report("DeepHash, paper recipe (input > means)", bits, model, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model = dh.DeepHash.for_bits(bits, random_state=0).fit(bench.X_train, reuse=pretrained)
+        pretrained = model  # not fine-tuned: the next code length reuses its first layer
+        sizes = "-".join(str(s) for s in model.hidden_layer_sizes)
+        report(f"DeepHash {sizes}, pre-trained", bits, model, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model = copy.deepcopy(model).finetune(bench.X_train, bench.pairs_train)
+        scores = report(
+            "DeepHash+ (for_bits, spectral fine-tuning)", bits, model, time.perf_counter() - t0
         )
-        report("DeepHash+ (Gaussian), early stopping", bits, model, time.perf_counter() - t0)
-        print(f"|   validation AUC per epoch: {[round(v, 4) for v in model.finetune_scores_]} |")
+        print(
+            f"|   DeepHash+ - ITQ at {bits} bits: mAP {scores['mAP'] - itq_scores['mAP']:+.3f}, "
+            f"R@10 {scores['recall@10'] - itq_scores['recall@10']:+.3f} |",
+            flush=True,
+        )
+    t0 = time.perf_counter()
+    order = np.argsort(pairwise_sq_l2(bench.X_query, bench.X_db), axis=1, kind="stable")
+    r = retrieval_report(order, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+    print(
+        f"| float descriptor, L2 (uncompressed) | {32 * bench.X_db.shape[1]} | - | "
+        f"{r['mAP']:.3f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | "
+        f"{time.perf_counter() - t0:7.1f} |"
+    )
+
+
+def pairwise_sq_l2(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    A, B = A.astype(np.float64), B.astype(np.float64)
+    return (A * A).sum(1)[:, None] - 2 * A @ B.T + (B * B).sum(1)[None, :]
 
 
 if __name__ == "__main__":

@@ -315,7 +315,7 @@ def _case(rng: random.Random, pool: dict[str, list[str]], index: int) -> tuple[l
                 ["fit", "--layers"],
                 ["search", "a", "b", "-q"],
                 ["demo", "--bits", "60"],
-                ["demo", "--instances", "x"],
+                ["demo", "--scale", "x"],
                 ["demo", "--out", pool["bad_x"][0], "--quiet"],
             ]
         )
@@ -352,7 +352,7 @@ def test_cli_fuzz(
     def no_demo(*args: object, **kwargs: object) -> None:
         raise AssertionError("the demo started its work: --out was not checked first")
 
-    monkeypatch.setattr(datasets, "load_instances", no_demo)  # the fuzz never runs the demo
+    monkeypatch.setattr(datasets, "load_retrieval_benchmark", no_demo)  # never runs the demo
     rng = random.Random(SEED)
     os.makedirs(os.path.join(pool["root"][0], "out"))
     outcomes = {"ok": 0, "error": 0, "usage": 0, "pending": 0}

@@ -73,7 +73,14 @@ def fitted(data):
 def _copy(model):
     """An independent copy of a fitted model (finetune works in place)."""
     other = clone(model)
-    for name in ("input_means_", "input_scales_", "n_features_in_", "finetuned_", "margins_"):
+    for name in (
+        "input_means_",
+        "input_scales_",
+        "n_features_in_",
+        "finetuned_",
+        "margins_",
+        "hidden_units_",
+    ):
         setattr(other, name, getattr(model, name))
     other.finetune_loss_, other.finetune_scores_ = model.finetune_loss_, model.finetune_scores_
     for name in ("components_", "offsets_", "intercepts_visible_"):
@@ -709,6 +716,7 @@ def test_clone_and_get_params(fitted):
         device="cpu",
         input_threshold="zero",
         visible_units="gaussian",
+        finetune_method="spectral",
     )
     model = DeepHash(**params)
     assert model.get_params() == params

@@ -1,9 +1,10 @@
 """The ``deephash`` command line (also ``python -m deephash_ext``).
 
-* ``deephash demo``: the main job. Builds (or loads from the cache) the offline instance
-  retrieval set of :func:`deephash_ext.datasets.load_instances`, trains DeepHash and
-  DeepHash+ at 64, 256 and 1024 bits next to LSH, ITQ, BPBC, PQ and the uncompressed
-  Fisher Vector, prints a table and writes a plot of recall against bits.
+* ``deephash demo``: the main job. Builds (or loads from the cache) the paper-shaped
+  benchmark of :func:`deephash_ext.datasets.load_retrieval_benchmark` (``--scale demo``),
+  trains DeepHash and DeepHash+ (``DeepHash.for_bits``) at 64, 256 and 1024 bits next to
+  LSH, ITQ, BPBC, PQ and the uncompressed Fisher Vector, prints a table and the paper's
+  claims, and writes a plot of recall against bits.
 * ``deephash fit`` / ``encode`` / ``search``: train a model on descriptors, encode
   descriptors to packed codes, search codes, with .npy / .fvecs files.
 * ``deephash search-demo``: exact search on generated codes with planted near-duplicates.
@@ -45,9 +46,6 @@ from ._optional import require
 from ._runtime import build_info
 from ._search import range_search, search
 from .codes import binarize
-
-# The paper's Table 2 networks for Fisher Vectors, by code length.
-DEMO_NETWORKS = {64: (4096, 2048, 64), 256: (4096, 256), 1024: (1024,)}
 
 EPILOG = """exit status: 0 success; 1 error (bad or missing file, unwritable output, rejected value,
 too little memory, missing dependency: one line on stderr, 'deephash: error: ...'); 2 usage
@@ -206,12 +204,15 @@ def _print_row(row):
 def _demo(args) -> int:
     matplotlib = require("matplotlib", "deephash demo (the recall plot)", "demo")
     matplotlib.use("Agg")
+    import copy
+
     import matplotlib.pyplot as plt
 
     from .baselines import BPBC, ITQ, LSH, PQ
-    from .datasets import load_instances
+    from .datasets import load_retrieval_benchmark
     from .deephash import DeepHash
     from .metrics import rank_by_distance
+    from .selection import pair_auc
 
     _check_output_folder(args.out, "--out")
     started = time.perf_counter()
@@ -221,14 +222,14 @@ def _demo(args) -> int:
         f"{info['num_threads']} threads",
         flush=True,
     )
-    data = load_instances(
-        n_instances=args.instances, random_state=args.seed, verbose=not args.quiet
-    )
+    data = load_retrieval_benchmark(args.scale, random_state=args.seed, verbose=not args.quiet)
     print(data.description, flush=True)
     print(
-        f"train {data.X_train.shape[0]} descriptors ({len(data.pairs_train)} matching pairs); "
-        f"test {len(data.X_query)} queries against {len(data.X_db)} database items "
-        f"(4 relevant each); data ready after {time.perf_counter() - started:.0f} s\n",
+        f"train {data.X_train.shape[0]} descriptors ({len(data.pairs_train)} matching pairs) "
+        f"from {len(data.photos_train)} photos; validation {len(data.pairs_val)} pairs from "
+        f"{len(data.photos_val)} others; test {len(data.X_query)} queries against "
+        f"{len(data.X_db)} database items (4 relevant each) from {len(data.photos_eval)} more; "
+        f"data ready after {time.perf_counter() - started:.0f} s\n",
         flush=True,
     )
     print("| scheme                       |  bits |  mAP  | 4xR@4 | R@10  | R@100 | encode s |")
@@ -253,10 +254,11 @@ def _demo(args) -> int:
     )
     _print_row(rows[-1])
 
-    # The input of every DeepHash network: the descriptor binarised at the training means
-    # (docs/algorithms.md, sec. 2.1), an upper reference for what the RBM stack can keep.
+    # The input of the paper's DeepHash networks: the descriptor binarised at the training
+    # means (docs/algorithms.md, sec. 2.1).
     means = data.X_train.mean(axis=0)
-    rows.append(_hamming_row(lambda X: binarize(X, means), data, "FV > training means", 8192))
+    n_features = data.X_train.shape[1]
+    rows.append(_hamming_row(lambda X: binarize(X, means), data, "FV > training means", n_features))
     _print_row(rows[-1])
 
     seed = args.seed
@@ -280,72 +282,54 @@ def _demo(args) -> int:
         rows.append(_ranking_report(indices, data, seconds, "PQ (ADC, not binary)", bits))
         _print_row(rows[-1])
 
-    # DeepHash: pre-train every network first (the 256-bit one reuses the first layer of the
-    # 64-bit one: same data, parameters and seed give the same layer), then fine-tune each.
-    models: dict[int, Any] = {}
-    for bits in sorted(args.bits):
+    # DeepHash as model selection chose it (DeepHash.for_bits): pre-trained, then fine-tuned
+    # with default arguments (spectral, docs/algorithms.md sec. 2.8). Code lengths with the
+    # same hidden width share the pre-trained first layer (same data, parameters and seed).
+    pretrained: list[Any] = []
+    for bits in args.bits:
+        t0 = time.perf_counter()
+        model = DeepHash.for_bits(bits, random_state=seed, verbose=not args.quiet)
         reuse = next(
-            (m for m in models.values() if m.components_[0].shape[0] == DEMO_NETWORKS[bits][0]),
+            (m for m in pretrained if m.components_[0].shape[0] == model.hidden_layer_sizes[0]),
             None,
         )
-        models[bits] = DeepHash(
-            DEMO_NETWORKS[bits],
-            n_epochs=args.epochs,
-            hashing_reg=args.hashing_reg,
-            learning_rate=args.learning_rate,
-            random_state=seed,
-            verbose=not args.quiet,
-        ).fit(data.X_train, reuse=reuse)
-    layer_recall = {}
-    for bits in args.bits:
-        model = models[bits]
-        net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
-        layers = _layer_rows(model, data, f"DeepHash {net}", bits)
-        rows.append(layers[-1])
+        model.fit(data.X_train, reuse=reuse)
+        pretrained.append(model)
+        net = "-".join(str(s) for s in (n_features, *model.hidden_layer_sizes))
+        fit_s = time.perf_counter() - t0
+        val_auc = pair_auc(model.encode(data.X_val), data.pairs_val, data.labels_val)
+        rows.append(dict(_hamming_row(model.encode, data, f"DeepHash {net}", bits), fit_s=fit_s))
+        rows[-1]["val_auc"] = val_auc
         _print_row(rows[-1])
-        layer_recall[bits] = [r["recall@10"] for r in layers]
-    for bits in args.bits:
-        model = models[bits]
-        model.finetune(
-            data.X_train,
-            data.pairs_train,
-            n_epochs=args.finetune_epochs,
-            learning_rate=args.finetune_learning_rate,
-            random_state=seed,
-            verbose=not args.quiet,
-        )
-        net = "-".join(str(s) for s in (data.X_train.shape[1], *DEMO_NETWORKS[bits]))
-        layers = _layer_rows(model, data, f"DeepHash+ {net}", bits)
+        t0 = time.perf_counter()
+        plus = copy.deepcopy(model).finetune(data.X_train, data.pairs_train)
+        finetune_s = time.perf_counter() - t0
+        val_auc = pair_auc(plus.encode(data.X_val), data.pairs_val, data.labels_val)
         rows.append(
             dict(
-                layers[-1],
-                layers_before=layer_recall[bits],
-                layers_after=[r["recall@10"] for r in layers],
+                _hamming_row(plus.encode, data, f"DeepHash+ {net}", bits),
+                val_auc=val_auc,
+                fit_s=fit_s + finetune_s,
             )
         )
-        rows[-1]["margins"] = model.margins_
         _print_row(rows[-1])
 
-    # Fig. 6a: a single layer 8192-64, with and without hashing regularisation.
+    # Fig. 6a: the paper's single layer d-64 (binary input), with and without the hashing
+    # regulariser.
     ablation = []
-    for reg in (0.0, args.hashing_reg):
+    for reg in (0.0, 0.2):
         single = DeepHash(
-            (64,),
-            n_epochs=args.epochs,
-            hashing_reg=reg,
-            learning_rate=args.learning_rate,
-            random_state=seed,
+            (64,), n_epochs=10, hashing_reg=reg, learning_rate=0.01, random_state=seed
         ).fit(data.X_train)
-        ablation.append(_hamming_row(single.encode, data, f"8192-64, hashing_reg={reg}", 64))
+        ablation.append(
+            _hamming_row(single.encode, data, f"{n_features}-64, hashing_reg={reg}", 64)
+        )
         _print_row(ablation[-1])
 
-    print("\nFine-tuning, recall@10 of every layer (before -> after):")
+    print("\nValidation AUC (model selection's measure; the photos above are never used):")
     for row in rows:
-        if "layers_before" in row:
-            pairs = ", ".join(
-                f"{b:.3f} -> {a:.3f}" for b, a in zip(row["layers_before"], row["layers_after"])
-            )
-            print(f"  {row['scheme']}: {pairs}  (margins {[round(m, 3) for m in row['margins']]})")
+        if "val_auc" in row:
+            print(f"  {row['scheme']}: {row['val_auc']:.4f}  (trained in {row['fit_s']:.0f} s)")
 
     _print_claims(rows, ablation)
 
@@ -367,7 +351,7 @@ def _demo(args) -> int:
     axis.set_xticks(args.bits, [str(b) for b in args.bits])
     axis.set_xlabel("bits per code")
     axis.set_ylabel("recall@10")
-    axis.set_title("deephash_ext demo: instance retrieval on bundled photos")
+    axis.set_title(f"deephash_ext demo: instance retrieval on bundled photos ({args.scale})")
     axis.legend(fontsize=8)
     figure.tight_layout()
     atomic_write(plot_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
@@ -382,36 +366,47 @@ def _demo(args) -> int:
 
 
 def _print_claims(rows, ablation) -> None:
-    """The paper's claims (docs/algorithms.md, sec. 2.8), checked on the rows just measured."""
+    """The paper's claims (docs/algorithms.md, sec. 2.9), checked on the rows just measured."""
 
     def find(prefix, bits):
-        return next((r for r in rows if r["scheme"].startswith(prefix) and r["bits"] == bits), None)
+        return next(
+            (r for r in rows if r["scheme"].split(" ")[0] == prefix and r["bits"] == bits), None
+        )
 
     fv = rows[0]
     print("\nThe paper's claims on this data (recall@10 unless stated):")
     if len(ablation) == 2:
         off, on = ablation
         print(
-            f"  hashing regularisation at 64 bits (8192-64): {off['recall@10']:.3f} -> "
+            f"  hashing regularisation at 64 bits (single layer): {off['recall@10']:.3f} -> "
             f"{on['recall@10']:.3f} ({100 * (on['recall@10'] - off['recall@10']):+.1f} points;"
             f" paper: about +10)"
         )
-    for row in rows:
-        if "layers_before" in row:
-            better = sum(a > b for b, a in zip(row["layers_before"], row["layers_after"]))
+    bits_seen = sorted({r["bits"] for r in rows if r["bits"]})
+    for bits in bits_seen:
+        before, plus = find("DeepHash", bits), find("DeepHash+", bits)
+        if before and plus:
             print(
-                f"  fine-tuning improves {better} of {len(row['layers_before'])} layers of "
-                f"{row['scheme'].split(' ', 1)[1]}"
+                f"  {bits} bits: fine-tuning {before['recall@10']:.3f} -> {plus['recall@10']:.3f}"
+                f" (mAP {before['mAP']:.3f} -> {plus['mAP']:.3f})"
             )
-    for bits in (64, 256):
-        plus, itq, lsh = find("DeepHash+", bits), find("ITQ", bits), find("LSH", bits)
-        if plus and itq and lsh:
-            print(
-                f"  {bits} bits: DeepHash+ {plus['recall@10']:.3f} vs ITQ {itq['recall@10']:.3f}"
-                f" ({'beats' if plus['recall@10'] > itq['recall@10'] else 'loses to'} ITQ), vs "
-                f"LSH {lsh['recall@10']:.3f} "
-                f"({'beats' if plus['recall@10'] > lsh['recall@10'] else 'loses to'} LSH)"
-            )
+    for bits in bits_seen:
+        plus = find("DeepHash+", bits)
+        if not plus:
+            continue
+        for peer in ("ITQ", "LSH", "BPBC", "PQ"):
+            other = find(peer, bits)
+            if other:
+                verdict = (
+                    "beats"
+                    if plus["mAP"] > other["mAP"] and plus["recall@10"] > other["recall@10"]
+                    else "does not beat"
+                )
+                print(
+                    f"  {bits} bits: DeepHash+ {verdict} {peer}: mAP "
+                    f"{plus['mAP'] - other['mAP']:+.3f}, recall@10 "
+                    f"{plus['recall@10'] - other['recall@10']:+.3f}"
+                )
     plus = find("DeepHash+", 256)
     if plus:
         gap = 100 * (fv["mAP"] - plus["mAP"])
@@ -518,8 +513,8 @@ def _bits_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"must be comma-separated integers, got {text!r}"
         ) from None
-    if any(v not in DEMO_NETWORKS for v in values):
-        raise argparse.ArgumentTypeError(f"must be among {sorted(DEMO_NETWORKS)}, got {text!r}")
+    if any(v < 8 or v % 8 or v > 4096 for v in values):
+        raise argparse.ArgumentTypeError(f"must be multiples of 8 from 8 to 4096, got {text!r}")
     return values
 
 
@@ -542,15 +537,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the whole pipeline on the bundled-photo retrieval set")
-    demo.add_argument("--instances", type=int, default=800, help="instances (5 views each)")
+    demo.add_argument(
+        "--scale",
+        choices=("tiny", "demo", "paper"),
+        default="demo",
+        help="benchmark size (load_retrieval_benchmark): demo takes minutes, paper about an hour",
+    )
     demo.add_argument("--bits", type=_bits_list, default=[64, 256, 1024])
-    demo.add_argument("--epochs", type=int, default=10, help="RBM epochs per layer")
-    # 0.01, not the paper's 0.001: 2,400 descriptors x 10 epochs are 240 updates of 100 (the
-    # paper: 150,000 x 30 epochs); chosen on the training pairs' ROC AUC, never on the test set.
-    demo.add_argument("--learning-rate", type=float, default=0.01, help="RBM learning rate")
-    demo.add_argument("--hashing-reg", type=float, default=0.2)
-    demo.add_argument("--finetune-epochs", type=int, default=1)
-    demo.add_argument("--finetune-learning-rate", type=float, default=0.001)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="deephash_demo", help="folder for the plot and results")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

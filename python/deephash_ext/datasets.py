@@ -989,6 +989,7 @@ def load_retrieval_benchmark(
         arrays["description"] = np.array(cached["description"])
         arrays["images"] = np.array(cached["images"])
         arrays["key"] = np.array(key)
+        cache_path_dir.mkdir(parents=True, exist_ok=True)  # a fresh machine has none yet
         encoder.save(encoder_path)  # the encoder first: the arrays file marks the cache valid
         _write_npz_atomic(cache_path, arrays)
     images = cached["images"]

@@ -41,6 +41,8 @@ _LOSSES = ("double_margin", "single_margin")
 _INPUT_THRESHOLDS = ("mean", "zero")
 _VISIBLE_UNITS = ("binary", "gaussian")
 _NEGATIVES = ("random", "batch")
+_FINETUNE_METHODS = ("gradient", "spectral")
+_HIDDEN_UNITS = ("binary", "linear")
 
 
 def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -52,6 +54,62 @@ def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
         X = np.pad(X, ((0, 0), (0, pad)))
         means = np.pad(means, (0, pad))
     return unpack_bits(_core.pack_threshold(X, means), n_features).astype(np.float32)
+
+
+# DeepHash.for_bits: the hidden width per code length that select_architecture (spectral)
+# picked on the demo benchmark's validation pairs (benchmarks/results/bench_deephash.md).
+# Other code lengths take the width ratio of the nearest selected one (on a log scale).
+_SELECTED_WIDTHS = {64: 1024, 256: 1024, 1024: 2048}
+
+
+def _for_bits_width(n_bits: int) -> int:
+    nearest = min(_SELECTED_WIDTHS, key=lambda b: (abs(np.log2(b / n_bits)), b))
+    return n_bits * _SELECTED_WIDTHS[nearest] // nearest
+
+
+def _linear_fold(
+    components: list[np.ndarray], offsets: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One projection for a stack of linear layers, in float64: the last layer's
+    pre-threshold value ``z_l = z_{l-1} W_l^T - offsets_l`` (``z_{-1}``: the first layer's
+    input) equals ``input W^T - b``."""
+    W = components[0].astype(np.float64)
+    b = offsets[0].astype(np.float64)
+    for W_l, b_l in zip(components[1:], offsets[1:]):
+        W = W_l.astype(np.float64) @ W
+        b = W_l.astype(np.float64) @ b + b_l
+    return W, b
+
+
+def _spectral_projection(
+    Z: np.ndarray, matching: np.ndarray, n_out: int, shrinkage: float
+) -> np.ndarray:
+    """The spectral Siamese projection (docs/algorithms.md sec. 2.8), shape (h, n_out):
+    the leading generalised eigenvectors of ``(S_t, S)``, ``S_t`` the covariance of the
+    rows of ``Z`` (n, h), ``S`` half the covariance of the matching-pair differences shrunk
+    towards ``tr / h I``; each scaled to ``v^T S v = 1`` with its largest entry positive
+    (a deterministic sign)."""
+    import scipy.linalg
+
+    h = Z.shape[1]
+    centred = Z - Z.mean(axis=0)
+    spread = centred.T @ centred / len(Z)
+    differences = Z[matching[:, 0]] - Z[matching[:, 1]]
+    within = differences.T @ differences / (2 * len(differences))
+    scale = np.trace(within) / h
+    if not scale > 0:  # every matching pair has equal outputs: only the spread counts
+        within, scale = np.eye(h), 1.0
+    within = (1 - shrinkage) * within + shrinkage * scale * np.eye(h)
+    try:
+        _, vectors = scipy.linalg.eigh(spread, within, subset_by_index=(h - n_out, h - 1))
+    except np.linalg.LinAlgError:  # S not positive definite: only with shrinkage 0
+        raise ValueError(
+            "the matching-pair covariance is singular (fewer distinct pairs than units?): "
+            "raise shrinkage above 0"
+        ) from None
+    vectors = vectors[:, ::-1]  # eigh gives ascending eigenvalues
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n_out)])
+    return vectors * np.where(signs == 0, 1.0, signs)
 
 
 def _next_layer_input(device: str, Z: np.ndarray, W: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -105,6 +163,14 @@ class DeepHash(BaseEstimator):
         units (:class:`RBM` ``visible_units``), so the first layer sees the real values;
         the standardisation is folded into ``components_[0]`` and ``offsets_[0]``, so
         encoding projects the raw input (docs/algorithms.md sec. 2.1).
+    finetune_method : {"gradient", "spectral"}, default="gradient"
+        What :meth:`finetune` does. ``"gradient"`` (the paper): the stack becomes a sigmoid
+        network trained by gradient descent on a contrastive loss. ``"spectral"``
+        (docs/algorithms.md sec. 2.8): the hidden layers become linear (each passes its
+        centred projection up instead of its bits) and the top layer is replaced, in closed
+        form, by the projection that best separates matching pairs from all items (a
+        Siamese objective with squared distances, solved as a shrunk generalised
+        eigenproblem). Needs at least two layers.
 
     Attributes
     ----------
@@ -123,6 +189,10 @@ class DeepHash(BaseEstimator):
         Visible biases of each RBM (kept for inspection; encoding does not use them).
     finetuned_ : bool
         Whether :meth:`finetune` has run.
+    hidden_units_ : {"binary", "linear"}
+        What each hidden layer passes to the next: its code (after :meth:`fit` and gradient
+        fine-tuning, the paper) or its centred projection (after spectral fine-tuning;
+        :meth:`encode` then folds the layers up to the one asked for into one projection).
     margins_ : list of float
         Per-layer margins of the last fine-tuning (empty before).
     finetune_scores_ : list of float
@@ -164,6 +234,7 @@ class DeepHash(BaseEstimator):
         device="cpu",
         input_threshold="mean",
         visible_units="binary",
+        finetune_method="gradient",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
@@ -178,6 +249,59 @@ class DeepHash(BaseEstimator):
         self.device = device
         self.input_threshold = input_threshold
         self.visible_units = visible_units
+        self.finetune_method = finetune_method
+
+    @classmethod
+    def for_bits(cls, n_bits, **overrides) -> DeepHash:
+        """The unfitted DeepHash+ for an ``n_bits`` code, as model selection chose it.
+
+        ``fit(X)`` then ``finetune(X, pairs)`` with default arguments train the DeepHash+
+        of ``benchmarks/bench_deephash.py``: a Gaussian-visible RBM of hidden width
+        ``w`` (learning rate 0.003, 20 epochs, hashing regulariser 0.2, the paper's
+        momentum, weight decay and minibatch), then spectral Siamese fine-tuning of an
+        ``n_bits`` top layer (docs/algorithms.md sec. 2.8). The width ``w`` is the one that
+        :func:`~deephash_ext.selection.select_architecture` picked by validation AUC on
+        ``load_retrieval_benchmark("demo")`` for 64, 256 and 1024 bits (its validation photos
+        only, never the evaluation photos; ``benchmarks/results/bench_deephash.md``); another
+        code length takes the width-to-bits ratio of the nearest of those. The RBM settings
+        and the shrinkage were chosen on the same validation pairs.
+
+        Parameters
+        ----------
+        n_bits : int
+            Code length, a positive multiple of 8.
+        **overrides
+            Any constructor parameter, replacing the selected value (e.g.
+            ``random_state``, ``device``, ``hidden_layer_sizes``).
+
+        Returns
+        -------
+        DeepHash
+            Unfitted.
+
+        Raises
+        ------
+        ValueError, TypeError
+            If ``n_bits`` is not a positive multiple of 8 or an override is not a
+            constructor parameter.
+        """
+        n_bits = check_int(n_bits, "n_bits", minimum=8)
+        if n_bits % 8:
+            raise ValueError(f"n_bits must be a multiple of 8, got {n_bits}")
+        known = cls._get_param_names()
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise TypeError(f"for_bits got an unknown DeepHash parameter {unknown[0]!r}")
+        params: dict[str, Any] = dict(
+            hidden_layer_sizes=(_for_bits_width(n_bits), n_bits),
+            visible_units="gaussian",
+            learning_rate=0.003,
+            n_epochs=20,
+            hashing_reg=0.2,
+            finetune_method="spectral",
+        )
+        params.update(overrides)
+        return cls(**params)
 
     # ------------------------------------------------------------------ checks
     def _layer_sizes(self) -> list[int]:
@@ -298,6 +422,7 @@ class DeepHash(BaseEstimator):
         self.offsets_ = offsets
         self.intercepts_visible_ = visible
         self.finetuned_ = False
+        self.hidden_units_ = "binary"
         self.margins_ = []
         self.finetune_loss_ = []
         self.finetune_scores_ = []
@@ -310,6 +435,7 @@ class DeepHash(BaseEstimator):
         mine, theirs = self.get_params(), reuse.get_params()
         mine.pop("hidden_layer_sizes"), theirs.pop("hidden_layer_sizes")
         mine.pop("verbose"), theirs.pop("verbose")
+        mine.pop("finetune_method"), theirs.pop("finetune_method")  # fit does not use it
         if (
             reuse.finetuned_
             or mine != theirs
@@ -353,8 +479,25 @@ class DeepHash(BaseEstimator):
         negatives="random",
         validation=None,
         patience=2,
+        shrinkage=0.5,
     ):
-        """Siamese fine-tuning (docs/algorithms.md, sec. 2.7) in torch, then re-centring on ``X``.
+        """Siamese fine-tuning: by gradient (docs/algorithms.md, sec. 2.7) in torch, or in
+        closed form (``finetune_method="spectral"``, sec. 2.8); then re-centring on ``X``.
+
+        **Spectral** (``finetune_method="spectral"``): let ``z`` be the centred output of the
+        layer below the top, every hidden layer passing its centred projection up (linear
+        units). With ``S_t`` the covariance of ``z`` over ``X`` and ``S_m`` half the
+        covariance of ``z_i - z_j`` over the matching pairs, shrunk towards a multiple of the
+        identity, ``S = (1 - shrinkage) S_m + shrinkage tr(S_m) / h I``, the top layer
+        becomes the ``n_bits`` leading solutions of ``S_t v = lambda S v``: the projections
+        along which all items spread most relative to matching pairs (a squared-distance
+        Siamese loss whose push term is a spread constraint). Non-matching ``pairs`` are not
+        used. Only ``pairs``, ``pair_labels``, ``shrinkage`` and ``validation`` apply; the
+        other arguments are for the gradient method. With ``validation``, the model keeps
+        whichever of the models before and after has the better validation AUC
+        (``finetune_scores_`` holds both).
+
+        **Gradient** (the paper, the default):
 
         The stack is unrolled into ``a_0 = [X > input_means_]``,
         ``a_l = sigmoid(a_{l-1} W_l^T + b_l)`` with ``b_l = -offsets_[l]`` at the start. For a
@@ -408,6 +551,9 @@ class DeepHash(BaseEstimator):
         patience : int, default=2
             Epochs in a row without a better validation AUC that training goes on
             through (with ``validation``); 0 stops at the first.
+        shrinkage : float in [0, 1], default=0.5
+            Spectral method: weight of the identity in the matching-pair covariance (0:
+            none, 1: the top layer becomes the leading principal axes of ``z``).
 
         Returns
         -------
@@ -416,9 +562,12 @@ class DeepHash(BaseEstimator):
         Raises
         ------
         ImportError
-            If torch is not installed.
+            If torch is not installed (gradient method).
         ValueError, TypeError
-            If an argument is invalid (the message names it). The model is unchanged then.
+            If an argument is invalid (the message names it); if the spectral method gets a
+            single-layer model or a top layer wider than the layer below; if the gradient
+            method gets a model with linear hidden units (spectrally fine-tuned: fit it
+            again). The model is unchanged then.
         RuntimeError
             If fine-tuning diverged (a non-finite loss or weight: lower ``learning_rate`` or
             the margins). The model is unchanged then, also when interrupted.
@@ -445,6 +594,15 @@ class DeepHash(BaseEstimator):
         if negatives == "batch" and labels is not None:
             raise ValueError('negatives="batch" needs pair_labels=None (matching pairs only)')
         patience = check_int(patience, "patience", minimum=0)
+        shrinkage = check_real(shrinkage, "shrinkage", low=0.0, high=1.0)
+        method = check_choice(self.finetune_method, "finetune_method", _FINETUNE_METHODS)
+        if method == "spectral":
+            return self._finetune_spectral(X, pairs, labels, shrinkage, validation)
+        if self.hidden_units_ != "binary":
+            raise ValueError(
+                'finetune_method="gradient" needs binary hidden units, but this model was '
+                "fine-tuned spectrally (linear hidden units): fit it again first"
+            )
         score = None if validation is None else self._validation_score(validation, X)
         if labels is None and len(X) < 3:
             raise ValueError("X needs at least 3 rows to sample non-matching pairs")
@@ -498,6 +656,84 @@ class DeepHash(BaseEstimator):
         self.finetuned_ = True
         return self
 
+    def _finetune_spectral(
+        self,
+        X: np.ndarray,
+        pairs: np.ndarray,
+        labels: np.ndarray | None,
+        shrinkage: float,
+        validation,
+    ):
+        """:meth:`finetune` with ``finetune_method="spectral"`` (arguments checked)."""
+        n_layers = len(self.components_)
+        if n_layers < 2:
+            raise ValueError(
+                'finetune_method="spectral" needs at least two layers (it replaces the top '
+                "layer on the output of the one below), got hidden_layer_sizes="
+                f"{self.hidden_layer_sizes}"
+            )
+        n_bits, width = self.components_[-1].shape
+        if n_bits > width:
+            raise ValueError(
+                f'finetune_method="spectral" needs a top layer ({n_bits} bits) no wider than '
+                f"the layer below ({width})"
+            )
+        data_val = None if validation is None else self._validation_data(validation)
+        matching = pairs if labels is None else pairs[labels == 1]
+        ensure_blas()
+        components = list(self.components_)
+        offsets = [_core.mean_projection(X, self._encoder_thresholds(), components[0])]
+        offsets += [np.zeros(len(W), dtype=np.float32) for W in components[1:]]
+        below, below_offsets = _linear_fold(components[:-1], offsets[:-1])
+        Z = self._first_layer_input(X) @ below.T.astype(np.float32) - below_offsets
+        top = _spectral_projection(Z.astype(np.float64), matching, n_bits, shrinkage)
+        components[-1] = np.ascontiguousarray(top.T, dtype=np.float32)
+        scores: list[float] = []
+        if data_val is not None:
+            before = self._pair_auc(data_val, self.components_, self.offsets_, self.hidden_units_)
+            after = self._pair_auc(data_val, components, offsets, "linear")
+            scores = [before, after]
+            if after <= before:  # keep the better model, as early stopping does
+                self.finetune_scores_ = scores
+                return self
+        self.components_ = components
+        self.offsets_ = offsets
+        self.hidden_units_ = "linear"
+        self.margins_ = []
+        self.finetune_loss_ = []
+        self.finetune_scores_ = scores
+        self.finetuned_ = True
+        return self
+
+    def _first_layer_input(self, X: np.ndarray) -> np.ndarray:
+        """What ``components_[0]`` projects: the binarised X, or X itself (Gaussian visible
+        units, whose standardisation is folded into the layer)."""
+        thresholds = self._encoder_thresholds()
+        return X if thresholds is None else _input_bits(X, thresholds)
+
+    def _encode_stack(
+        self,
+        X: np.ndarray,
+        components: list[np.ndarray],
+        offsets: list[np.ndarray],
+        hidden_units: str,
+    ) -> np.ndarray:
+        """Packed codes of the last of ``components`` for checked ``X``: the layers pass
+        codes up (``"binary"``) or are folded into one projection (``"linear"``)."""
+        if hidden_units == "linear":
+            W, b = _linear_fold(components, offsets)
+            components, offsets = [W.astype(np.float32)], [b.astype(np.float32)]
+        return encode_layers(
+            resolve_device(self.device), X, self._encoder_thresholds(), components, offsets
+        )
+
+    def _pair_auc(self, data_val, components, offsets, hidden_units: str) -> float:
+        from .selection import pair_auc
+
+        X_val, pairs_val, labels_val = data_val
+        codes = self._encode_stack(X_val, components, offsets, hidden_units)
+        return pair_auc(codes, pairs_val, labels_val)
+
     def _folded(self, weights: list[np.ndarray]) -> list[np.ndarray]:
         """The fine-tuning network's weights as ``components_``: with Gaussian visible units
         the first layer's input standardisation folded back in (docs/algorithms.md sec. 2.1)."""
@@ -506,22 +742,26 @@ class DeepHash(BaseEstimator):
             components[0] = np.ascontiguousarray(components[0] / self.input_scales_)
         return components
 
-    def _validation_score(self, validation, X: np.ndarray):
-        """The early-stopping score of :meth:`finetune`: network weights (unfolded, as
-        the torch network holds them) -> validation pair AUC of the re-centred codes."""
-        from .selection import _check_pairs, pair_auc
+    def _validation_data(self, validation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``finetune``'s ``validation`` checked: (X_val, pairs_val, labels_val)."""
+        from .selection import _check_pairs
 
         if not isinstance(validation, (tuple, list)) or len(validation) != 3:
             raise TypeError("validation must be a tuple (X_val, pairs_val, labels_val)")
         X_val = self._check_X(validation[0])
         pairs_val, labels_val = _check_pairs(validation[1], validation[2], len(X_val))
+        return X_val, pairs_val, labels_val
+
+    def _validation_score(self, validation, X: np.ndarray):
+        """The early-stopping score of gradient fine-tuning: network weights (unfolded, as
+        the torch network holds them) -> validation pair AUC of the re-centred codes."""
+        data_val = self._validation_data(validation)
         device = resolve_device(self.device)
 
         def score(weights: list[np.ndarray]) -> float:
             components = self._folded(weights)
             offsets = self._centred_offsets(X, components, device)
-            codes = encode_layers(device, X_val, self._encoder_thresholds(), components, offsets)
-            return pair_auc(codes, pairs_val, labels_val)
+            return self._pair_auc(data_val, components, offsets, "binary")
 
         return score
 
@@ -574,12 +814,8 @@ class DeepHash(BaseEstimator):
         check_is_fitted(self)
         depth = self._layer_index(layer)
         X = self._check_X(X)
-        return encode_layers(
-            resolve_device(self.device),
-            X,
-            self._encoder_thresholds(),
-            self.components_[: depth + 1],
-            self.offsets_[: depth + 1],
+        return self._encode_stack(
+            X, self.components_[: depth + 1], self.offsets_[: depth + 1], self.hidden_units_
         )
 
     @property
@@ -618,6 +854,7 @@ class DeepHash(BaseEstimator):
             "params": params,
             "n_layers": len(self.components_),
             "finetuned": bool(self.finetuned_),
+            "hidden_units": self.hidden_units_,
             "margins": list(self.margins_),
             "finetune_loss": list(self.finetune_loss_),
             "finetune_scores": list(self.finetune_scores_),
@@ -679,6 +916,7 @@ class DeepHash(BaseEstimator):
             sizes = model._layer_sizes()
             model._input_threshold_rule()
             model._gaussian_input()
+            check_choice(model.finetune_method, "finetune_method", _FINETUNE_METHODS)
             model._rbm(sizes[0], 0)._check_params()
         except RuntimeError:
             pass  # a valid device that this machine cannot use: the model loads anyway
@@ -692,11 +930,25 @@ class DeepHash(BaseEstimator):
                 f"{where!r}: n_layers={n_layers} but hidden_layer_sizes has {len(sizes)} layers"
             )
         model.finetuned_ = reader.boolean("finetuned", default=False)
+        model.hidden_units_ = reader.string("hidden_units", default="binary")  # older files
+        if model.hidden_units_ not in _HIDDEN_UNITS or (
+            model.hidden_units_ == "linear" and not model.finetuned_
+        ):
+            raise reader.invalid(
+                "hidden_units",
+                f"one of {_HIDDEN_UNITS} ('linear' only once fine-tuned)",
+                model.hidden_units_,
+            )
         model.margins_ = reader.reals("margins", nonnegative=True, default=[])
-        if len(model.margins_) not in ((n_layers,) if model.finetuned_ else (0, n_layers)):
+        if model.hidden_units_ == "linear":  # spectral fine-tuning has no margins
+            allowed: tuple[int, ...] = (0,)
+        else:
+            allowed = (n_layers,) if model.finetuned_ else (0, n_layers)
+        if len(model.margins_) not in allowed:
             raise ValueError(
                 f"{where!r}: margins must hold one value per layer ({n_layers}) "
-                f"for a fine-tuned model, got {len(model.margins_)}"
+                f"for a gradient fine-tuned model, none for a spectral one, "
+                f"got {len(model.margins_)}"
             )
         model.finetune_loss_ = reader.reals("finetune_loss", default=[])
         model.finetune_scores_ = reader.reals("finetune_scores", default=[])

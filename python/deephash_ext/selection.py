@@ -7,6 +7,11 @@ retrieval data, and finds that AUC predicts the retrieval ordering. Here:
 grows the network greedily: a candidate is the input width halved ``m`` times, then the
 code layer (``d-b``, ``d-d/2-b``, ``d-d/2-d/4-b``, ...), and ``m`` grows while the AUC
 improves. Shared first layers are trained once (``DeepHash.fit(reuse=...)``).
+
+With spectral fine-tuning (``finetune_method="spectral"``, which needs two layers) the
+candidates are ``d-w-b`` with the hidden width ``w = 2b, 4b, 8b, ...`` (below ``d``),
+each fine-tuned on the training pairs before it is scored, and ``w`` doubles while the
+AUC improves.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def select_architecture(
     *,
     max_depth: int = 4,
     on_candidate: Callable[[tuple[int, ...], float], object] | None = None,
+    pairs: object = None,
     **params: Any,
 ) -> tuple[tuple[int, ...], list[tuple[tuple[int, ...], float]]]:
     """The DeepHash layer sizes for ``n_bits``, chosen greedily by validation AUC.
@@ -95,6 +101,11 @@ def select_architecture(
         Most layers in a candidate.
     on_candidate : callable, optional
         Called with ``(sizes, auc)`` after each candidate (progress reports).
+    pairs : array_like of int, shape (n_pairs, 2), optional
+        Matching training pairs (rows of ``X``). When given, every candidate is scored
+        after ``finetune(X, pairs)`` (with its default arguments). Needed with
+        ``finetune_method="spectral"``, which then selects the hidden width (see the
+        module docstring) instead of the depth.
     **params
         DeepHash parameters shared by every candidate (``hidden_layer_sizes`` excluded).
 
@@ -116,20 +127,37 @@ def select_architecture(
     X_val = np.asarray(X_val, dtype=np.float32)
     P, y = _check_pairs(pairs_val, labels_val, len(X_val))
     width = np.asarray(X).shape[1]
+    spectral = params.get("finetune_method") == "spectral"
+    if spectral and pairs is None:
+        raise ValueError('finetune_method="spectral" needs the training pairs: pass pairs')
     report: list[tuple[tuple[int, ...], float]] = []
     best: tuple[tuple[int, ...], float] | None = None
     previous: DeepHash | None = None
     hidden: list[int] = []
+    if spectral:
+        if 2 * n_bits >= width:
+            raise ValueError(
+                f"n_bits={n_bits} leaves no hidden width 2 * n_bits below the input width {width}"
+            )
+        hidden = [2 * n_bits]
     while len(hidden) + 1 <= max_depth:
         sizes = (*hidden, n_bits)
         model = DeepHash(sizes, **params).fit(X, reuse=previous)
+        if pairs is not None:
+            model.finetune(X, pairs)
         auc = roc_auc_pairs(_pair_distances(model.encode(X_val), P), y)
         report.append((sizes, auc))
         if on_candidate is not None:
             on_candidate(sizes, auc)
         if best is not None and auc <= best[1]:
             break
-        best, previous = (sizes, auc), model
+        best = (sizes, auc)
+        if spectral:  # the next candidate: the hidden layer twice as wide
+            if 2 * hidden[0] >= width:
+                break
+            hidden = [2 * hidden[0]]
+            continue
+        previous = model if pairs is None else None  # a fine-tuned model is not reusable
         width //= 2
         if width <= n_bits or width % 8:
             break
