@@ -203,8 +203,9 @@ def test_for_bits_is_the_selected_unfitted_recipe():
     assert params["hidden_layer_sizes"][-1] == 64 and len(params["hidden_layer_sizes"]) == 2
     assert params["hidden_layer_sizes"][0] > 64
     assert params["finetune_method"] == "spectral" and params["visible_units"] == "gaussian"
-    assert DeepHash.for_bits(256).get_params()["hidden_layer_sizes"][-1] == 256
-    assert DeepHash.for_bits(96).get_params()["hidden_layer_sizes"][0] % 8 == 0
+    widths = {64: 1024, 96: 1024, 256: 2048, 512: 2048, 1024: 2048, 4096: 4096}
+    for bits, width in widths.items():  # the selected widths; others: the nearest, >= bits
+        assert DeepHash.for_bits(bits).hidden_layer_sizes == (width, bits)
     custom = DeepHash.for_bits(64, random_state=3, hidden_layer_sizes=(128, 64))
     assert custom.random_state == 3 and custom.hidden_layer_sizes == (128, 64)
 
@@ -249,3 +250,12 @@ def test_select_architecture_spectral_widens_the_hidden_layer_while_auc_improves
         select_architecture(X, X, pairs_val, labels, 8, **params)
     with pytest.raises(ValueError, match="hidden width"):
         select_architecture(X, X, pairs_val, labels, 24, pairs=PAIRS, **params)
+
+
+def test_the_pair_covariance_is_accumulated_in_blocks(monkeypatch):
+    import deephash_ext.deephash as module
+
+    whole = DeepHash((32, 8), finetune_method="spectral", **FAST).fit(X).finetune(X, PAIRS)
+    monkeypatch.setattr(module, "_PAIR_CHUNK", 7)  # 120 pairs: 17 full blocks and a partial one
+    blocks = DeepHash((32, 8), finetune_method="spectral", **FAST).fit(X).finetune(X, PAIRS)
+    np.testing.assert_allclose(blocks.components_[1], whole.components_[1], rtol=1e-4, atol=1e-5)

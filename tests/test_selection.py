@@ -81,3 +81,27 @@ def test_select_architecture_arguments():
         select_architecture(X, X, pairs, [1, 0], 8, hidden_layer_sizes=(8,), random_state=0)
     with pytest.raises(ValueError, match="n_bits"):
         select_architecture(X, X, pairs, [1, 0], 4, random_state=0)
+
+
+def test_a_diverged_candidate_ends_the_search(monkeypatch):
+    from deephash_ext import DeepHash
+
+    X, y = _toy()
+    X_val, y_val = _toy(seed=1)
+    pairs, labels = _pairs(y_val, np.random.default_rng(2))
+    real_fit = DeepHash.fit
+    diverging_depth = [2]  # candidates this deep or deeper "diverge"
+
+    def fit(self, X, y=None, *, reuse=None):
+        if len(self.hidden_layer_sizes) >= diverging_depth[0]:
+            raise RuntimeError("RBM training diverged")
+        return real_fit(self, X, y, reuse=reuse)
+
+    monkeypatch.setattr(DeepHash, "fit", fit)
+    params = dict(n_epochs=2, learning_rate=0.05, random_state=0)
+    best, report = select_architecture(X, X_val, pairs, labels, 8, **params)
+    assert best == (8,) and [s for s, _ in report] == [(8,), (32, 8)]
+    assert np.isnan(report[1][1])
+    diverging_depth[0] = 1  # nothing to select: the first candidate's error is raised
+    with pytest.raises(RuntimeError, match="diverged"):
+        select_architecture(X, X_val, pairs, labels, 8, **params)

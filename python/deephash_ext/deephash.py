@@ -43,6 +43,7 @@ _VISIBLE_UNITS = ("binary", "gaussian")
 _NEGATIVES = ("random", "batch")
 _FINETUNE_METHODS = ("gradient", "spectral")
 _HIDDEN_UNITS = ("binary", "linear")
+_PAIR_CHUNK = 4096  # matching pairs per block of the spectral method's covariance
 
 
 def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -58,13 +59,14 @@ def _input_bits(X: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 # DeepHash.for_bits: the hidden width per code length that select_architecture (spectral)
 # picked on the demo benchmark's validation pairs (benchmarks/results/bench_deephash.md).
-# Other code lengths take the width ratio of the nearest selected one (on a log scale).
-_SELECTED_WIDTHS = {64: 1024, 256: 1024, 1024: 2048}
+# Other code lengths take the width of the nearest selected one (on a log scale; the
+# shorter on a tie), and at least their own length (the spectral top layer needs it).
+_SELECTED_WIDTHS = {64: 1024, 256: 2048, 1024: 2048}
 
 
 def _for_bits_width(n_bits: int) -> int:
     nearest = min(_SELECTED_WIDTHS, key=lambda b: (abs(np.log2(b / n_bits)), b))
-    return n_bits * _SELECTED_WIDTHS[nearest] // nearest
+    return max(_SELECTED_WIDTHS[nearest], n_bits)
 
 
 def _linear_fold(
@@ -94,8 +96,12 @@ def _spectral_projection(
     h = Z.shape[1]
     centred = Z - Z.mean(axis=0)
     spread = centred.T @ centred / len(Z)
-    differences = Z[matching[:, 0]] - Z[matching[:, 1]]
-    within = differences.T @ differences / (2 * len(differences))
+    within = np.zeros((h, h))
+    for start in range(0, len(matching), _PAIR_CHUNK):  # memory independent of the pair count
+        chunk = matching[start : start + _PAIR_CHUNK]
+        differences = Z[chunk[:, 0]] - Z[chunk[:, 1]]
+        within += differences.T @ differences
+    within /= 2 * len(matching)
     scale = np.trace(within) / h
     if not scale > 0:  # every matching pair has equal outputs: only the spread counts
         within, scale = np.eye(h), 1.0
@@ -262,9 +268,10 @@ class DeepHash(BaseEstimator):
         ``n_bits`` top layer (docs/algorithms.md sec. 2.8). The width ``w`` is the one that
         :func:`~deephash_ext.selection.select_architecture` picked by validation AUC on
         ``load_retrieval_benchmark("demo")`` for 64, 256 and 1024 bits (its validation photos
-        only, never the evaluation photos; ``benchmarks/results/bench_deephash.md``); another
-        code length takes the width-to-bits ratio of the nearest of those. The RBM settings
-        and the shrinkage were chosen on the same validation pairs.
+        only, never the evaluation photos; ``benchmarks/results/bench_deephash.md``): 1024,
+        2048 and 2048. Another code length takes the width of the nearest of those (the
+        shorter on a tie), and at least ``n_bits``. The RBM settings and the shrinkage were
+        chosen on the same validation pairs.
 
         Parameters
         ----------

@@ -114,7 +114,9 @@ def select_architecture(
     best : tuple of int
         The chosen ``hidden_layer_sizes``.
     report : list of (sizes, auc)
-        Every candidate tried, in order.
+        Every candidate tried, in order. A candidate whose training diverged (RuntimeError
+        from ``fit``) ends the search with AUC NaN; if the first one diverges, its error is
+        raised.
     """
     from .deephash import DeepHash
 
@@ -142,7 +144,15 @@ def select_architecture(
         hidden = [2 * n_bits]
     while len(hidden) + 1 <= max_depth:
         sizes = (*hidden, n_bits)
-        model = DeepHash(sizes, **params).fit(X, reuse=previous)
+        try:
+            model = DeepHash(sizes, **params).fit(X, reuse=previous)
+        except RuntimeError:  # training diverged: this candidate and the larger ones are out
+            if best is None:
+                raise
+            report.append((sizes, float("nan")))
+            if on_candidate is not None:
+                on_candidate(sizes, float("nan"))
+            break
         if pairs is not None:
             model.finetune(X, pairs)
         auc = roc_auc_pairs(_pair_distances(model.encode(X_val), P), y)
