@@ -728,7 +728,7 @@ def test_demo_runs_the_whole_pipeline_on_a_small_set(tmp_path, monkeypatch, caps
         "DeepHash 128-1024-64",
         "DeepHash+ 128-1024-64",
         "hashing_reg=0.2",
-        "Validation AUC",
+        "Validation ROC AUC",
         "The paper's claims",
         "ITQ: mAP",
     ):
