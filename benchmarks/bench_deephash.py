@@ -3,8 +3,8 @@
 Usage::
 
     pip install torch==2.13.0 && pip install ".[demo]"
-    python benchmarks/bench_deephash.py --scale demo    # ~6 min after a 2 min data build
-    python benchmarks/bench_deephash.py --scale paper   # ~1 h after a 15 min data build
+    python benchmarks/bench_deephash.py --scale demo    # ~4 min after a 1.5 min data build
+    python benchmarks/bench_deephash.py --scale paper   # ~1 h after a 23 min data build
 
 Data: ``deephash_ext.datasets.load_retrieval_benchmark(scale)`` (docs/algorithms.md,
 sec. 6.9). Every scheme is trained on ``X_train``. Settings are compared on the validation
