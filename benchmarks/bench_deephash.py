@@ -45,7 +45,7 @@ import numpy as np
 from _common import cpu_model  # run as a script: benchmarks/ is on sys.path
 from deephash_ext.baselines import ITQ
 from deephash_ext.datasets import load_retrieval_benchmark
-from deephash_ext.metrics import retrieval_report
+from deephash_ext.metrics import rank_by_distance, retrieval_report
 from deephash_ext.selection import pair_auc, select_architecture
 
 
@@ -124,7 +124,7 @@ def main() -> None:
             flush=True,
         )
     t0 = time.perf_counter()
-    order = np.argsort(pairwise_sq_l2(bench.X_query, bench.X_db), axis=1, kind="stable")
+    order = rank_by_distance(pairwise_sq_l2(bench.X_query, bench.X_db))  # ties by index
     r = retrieval_report(order, bench.y_query, bench.y_db, recall_ranks=(10, 100))
     print(
         f"| float descriptor, L2 (uncompressed) | {32 * bench.X_db.shape[1]} | - | "

@@ -259,3 +259,12 @@ def test_the_pair_covariance_is_accumulated_in_blocks(monkeypatch):
     monkeypatch.setattr(module, "_PAIR_CHUNK", 7)  # 120 pairs: 17 full blocks and a partial one
     blocks = DeepHash((32, 8), finetune_method="spectral", **FAST).fit(X).finetune(X, PAIRS)
     np.testing.assert_allclose(blocks.components_[1], whole.components_[1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_folded_encoder_follows_replaced_arrays():
+    model = DeepHash((32, 8), finetune_method="spectral", **FAST).fit(X).finetune(X, PAIRS)
+    codes = model.encode(X)
+    np.testing.assert_array_equal(model.encode(X), codes)  # the kept fold gives the same codes
+    model.components_ = [model.components_[0], -model.components_[1]]  # a new top layer
+    flipped = model.encode(X)
+    assert np.unpackbits(flipped ^ ~codes).sum() <= 2  # every bit flips (up to values at 0)

@@ -687,12 +687,17 @@ class DeepHash(BaseEstimator):
             )
         data_val = None if validation is None else self._validation_data(validation)
         matching = pairs if labels is None else pairs[labels == 1]
-        ensure_blas()
         components = list(self.components_)
-        offsets = [_core.mean_projection(X, self._encoder_thresholds(), components[0])]
+        # One pass over X: the first layer's projection gives its centring offsets (the
+        # rule of mean_projection) and, centred, the input of the linear layers above it,
+        # whose offsets are zero (their input is centred).
+        first = self._first_layer_input(X) @ components[0].T
+        offsets = [first.mean(axis=0, dtype=np.float64).astype(np.float32)]
         offsets += [np.zeros(len(W), dtype=np.float32) for W in components[1:]]
-        below, below_offsets = _linear_fold(components[:-1], offsets[:-1])
-        Z = self._first_layer_input(X) @ below.T.astype(np.float32) - below_offsets
+        Z = first - offsets[0]
+        if n_layers > 2:  # the hidden layers between the first and the top, folded
+            middle, _ = _linear_fold(components[1:-1], offsets[1:-1])
+            Z = Z @ middle.T.astype(np.float32)
         top = _spectral_projection(Z.astype(np.float64), matching, n_bits, shrinkage)
         components[-1] = np.ascontiguousarray(top.T, dtype=np.float32)
         scores: list[float] = []
@@ -728,11 +733,29 @@ class DeepHash(BaseEstimator):
         """Packed codes of the last of ``components`` for checked ``X``: the layers pass
         codes up (``"binary"``) or are folded into one projection (``"linear"``)."""
         if hidden_units == "linear":
-            W, b = _linear_fold(components, offsets)
-            components, offsets = [W.astype(np.float32)], [b.astype(np.float32)]
+            components, offsets = self._folded_stack(components, offsets)
         return encode_layers(
             resolve_device(self.device), X, self._encoder_thresholds(), components, offsets
         )
+
+    def _folded_stack(
+        self, components: list[np.ndarray], offsets: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``_linear_fold`` of linear layers as one float32 encoder layer, kept for the
+        same arrays (fitted arrays are replaced, never modified in place), so that
+        encoding small batches does not pay for the fold (b x w x d multiply-adds) each
+        call."""
+        if len(components) == 1:
+            return components, offsets
+        key = (*components, *offsets)
+        cached = getattr(self, "_fold_cache", None)
+        if cached is not None and len(cached[0]) == len(key):
+            if all(a is b for a, b in zip(cached[0], key)):
+                return cached[1]
+        W, b = _linear_fold(components, offsets)
+        folded = ([W.astype(np.float32)], [b.astype(np.float32)])
+        self._fold_cache = (key, folded)
+        return folded
 
     def _pair_auc(self, data_val, components, offsets, hidden_units: str) -> float:
         from .selection import pair_auc
