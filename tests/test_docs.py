@@ -13,6 +13,7 @@ import pytest
     [
         "deephash_ext.codes",
         "deephash_ext._search",
+        "deephash_ext.index",
         "deephash_ext.rbm",
         "deephash_ext.metrics",
         "deephash_ext.baselines",

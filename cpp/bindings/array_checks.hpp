@@ -116,6 +116,21 @@ inline void require_float32(const py::array& a, const char* name, py::ssize_t nd
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
 }
 
+/// An optional removed-row bitmap for a database of n rows (knn.hpp RemovedRows): None, or
+/// a C-contiguous uint64 array of words_for_rows(n) words.
+inline RemovedRows require_removed(const py::object& removed, std::size_t n) {
+  if (removed.is_none()) return nullptr;
+  const auto a = py::reinterpret_borrow<py::array>(removed);
+  if (!py::isinstance<py::array>(removed) || !py::isinstance<py::array_t<std::uint64_t>>(a) ||
+      a.dtype().kind() != 'u' || a.itemsize() != 8)
+    throw py::type_error("removed must be None or a uint64 array");
+  if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != words_for_rows(n) || !(a.flags() & py::array::c_style))
+    throw py::value_error("removed must be a contiguous 1-D array of " + std::to_string(words_for_rows(n)) +
+                          " words for " + std::to_string(n) + " rows, got shape " + shape_of(a));
+  static const std::uint64_t kNoWords = 0;
+  return n == 0 ? &kNoWords : static_cast<const std::uint64_t*>(a.data());
+}
+
 /// Hands a vector to NumPy without copying: the array owns it through a capsule.
 template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& values) {

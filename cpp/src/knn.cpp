@@ -146,7 +146,29 @@ std::vector<Collector> collect(const Plan& plan, std::size_t nq, int n_threads, 
   return result;
 }
 
+// Runs one collector per query (made by make()) over the live rows, then hands each
+// query's collector to finish(q, collector): behind the removed-row filter when there is one.
+template <class Inner, class Make, class Finish>
+void collect_live(const Plan& plan, std::size_t nq, int n_threads, RemovedRows removed, Make make, Finish finish) {
+  if (removed == nullptr) {
+    auto found = collect<Inner>(plan, nq, n_threads, make);
+    for (std::size_t q = 0; q < nq; ++q) finish(q, found[q]);
+    return;
+  }
+  using Skipping = SkippingCollector<Inner>;
+  auto found = collect<Skipping>(plan, nq, n_threads, [&] { return Skipping(make(), removed); });
+  for (std::size_t q = 0; q < nq; ++q) finish(q, found[q].inner());
+}
+
 }  // namespace
+
+std::size_t count_live_rows(RemovedRows removed, std::size_t n) {
+  if (removed == nullptr) return n;
+  std::size_t gone = 0;
+  for (std::size_t w = 0; w < n / 64; ++w) gone += static_cast<std::size_t>(__builtin_popcountll(removed[w]));
+  if (n % 64 != 0) gone += static_cast<std::size_t>(__builtin_popcountll(removed[n / 64] & ((1ull << (n % 64)) - 1)));
+  return n - gone;
+}
 
 void check_code_views(const CodeView& queries, const CodeView& database) {
   DH_REQUIRE(database.code_bytes >= 1, "codes must have at least one byte per code");
@@ -156,27 +178,29 @@ void check_code_views(const CodeView& queries, const CodeView& database) {
              "row stride is smaller than the code width");
 }
 
-void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k) {
+void check_knn_args(const CodeView& queries, const CodeView& database, idx_t k, RemovedRows removed) {
   check_code_views(queries, database);
-  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= database.n, "k must be in [1, ", database.n,
-             "] (len(codes)), got ", k);
+  const std::size_t live = count_live_rows(removed, database.n);
+  DH_REQUIRE(k >= 1 && static_cast<std::size_t>(k) <= live, "k must be in [1, ", live,
+             removed == nullptr ? "] (len(codes)), got " : "] (the live rows), got ", k);
 }
 
 void knn_hamming(const CodeView& queries, const CodeView& database, idx_t k_signed, dist_t* distances, idx_t* indices,
-                 SimdLevel level, int n_threads) {
-  check_knn_args(queries, database, k_signed);
+                 SimdLevel level, int n_threads, RemovedRows removed) {
+  check_knn_args(queries, database, k_signed, removed);
   const auto k = static_cast<std::size_t>(k_signed);
   if (queries.n == 0) return;
   const Plan plan = make_plan(queries, database, level);
-  auto found = collect<TopKCollector>(plan, queries.n, n_threads, [k] { return TopKCollector(k); });
-  for (std::size_t q = 0; q < queries.n; ++q) {
-    const std::size_t written = found[q].write_sorted(distances + q * k, indices + q * k);
-    DH_INTERNAL(written == k);
-  }
+  collect_live<TopKCollector>(
+      plan, queries.n, n_threads, removed, [k] { return TopKCollector(k); },
+      [&](std::size_t q, TopKCollector& found) {
+        const std::size_t written = found.write_sorted(distances + q * k, indices + q * k);
+        DH_INTERNAL(written == k);
+      });
 }
 
 RangeResult range_hamming(const CodeView& queries, const CodeView& database, std::int64_t max_distance, SimdLevel level,
-                          int n_threads) {
+                          int n_threads, RemovedRows removed) {
   check_code_views(queries, database);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
   RangeResult result;
@@ -186,7 +210,11 @@ RangeResult range_hamming(const CodeView& queries, const CodeView& database, std
   // Distances never exceed 8 * code_bytes, so larger radii are all the same (and cannot overflow).
   const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(8 * database.code_bytes, 1u << 30));
   const auto radius = static_cast<dist_t>(std::min(max_distance, cap));
-  auto found = collect<RangeCollector>(plan, queries.n, n_threads, [radius] { return RangeCollector(radius); });
+  std::vector<RangeCollector> found;
+  found.reserve(queries.n);
+  collect_live<RangeCollector>(
+      plan, queries.n, n_threads, removed, [radius] { return RangeCollector(radius); },
+      [&](std::size_t, RangeCollector& c) { found.push_back(std::move(c)); });
   std::size_t total = 0;
   for (std::size_t q = 0; q < queries.n; ++q) {
     found[q].sort();

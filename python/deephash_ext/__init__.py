@@ -21,13 +21,16 @@ from ._runtime import (
 )
 from ._search import GpuCodes, range_search, search
 from .codes import binarize, code_bytes, pack_bits, unpack_bits
+from .index import BinaryIndex, GpuBinaryIndex
 
 __all__ = [
     "DLBHC",
     "DRHN",
     "RBM",
     "SSDH",
+    "BinaryIndex",
     "DeepHash",
+    "GpuBinaryIndex",
     "GpuCodes",
     "__version__",
     "available_simd_levels",

@@ -8,6 +8,9 @@
 * ``deephash fit`` / ``encode`` / ``search``: train a model on descriptors, encode
   descriptors to packed codes, search codes, with .npy / .fvecs files.
 * ``deephash search-demo``: exact search on generated codes with planted near-duplicates.
+* ``deephash index build|add|remove|search|info``: a :class:`deephash_ext.BinaryIndex`
+  file (``.dhx``) built from codes (.npy), grown, pruned, searched (top-k or radius) and
+  described. Every change is written atomically over the index file.
 
 Exit status (also in ``deephash --help``):
 
@@ -474,6 +477,109 @@ def _search(args) -> int:
     return 0
 
 
+def _read_ids(path: str | None) -> np.ndarray | None:
+    return None if path is None else read_npy(path, kind="ids (integers .npy)")
+
+
+def _index_build(args) -> int:
+    from .index import BinaryIndex
+
+    codes = read_npy(args.codes, kind="codes (.npy, uint8)")
+    ids = _read_ids(args.ids)
+    _check_output(args.index, "index")
+    if codes.ndim != 2:
+        raise ValueError(f"codes {args.codes!r} must be 2-D (n, code_bytes), got {codes.shape}")
+    index = BinaryIndex(8 * codes.shape[1], id_dtype=args.id_dtype)
+    index.add(codes, ids)
+    index.save(args.index)
+    print(f"{len(index)} codes of {index.n_bits} bits -> {args.index}")
+    return 0
+
+
+def _update_index(path: str, input_path: str, kind: str, change: Any) -> tuple[Any, Any]:
+    """Load the index at ``path``, apply ``change(index, array read from input_path)``, and
+    write it back atomically (nothing is written when anything fails); the index is returned
+    with what ``change`` returned."""
+    from .index import BinaryIndex
+
+    index = BinaryIndex.load(path)
+    array = read_npy(input_path, kind=kind)
+    _check_output(path, "index")
+    result = change(index, array)
+    index.save(path)
+    return index, result
+
+
+def _index_add(args) -> int:
+    index, _ = _update_index(
+        args.index,
+        args.codes,
+        "codes (.npy, uint8)",
+        lambda index, codes: index.add(codes, _read_ids(args.ids), upsert=args.upsert),
+    )
+    print(f"{len(index)} codes in {args.index}")
+    return 0
+
+
+def _index_remove(args) -> int:
+    def remove(index, ids):
+        removed = index.remove(ids)
+        if args.compact:
+            index.compact()
+        return removed
+
+    index, removed = _update_index(args.index, args.ids, "ids (integers .npy)", remove)
+    print(f"removed {removed}; {len(index)} codes in {args.index}")
+    return 0
+
+
+def _index_search(args) -> int:
+    from .index import BinaryIndex
+
+    index = BinaryIndex.load(args.index, mmap=True)
+    queries = read_npy(args.queries, kind="queries (codes .npy)")
+    if args.output:
+        _check_output(args.output, "--output")
+    if args.radius is not None:
+        lims, distances, ids = index.range_search(queries, args.radius)
+        results: dict[str, Any] = {"lims": lims, "distances": distances, "ids": ids}
+        rows = [
+            (ids[lims[q] : lims[q + 1]], distances[lims[q] : lims[q + 1]])
+            for q in range(len(lims) - 1)
+        ]
+    else:
+        distances, ids = index.search(queries, args.k)
+        if distances.ndim == 1:
+            distances, ids = distances[None], ids[None]
+        results = {"distances": distances, "ids": ids}
+        rows = list(zip(ids, distances))
+    if args.output:
+        atomic_write(args.output, lambda handle: np.savez(handle, **results))
+        print(f"{len(rows)} queries -> {args.output}")
+    else:
+        for q, (found, dist) in enumerate(rows):
+            print(q, " ".join(f"{i}:{d}" for i, d in zip(found, dist)))
+    return 0
+
+
+def _index_info(args) -> int:
+    from .index import BinaryIndex
+
+    index = BinaryIndex.load(args.index, mmap=True, verify=args.verify)
+    info = {
+        "path": args.index,
+        "bytes": os.path.getsize(args.index),
+        "n_bits": index.n_bits,
+        "len": len(index),
+        "n_removed": index.n_removed,
+        "id_dtype": index.id_dtype,
+        "next_id": index.next_id,
+        "checksums": "verified" if args.verify else "not checked (--verify reads every byte)",
+    }
+    print(json.dumps(info, indent=1))
+    return 0
+
+
 def _search_demo(args) -> int:
     rng = np.random.default_rng(args.seed)
     n, n_bits, n_queries, max_flips = args.n, args.bits, args.queries, args.max_flips
@@ -505,6 +611,15 @@ def _search_demo(args) -> int:
         f"for {in_ball:.1%} of queries, {len(hits) / n_queries:.2f} hits per query"
     )
     return 0 if in_ball == 1.0 else 1
+
+
+_INDEX_HANDLERS = {
+    "build": _index_build,
+    "add": _index_add,
+    "remove": _index_remove,
+    "search": _index_search,
+    "info": _index_info,
+}
 
 
 def _bits_list(text: str) -> list[int]:
@@ -586,6 +701,32 @@ def _parser() -> argparse.ArgumentParser:
     planted.add_argument("--max-flips", type=int, default=8)
     planted.add_argument("--seed", type=int, default=0)
 
+    index = sub.add_parser("index", help="build, grow, prune, search and describe a .dhx index")
+    actions = index.add_subparsers(dest="index_command", required=True)
+    build = actions.add_parser("build", help="codes (.npy) -> a new index file")
+    build.add_argument("codes", help="codes (.npy, uint8, (n, code_bytes))")
+    build.add_argument("index", help="the index file to write (.dhx)")
+    build.add_argument("--ids", help="ids (.npy, integers; default 0..n-1)")
+    build.add_argument("--id-dtype", choices=("int64", "uint64"), default="int64")
+    grow = actions.add_parser("add", help="append codes (.npy) to an index file")
+    grow.add_argument("index")
+    grow.add_argument("codes")
+    grow.add_argument("--ids", help="ids (.npy; default: after the largest id so far)")
+    grow.add_argument("--upsert", action="store_true", help="replace the codes of present ids")
+    prune = actions.add_parser("remove", help="remove the ids (.npy) from an index file")
+    prune.add_argument("index")
+    prune.add_argument("ids")
+    prune.add_argument("--compact", action="store_true", help="also drop removed rows now")
+    find = actions.add_parser("search", help="top-k (or radius) search of query codes (.npy)")
+    find.add_argument("index")
+    find.add_argument("queries", help="codes (.npy, uint8; one query may be saved 1-D)")
+    find.add_argument("-k", type=int, default=10)
+    find.add_argument("--radius", type=int, help="every code within this distance instead")
+    find.add_argument("--output", help="write the results to this .npz")
+    describe = actions.add_parser("info", help="what an index file holds (JSON)")
+    describe.add_argument("index")
+    describe.add_argument("--verify", action="store_true", help="check every checksum")
+
     return parser
 
 
@@ -627,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encode": _encode,
         "search": _search,
         "search-demo": _search_demo,
+        "index": lambda a: _INDEX_HANDLERS[a.index_command](a),
     }
     # The one place where user errors become one line (see the module docstring).
     try:

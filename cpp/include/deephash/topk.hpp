@@ -7,6 +7,8 @@
 // (distance, index) alone.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "deephash/types.hpp"
@@ -57,6 +59,31 @@ class RangeCollector {
  private:
   dist_t threshold_;
   std::vector<Candidate> found_;
+};
+
+/**
+ * A collector that never sees removed rows: row i is removed when bit i % 64 of
+ * removed[i / 64] is set. The kernels scan every row and filter by the threshold first, so
+ * the bitmap is read only for rows that would enter the inner collector: removal costs
+ * nothing on the scan, and the inner collector still fills with k live rows.
+ */
+template <class Inner>
+class SkippingCollector {
+ public:
+  SkippingCollector(Inner inner, const std::uint64_t* removed) : inner_(std::move(inner)), removed_(removed) {}
+  dist_t threshold() const { return inner_.threshold(); }
+  static dist_t emit(void* self, dist_t distance, idx_t index) {
+    auto& c = *static_cast<SkippingCollector*>(self);
+    const auto row = static_cast<std::uint64_t>(index);
+    if ((c.removed_[row / 64] >> (row % 64)) & 1u) return c.inner_.threshold();
+    return Inner::emit(&c.inner_, distance, index);
+  }
+  void absorb(const SkippingCollector& other) { inner_.absorb(other.inner_); }
+  Inner& inner() { return inner_; }
+
+ private:
+  Inner inner_;
+  const std::uint64_t* removed_;
 };
 
 }  // namespace deephash

@@ -23,14 +23,21 @@ def pack_threshold(X: NDArray[np.float32], thresholds: NDArray[np.float32]) -> N
 
 # ---- search
 def knn_hamming(
-    codes: NDArray[np.uint8], queries: NDArray[np.uint8], k: int | np.integer
+    codes: NDArray[np.uint8],
+    queries: NDArray[np.uint8],
+    k: int | np.integer,
+    removed: NDArray[np.uint64] | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-    """(distances, indices), each (nq, k), sorted by (distance, index)."""
+    """(distances, indices), each (nq, k), sorted by (distance, index); rows whose bit is
+    set in ``removed`` (bit i % 64 of word i // 64) are never returned."""
 
 def range_hamming(
-    codes: NDArray[np.uint8], queries: NDArray[np.uint8], max_distance: int | np.integer
+    codes: NDArray[np.uint8],
+    queries: NDArray[np.uint8],
+    max_distance: int | np.integer,
+    removed: NDArray[np.uint64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
-    """(lims, distances, indices) of every code within max_distance (inclusive)."""
+    """(lims, distances, indices) of every live code within max_distance (inclusive)."""
 
 # ---- build and runtime information
 def simd_level() -> str: ...
