@@ -41,6 +41,7 @@ __all__ = [
     "IndexArrays",
     "read_index_file",
     "removed_mask",
+    "strictly_increasing",
     "write_index_file",
 ]
 
@@ -317,9 +318,21 @@ def _check_ids(
         raise reader.fail("a live id is negative")
     if int(live.max()) >= next_id:
         raise reader.fail(f"a live id ({int(live.max())}) is not below the next id {next_id}")
+    if strictly_increasing(live):  # default ids: unique without a sort
+        return
     ordered = np.sort(live)
     if np.any(ordered[1:] == ordered[:-1]):
         raise reader.fail("two live rows have the same id")
+
+
+def strictly_increasing(ids: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether ids are strictly increasing, read in chunks (so a mapped file's ids are
+    never copied whole)."""
+    for start in range(0, max(len(ids) - 1, 0), chunk):
+        part = ids[start : start + chunk + 1]
+        if not np.all(part[1:] > part[:-1]):
+            return False
+    return True
 
 
 def removed_mask(removed: np.ndarray, n_rows: int) -> np.ndarray:

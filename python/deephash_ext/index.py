@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_file import ID_KINDS, IndexArrays, read_index_file, removed_mask, write_index_file
+from ._index_file import (
+    ID_KINDS,
+    IndexArrays,
+    read_index_file,
+    removed_mask,
+    strictly_increasing,
+    write_index_file,
+)
 from ._io import atomic_write
 from ._search import GpuCodes
 from ._validation import check_bool, check_choice, check_codes, check_int, check_queries, check_real
@@ -90,7 +97,7 @@ class _Snapshot:
 
     def id_runs(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         if self.runs is None:  # a benign race: two threads may both build the same runs
-            if _strictly_increasing(self.ids):  # default ids: the ids are their own run
+            if strictly_increasing(self.ids):  # default ids: the ids are their own run
                 self.runs = [(self.ids, None)]
             else:
                 rows = np.arange(self.n_rows, dtype=np.int64)[self.live_rows()]
@@ -115,16 +122,6 @@ class _Snapshot:
 def _sorted_run(ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     order = np.argsort(ids, kind="stable")
     return ids[order], rows[order]
-
-
-def _strictly_increasing(ids: np.ndarray, chunk: int = 1 << 22) -> bool:
-    """Whether ids are strictly increasing, read in chunks (a mapped file's ids are not
-    copied: the first lookup on an index of default ids costs no memory)."""
-    for start in range(0, max(len(ids) - 1, 0), chunk):
-        part = ids[start : start + chunk + 1]
-        if not np.all(part[1:] > part[:-1]):
-            return False
-    return True
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
