@@ -32,6 +32,7 @@ from ._index_file import (
     write_index_file,
 )
 from ._io import atomic_write
+from ._mih import MihTables, build_tables, knn_budget, mih_knn, mih_range, range_budget, stale
 from ._search import GpuCodes
 from ._validation import check_bool, check_choice, check_codes, check_int, check_queries, check_real
 from .codes import code_bytes as _code_bytes
@@ -43,6 +44,7 @@ _ID_LIMITS = {
     "uint64": (0, int(np.iinfo(np.uint64).max)),
 }
 _MIN_CAPACITY = 64
+METHODS = ("flat", "mih", "auto")
 
 
 def _bits_set(removed: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -66,7 +68,7 @@ class _Snapshot:
     sorted runs of (id, row) pairs, searched with binary search; a run may list rows that
     were removed later (the bitmap says so), never two live rows with one id."""
 
-    __slots__ = ("codes", "ids", "n_removed", "next_id", "removed", "runs")
+    __slots__ = ("codes", "ids", "mih", "n_removed", "next_id", "removed", "runs")
     runs: list[tuple[np.ndarray, np.ndarray | None]] | None
 
     def __init__(
@@ -77,6 +79,7 @@ class _Snapshot:
         n_removed: int,
         next_id: int,
         runs: list[tuple[np.ndarray, np.ndarray | None]] | None = None,
+        mih: MihTables | None = None,
     ) -> None:
         self.codes = codes
         self.ids = ids
@@ -84,6 +87,7 @@ class _Snapshot:
         self.n_removed = n_removed
         self.next_id = next_id
         self.runs = runs
+        self.mih = mih  # MIH tables over a prefix of the rows (built on first use)
 
     @property
     def n_rows(self) -> int:
@@ -174,11 +178,22 @@ class BinaryIndex:
         ``remove`` compacts the index automatically once more than this share of its rows
         is removed (None: only :meth:`compact` does). Below it, removed rows cost scan
         time but no extra results.
+    method : {"flat", "mih", "auto"}, default="flat"
+        ``"flat"`` scans every code. ``"mih"`` and ``"auto"`` search multi-index hashing
+        tables (docs/index_format.md sec. 7), exact and sublinear for small radii and near
+        neighbours: built on the first search, rebuilt when the rows added since exceed an
+        eighth of the indexed ones (those are scanned meanwhile). A query that has spent
+        as much work as its scan would take (``"mih"``), or a small share of it
+        (``"auto"``: 4 % for k-NN, 10 % for a radius, so never much slower than the scan),
+        is scanned instead; a radius whose expected MIH work exceeds that is scanned from
+        the start. The cost model is in ``deephash_ext._mih``. Every method returns the
+        same arrays, ties included. An attribute: set it on a loaded index too.
 
     Attributes
     ----------
     n_bits, code_bytes, id_dtype : int, int, str
     compact_threshold : float or None
+    method : str
     n_removed : int
         Removed rows that still take space (until compaction).
     mapped : bool
@@ -208,13 +223,20 @@ class BinaryIndex:
     """
 
     def __init__(
-        self, n_bits: int, *, id_dtype: str = "int64", compact_threshold: float | None = 0.25
+        self,
+        n_bits: int,
+        *,
+        id_dtype: str = "int64",
+        compact_threshold: float | None = 0.25,
+        method: str = "flat",
     ) -> None:
         self._code_bytes = _code_bytes(n_bits)
         self._n_bits = int(n_bits)
         self._id_dtype = check_choice(id_dtype, "id_dtype", ID_KINDS)
         self.compact_threshold = compact_threshold
+        self.method = method
         self._lock = threading.Lock()
+        self._tables_lock = threading.Lock()
         self._mapped = False
         self._publish(
             _Snapshot(
@@ -249,6 +271,14 @@ class BinaryIndex:
         if value is not None:
             value = check_real(value, "compact_threshold", low=0.0, high=1.0, low_open=True)
         self._compact_threshold = value
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self._method = check_choice(value, "method", METHODS)
 
     @property
     def n_removed(self) -> int:
@@ -404,7 +434,13 @@ class BinaryIndex:
             next_id = max(snapshot.next_id, int(new_ids.max()) + 1)
             self._publish(
                 _Snapshot(
-                    codes_buffer[:n_rows], ids_buffer[:n_rows], removed, n_removed, next_id, runs
+                    codes_buffer[:n_rows],
+                    ids_buffer[:n_rows],
+                    removed,
+                    n_removed,
+                    next_id,
+                    runs,
+                    snapshot.mih,  # the first rows are unchanged: the tables still hold
                 ),
                 buffers=(codes_buffer, ids_buffer),
             )
@@ -441,6 +477,7 @@ class BinaryIndex:
                     snapshot.n_removed + len(rows),
                     snapshot.next_id,
                     snapshot.runs,
+                    snapshot.mih,
                 ),
                 buffers=self._buffers,
             )
@@ -516,7 +553,12 @@ class BinaryIndex:
         if not 1 <= k <= live:
             raise ValueError(f"k must be in [1, len(index)] = [1, {live}], got {k}")
         q, single = check_queries(queries)
-        distances, rows = _core.knn_hamming(snapshot.codes, q, k, snapshot.removed)
+        tables = self._tables(snapshot)
+        if tables is None:
+            distances, rows = _core.knn_hamming(snapshot.codes, q, k, snapshot.removed)
+        else:
+            budget = knn_budget(self._method, snapshot.n_rows, self._code_bytes, len(q))
+            distances, rows = mih_knn(snapshot.codes, snapshot.removed, tables, q, k, budget)
         ids = snapshot.ids[rows]
         return (distances[0], ids[0]) if single else (distances, ids)
 
@@ -533,10 +575,34 @@ class BinaryIndex:
         """
         snapshot = self._snapshot
         q, _ = check_queries(queries)
-        lims, distances, rows = _core.range_hamming(
-            snapshot.codes, q, max_distance, snapshot.removed
-        )
+        tables = self._tables(snapshot)
+        budget = None
+        if tables is not None:
+            radius = check_int(max_distance, "max_distance")
+            budget = range_budget(
+                self._method, tables, snapshot.n_rows, self._code_bytes, len(q), radius
+            )
+        if tables is None or budget is None:  # no tables, or a radius MIH cannot pay off
+            lims, distances, rows = _core.range_hamming(
+                snapshot.codes, q, max_distance, snapshot.removed
+            )
+        else:
+            lims, distances, rows = mih_range(
+                snapshot.codes, snapshot.removed, tables, q, radius, budget
+            )
         return lims, distances, snapshot.ids[rows]
+
+    # ------------------------------------------------------------------ MIH
+    def _tables(self, snapshot: _Snapshot) -> MihTables | None:
+        """The snapshot's MIH tables (method "mih"), built or rebuilt when missing or stale
+        (one build at a time; a search of another snapshot meanwhile scans or uses its own)."""
+        if self._method == "flat":
+            return None
+        if stale(snapshot.mih, snapshot.n_rows):
+            with self._tables_lock:
+                if stale(snapshot.mih, snapshot.n_rows):
+                    snapshot.mih = build_tables(snapshot.codes)
+        return snapshot.mih
 
     # ------------------------------------------------------------------ files
     def _arrays(self) -> IndexArrays:
@@ -686,6 +752,7 @@ class BinaryIndex:
             "n_bits": arrays.n_bits,
             "id_dtype": arrays.id_dtype,
             "compact_threshold": self._compact_threshold,
+            "method": self._method,
             "codes": np.array(arrays.codes),
             "ids": np.array(arrays.ids),
             "removed": None if arrays.removed is None else np.array(arrays.removed),
@@ -698,6 +765,7 @@ class BinaryIndex:
             state["n_bits"],
             id_dtype=state["id_dtype"],
             compact_threshold=state["compact_threshold"],
+            method=state.get("method", "flat"),
         )
         self._publish(
             _Snapshot(

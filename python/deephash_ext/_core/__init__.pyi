@@ -39,6 +39,41 @@ def range_hamming(
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
     """(lims, distances, indices) of every live code within max_distance (inclusive)."""
 
+# ---- multi-index hashing (mih.hpp): tables are uint32 arrays held by BinaryIndex
+def mih_build(
+    codes: NDArray[np.uint8], begins: NDArray[np.uint32], widths: NDArray[np.uint32]
+) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
+    """(offsets, rows) of the tables of every row of codes."""
+
+def mih_knn(
+    codes: NDArray[np.uint8],
+    queries: NDArray[np.uint8],
+    k: int | np.integer,
+    begins: NDArray[np.uint32],
+    widths: NDArray[np.uint32],
+    offsets: NDArray[np.uint32],
+    rows: NDArray[np.uint32],
+    n_indexed: int | np.integer,
+    max_work: int | np.integer,
+    removed: NDArray[np.uint64] | None = None,
+) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
+    """(distances, indices, fallback) over the first n_indexed live rows; fallback marks
+    the queries that exceeded max_work (their rows of the outputs are unset)."""
+
+def mih_range(
+    codes: NDArray[np.uint8],
+    queries: NDArray[np.uint8],
+    max_distance: int | np.integer,
+    begins: NDArray[np.uint32],
+    widths: NDArray[np.uint32],
+    offsets: NDArray[np.uint32],
+    rows: NDArray[np.uint32],
+    n_indexed: int | np.integer,
+    max_work: int | np.integer,
+    removed: NDArray[np.uint64] | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
+    """(lims, distances, indices, fallback); a fallback query has no results."""
+
 # ---- build and runtime information
 def simd_level() -> str: ...
 def detected_simd_level() -> str: ...

@@ -1,0 +1,224 @@
+"""Multi-index hashing for BinaryIndex (docs/index_format.md sec. 7): substring plans,
+table building, and exact k-NN / radius search that merges the tables' rows with the rows
+added since they were built (the "tail", scanned) and answers over-budget queries with
+the flat scan.
+
+The kernels are ``_core.mih_build`` / ``mih_knn`` / ``mih_range`` (cpp/src/mih.cpp). Every
+result is ranked by (distance, row), exactly as the flat scan ranks it, so the two paths
+return the same arrays, ties included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "MihTables",
+    "build_tables",
+    "expected_range_work",
+    "knn_budget",
+    "mih_knn",
+    "mih_range",
+    "plan_substrings",
+    "range_budget",
+    "stale",
+]
+
+MAX_WIDTH = 32  # bits per substring (the kernels' limit)
+MIN_ROWS = 1024  # below this the scan is as fast as anything
+ALIGN = 64  # tables cover a multiple of 64 rows, so the tail's removed-row bitmap is a slice
+
+
+# The cost model of the work budget (measured on the development machine, 2 cores with
+# AVX-512, benchmarks/results/bench_mih.md): one unit of MIH work (a bucket probed or a
+# candidate verified, each a cache miss or two) costs about WORK_NS; the flat scan costs
+# SCAN_NS_PER_WORD per code word per query when a few queries stream the codes, and
+# SCAN_NS_PER_WORD_BATCH in batches (blocks reused by many queries).
+WORK_NS = 55.0
+SCAN_NS_PER_WORD = 0.35
+SCAN_NS_PER_WORD_BATCH = 0.05
+MIN_WORK = 64
+
+
+# Share of a query's scan time that MIH may spend before the query is scanned instead:
+# "mih" as long as the scan; "auto" little enough that a query MIH cannot finish costs at
+# most about 1.1x its scan (measured: the budget's time plus the scan, with noise).
+KNN_SHARE = {"mih": 1.0, "auto": 0.04}
+RANGE_SHARE = {"mih": 1.0, "auto": 0.1}
+
+
+def _scan_work(n_rows: int, code_bytes: int, n_queries: int) -> float:
+    """A query's scan time in units of MIH work."""
+    per_word = SCAN_NS_PER_WORD if n_queries < 4 else SCAN_NS_PER_WORD_BATCH
+    return n_rows * -(-code_bytes // 8) * per_word / WORK_NS
+
+
+def knn_budget(method: str, n_rows: int, code_bytes: int, n_queries: int) -> int:
+    """MIH work a k-NN query may spend before it is scanned."""
+    return max(int(KNN_SHARE[method] * _scan_work(n_rows, code_bytes, n_queries)), MIN_WORK)
+
+
+def range_budget(
+    method: str, tables: MihTables, n_rows: int, code_bytes: int, n_queries: int, radius: int
+) -> int | None:
+    """MIH work a radius query may spend before it is scanned, or None when the expected
+    work (uniform codes) already exceeds it: then the batch is scanned from the start."""
+    budget = max(int(RANGE_SHARE[method] * _scan_work(n_rows, code_bytes, n_queries)), MIN_WORK)
+    if expected_range_work(tables.widths, tables.n_indexed, radius) > budget:
+        return None
+    return budget
+
+
+def expected_range_work(widths: np.ndarray, n_indexed: int, radius: int) -> float:
+    """The MIH work of one radius query on uniformly distributed codes: the keys probed
+    in each table, each with its expected n / 2^width candidates."""
+    m = len(widths)
+    total = 0.0
+    for j, width in enumerate(int(w) for w in widths):
+        if radius >= j:
+            probes = sum(math.comb(width, s) for s in range(min((radius - j) // m, width) + 1))
+            total += probes * (1.0 + n_indexed / 2.0**width)
+    return total
+
+
+@dataclass(frozen=True, eq=False)
+class MihTables:
+    """Tables over the first ``n_indexed`` rows of a snapshot's codes."""
+
+    begins: np.ndarray  # uint32 (m,)
+    widths: np.ndarray  # uint32 (m,)
+    offsets: np.ndarray  # uint32, sum of 2**width + 1
+    rows: np.ndarray  # uint32 (m * n_indexed,)
+    n_indexed: int
+
+    @property
+    def n_tables(self) -> int:
+        return len(self.widths)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.rows.nbytes)
+
+
+def plan_substrings(n_bits: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(begins, widths) of m contiguous substrings: m = round(n_bits / log2 n_rows) as in
+    Norouzi et al. (about one row per bucket), at least ceil(n_bits / 32), at most n_bits;
+    the widths differ by at most one bit (the wider ones first)."""
+    per_table = max(math.log2(max(n_rows, 2)), 1.0)
+    m = min(n_bits, max(-(-n_bits // MAX_WIDTH), round(n_bits / per_table), 1))
+    widths = np.full(m, n_bits // m, dtype=np.uint32)
+    widths[: n_bits % m] += 1
+    begins = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.uint32)
+    return begins, widths
+
+
+def build_tables(codes: np.ndarray) -> MihTables | None:
+    """Tables over the leading multiple of 64 rows of ``codes`` (None when too few)."""
+    n_indexed = len(codes) // ALIGN * ALIGN
+    if n_indexed < MIN_ROWS:
+        return None
+    begins, widths = plan_substrings(8 * codes.shape[1], n_indexed)
+    offsets, rows = _core.mih_build(codes[:n_indexed], begins, widths)
+    return MihTables(begins, widths, offsets, rows, n_indexed)
+
+
+def stale(tables: MihTables | None, n_rows: int) -> bool:
+    """Whether to rebuild: no tables yet (and enough rows), or the rows added since the
+    build (scanned on every search) exceed an eighth of the indexed ones (which also
+    revisits the substring plan as the index grows)."""
+    if tables is None:
+        return n_rows // ALIGN * ALIGN >= MIN_ROWS
+    return n_rows - tables.n_indexed > max(tables.n_indexed // 8, 4 * MIN_ROWS)
+
+
+def _split(removed: np.ndarray | None, n_indexed: int) -> tuple[np.ndarray | None, ...]:
+    if removed is None:
+        return None, None
+    return removed[: n_indexed // 64], removed[n_indexed // 64 :]
+
+
+def _live(removed: np.ndarray | None, n: int) -> int:
+    return n if removed is None else n - int(np.bitwise_count(removed).sum(dtype=np.int64))
+
+
+def _merge_knn(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best k of several (nq, k_i) rankings of disjoint rows, by (distance, row)."""
+    distances = np.concatenate([d for d, _ in parts], axis=1)
+    rows = np.concatenate([r for _, r in parts], axis=1)
+    order = np.lexsort((rows, distances), axis=1)[:, :k]
+    return np.take_along_axis(distances, order, 1), np.take_along_axis(rows, order, 1)
+
+
+def mih_knn(
+    codes: np.ndarray,
+    removed: np.ndarray | None,
+    tables: MihTables,
+    queries: np.ndarray,
+    k: int,
+    max_work: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over every live row of ``codes`` (k already checked against them)."""
+    n_indexed = tables.n_indexed
+    removed_head, removed_tail = _split(removed, n_indexed)
+    parts = []
+    k_head = min(k, _live(removed_head, n_indexed))
+    if k_head:
+        distances, rows, fallback = _core.mih_knn(
+            codes, queries, k_head, tables.begins, tables.widths, tables.offsets, tables.rows,
+            n_indexed, max_work, removed,
+        )  # fmt: skip
+        over = np.flatnonzero(fallback)
+        if len(over):
+            distances[over], rows[over] = _core.knn_hamming(
+                codes[:n_indexed], queries[over], k_head, removed_head
+            )
+        parts.append((distances, rows))
+    k_tail = min(k, _live(removed_tail, len(codes) - n_indexed))
+    if k_tail:
+        distances, rows = _core.knn_hamming(codes[n_indexed:], queries, k_tail, removed_tail)
+        parts.append((distances, rows + n_indexed))
+    return parts[0] if len(parts) == 1 else _merge_knn(parts, k)
+
+
+def mih_range(
+    codes: np.ndarray,
+    removed: np.ndarray | None,
+    tables: MihTables,
+    queries: np.ndarray,
+    max_distance: int,
+    max_work: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every live row of ``codes`` within ``max_distance``, in the lims layout."""
+    n_indexed = tables.n_indexed
+    removed_head, removed_tail = _split(removed, n_indexed)
+    lims, distances, rows, fallback = _core.mih_range(
+        codes, queries, max_distance, tables.begins, tables.widths, tables.offsets, tables.rows,
+        n_indexed, max_work, removed,
+    )  # fmt: skip
+    over = np.flatnonzero(fallback)
+    if len(over) == 0 and len(codes) == n_indexed:
+        return lims, distances, rows
+    pieces = [(np.repeat(np.arange(len(queries)), np.diff(lims)), distances, rows)]
+    if len(over):  # over-budget queries have no MIH results: scan the indexed rows
+        lims_o, distances_o, rows_o = _core.range_hamming(
+            codes[:n_indexed], queries[over], max_distance, removed_head
+        )
+        pieces.append((np.repeat(over, np.diff(lims_o)), distances_o, rows_o))
+    if len(codes) > n_indexed:
+        lims_t, distances_t, rows_t = _core.range_hamming(
+            codes[n_indexed:], queries, max_distance, removed_tail
+        )
+        tail_query = np.repeat(np.arange(len(queries)), np.diff(lims_t))
+        pieces.append((tail_query, distances_t, rows_t + n_indexed))
+    query = np.concatenate([p[0] for p in pieces])
+    distances = np.concatenate([p[1] for p in pieces])
+    rows = np.concatenate([p[2] for p in pieces])
+    order = np.lexsort((rows, distances, query))
+    counts = np.bincount(query, minlength=len(queries))
+    lims = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return lims, distances[order], rows[order]
