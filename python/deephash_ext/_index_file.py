@@ -34,6 +34,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ._mih import ALIGN as _MIH_ALIGN
+from ._mih import MAX_WIDTH as _MAX_TABLE_WIDTH
+from ._mih import MihTables
+
 __all__ = [
     "FORMAT_VERSION",
     "ID_KINDS",
@@ -51,8 +55,16 @@ _BYTE_ORDER_MARK = 0x01020304
 _HEADER = struct.Struct("<8sIIIIQQQIIII")  # 64 bytes
 _SECTION = struct.Struct("<IIQQII")  # 32 bytes
 _ALIGN = 64
-_CODES, _IDS, _REMOVED = 1, 2, 3
-_SECTION_NAMES = {_CODES: "codes", _IDS: "ids", _REMOVED: "removed"}
+_CODES, _IDS, _REMOVED, _MIH_PLAN, _MIH_OFFSETS, _MIH_ROWS = 1, 2, 3, 4, 5, 6
+_SECTION_NAMES = {
+    _CODES: "codes",
+    _IDS: "ids",
+    _REMOVED: "removed",
+    _MIH_PLAN: "MIH plan",
+    _MIH_OFFSETS: "MIH offsets",
+    _MIH_ROWS: "MIH rows",
+}
+_PLAN_HEAD = struct.Struct("<QQ")  # n_indexed, number of tables; then begins, widths (u32)
 ID_KINDS = ("int64", "uint64")  # the header's id kind is the position in this tuple
 MAX_CODE_BYTES = 1 << 16
 _CRC_CHUNK = 1 << 24
@@ -63,9 +75,10 @@ _U64_LIMIT = 1 << 64
 assert _HEADER.size == 64 and _SECTION.size == 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IndexArrays:
-    """What an index file holds. ``removed`` is None when no row is removed."""
+    """What an index file holds. ``removed`` is None when no row is removed; ``mih`` when
+    the file carries no tables."""
 
     n_bits: int
     id_dtype: str
@@ -74,21 +87,30 @@ class IndexArrays:
     removed: np.ndarray | None  # uint64 (ceil(n_rows / 64),)
     n_removed: int
     next_id: int
+    mih: MihTables | None = None
 
 
 def _align(offset: int) -> int:
     return -(-offset // _ALIGN) * _ALIGN
 
 
-def _layout(n_rows: int, code_bytes: int) -> list[tuple[int, int, int]]:
-    """(kind, offset, length) of every section, in file order."""
-    offset = _align(_HEADER.size + 3 * _SECTION.size)
+def _layout(
+    n_rows: int, code_bytes: int, plan: tuple[int, list[int]] | None = None
+) -> list[tuple[int, int, int]]:
+    """(kind, offset, length) of every section, in file order; ``plan`` is the MIH tables'
+    (n_indexed, widths) when the file has them."""
+    n_sections = 3 if plan is None else 6
+    offset = _align(_HEADER.size + n_sections * _SECTION.size)
+    sizes = [(_CODES, n_rows * code_bytes), (_IDS, n_rows * 8), (_REMOVED, -(-n_rows // 64) * 8)]
+    if plan is not None:
+        n_indexed, widths = plan
+        sizes += [
+            (_MIH_PLAN, _PLAN_HEAD.size + 8 * len(widths)),
+            (_MIH_OFFSETS, 4 * sum((1 << w) + 1 for w in widths)),
+            (_MIH_ROWS, 4 * len(widths) * n_indexed),
+        ]
     layout = []
-    for kind, length in (
-        (_CODES, n_rows * code_bytes),
-        (_IDS, n_rows * 8),
-        (_REMOVED, -(-n_rows // 64) * 8),
-    ):
+    for kind, length in sizes:
         layout.append((kind, offset, length))
         offset = _align(offset + length)
     return layout
@@ -118,19 +140,33 @@ def _sections(arrays: IndexArrays) -> Iterator[memoryview]:
     n_words = -(-len(arrays.ids) // 64)
     removed = arrays.removed if arrays.removed is not None else np.zeros(n_words, np.uint64)
     yield _bytes_of(removed.astype("<u8", copy=False))
+    if arrays.mih is not None:
+        mih = arrays.mih
+        head = _PLAN_HEAD.pack(mih.n_indexed, len(mih.widths))
+        yield memoryview(
+            head + _bytes_of(mih.begins.astype("<u4")) + _bytes_of(mih.widths.astype("<u4"))
+        )
+        yield _bytes_of(mih.offsets.astype("<u4", copy=False))
+        yield _bytes_of(mih.rows.astype("<u4", copy=False))
+
+
+def _plan_of(mih: MihTables | None) -> tuple[int, list[int]] | None:
+    return None if mih is None else (mih.n_indexed, [int(w) for w in mih.widths])
 
 
 def write_index_file(handle: BinaryIO, arrays: IndexArrays) -> None:
     """Writes ``arrays`` to an open binary file (the caller makes the write atomic)."""
     n_rows, code_bytes = arrays.codes.shape
-    layout = _layout(n_rows, code_bytes)
+    layout = _layout(n_rows, code_bytes, _plan_of(arrays.mih))
     payloads = list(_sections(arrays))
     table = b"".join(
         _SECTION.pack(kind, 0, offset, length, _crc(payload), 0)
         for (kind, offset, length), payload in zip(layout, payloads)
     )
-    header = _pack_header(arrays, n_rows, crc=0)
-    header = _pack_header(arrays, n_rows, crc=zlib.crc32(table, zlib.crc32(header[:56])))
+    header = _pack_header(arrays, n_rows, len(layout), crc=0)
+    header = _pack_header(
+        arrays, n_rows, len(layout), crc=zlib.crc32(table, zlib.crc32(header[:56]))
+    )
     handle.write(header + table)
     position = len(header) + len(table)
     for (_, offset, _), payload in zip(layout, payloads):
@@ -139,7 +175,7 @@ def write_index_file(handle: BinaryIO, arrays: IndexArrays) -> None:
         position = offset + len(payload)
 
 
-def _pack_header(arrays: IndexArrays, n_rows: int, crc: int) -> bytes:
+def _pack_header(arrays: IndexArrays, n_rows: int, n_sections: int, crc: int) -> bytes:
     exhausted = arrays.next_id == _U64_LIMIT
     return _HEADER.pack(
         MAGIC,
@@ -150,7 +186,7 @@ def _pack_header(arrays: IndexArrays, n_rows: int, crc: int) -> bytes:
         n_rows,
         arrays.n_removed,
         0 if exhausted else arrays.next_id,
-        3,
+        n_sections,
         _FLAG_IDS_EXHAUSTED if exhausted else 0,
         crc,
         0,
@@ -181,9 +217,8 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
     reader = _Reader(Path(path))
     with open(path, "rb") as handle:
         length = os.fstat(handle.fileno()).st_size
-        head = handle.read(_HEADER.size + 3 * _SECTION.size)
-        fields = _check_header(reader, head, length)
-        n_bits, id_kind, n_rows, n_removed, next_id, layout, crcs = fields
+        fields = _check_header(reader, handle, length)
+        n_bits, id_kind, n_rows, n_removed, next_id, layout, crcs, plan = fields
         code_bytes = n_bits // 8
         id_dtype = ID_KINDS[id_kind]
         if mmap_mode:
@@ -198,7 +233,7 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
             buffer = memoryview(data)
     views = [memoryview(buffer)[offset : offset + size] for _, offset, size in layout]
     if verify:
-        end = _HEADER.size + 3 * _SECTION.size
+        end = _HEADER.size + len(layout) * _SECTION.size
         for (kind, offset, size), view, expected in zip(layout, views, crcs):
             if any(memoryview(buffer)[end:offset]):
                 raise reader.fail(
@@ -215,6 +250,16 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
         _check_removed(reader, removed, n_rows, n_removed)
     if verify:
         _check_ids(reader, ids, removed, id_dtype, next_id)
+    mih = None
+    if plan is not None:
+        n_indexed, begins, widths = plan
+        mih = MihTables(
+            begins,
+            widths,
+            np.frombuffer(views[4], dtype="<u4").astype(np.uint32, copy=False),
+            np.frombuffer(views[5], dtype="<u4").astype(np.uint32, copy=False),
+            n_indexed,
+        )
     return IndexArrays(
         n_bits=n_bits,
         id_dtype=id_dtype,
@@ -223,12 +268,17 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
         removed=None if removed is None else removed.astype(np.uint64, copy=False),
         n_removed=n_removed,
         next_id=next_id,
+        mih=mih,
     )
 
 
+_Plan = tuple[int, np.ndarray, np.ndarray]  # n_indexed, begins, widths
+
+
 def _check_header(
-    reader: _Reader, head: bytes, length: int
-) -> tuple[int, int, int, int, int, list[tuple[int, int, int]], list[int]]:
+    reader: _Reader, handle: BinaryIO, length: int
+) -> tuple[int, int, int, int, int, list[tuple[int, int, int]], list[int], _Plan | None]:
+    head = handle.read(_HEADER.size)
     if len(head) < _HEADER.size:
         raise reader.fail(f"{length} bytes, shorter than the {_HEADER.size}-byte header")
     (
@@ -251,14 +301,14 @@ def _check_header(
         raise reader.fail(f"byte-order mark {mark:#010x}, expected {_BYTE_ORDER_MARK:#010x}")
     if version != FORMAT_VERSION:
         raise reader.fail(f"format version {version}; this library reads version {FORMAT_VERSION}")
-    if n_sections != 3 or flags & ~_FLAG_IDS_EXHAUSTED or reserved:
+    if n_sections not in (3, 6) or flags & ~_FLAG_IDS_EXHAUSTED or reserved:
         raise reader.fail(
             f"{n_sections} sections, flags {flags:#x}, reserved word {reserved:#x}: version 1 "
-            f"has 3 sections, no flag but {_FLAG_IDS_EXHAUSTED} and a zero reserved word"
+            f"has 3 or 6 sections, no flag but {_FLAG_IDS_EXHAUSTED} and a zero reserved word"
         )
-    if len(head) < _HEADER.size + 3 * _SECTION.size:
+    table = handle.read(n_sections * _SECTION.size)
+    if len(table) < n_sections * _SECTION.size:
         raise reader.fail(f"{length} bytes, shorter than the header and section table")
-    table = head[_HEADER.size :]
     if zlib.crc32(table, zlib.crc32(head[:56])) != crc:
         raise reader.fail("the header or section table fails its CRC-32 check")
     if n_bits < 8 or n_bits % 8 or n_bits // 8 > MAX_CODE_BYTES:
@@ -273,7 +323,12 @@ def _check_header(
         next_id = _U64_LIMIT
     if ID_KINDS[id_kind] == "int64" and next_id > np.iinfo(np.int64).max + 1:
         raise reader.fail(f"next default id {next_id} is outside the int64 id range")
-    layout = _layout(n_rows, n_bits // 8)
+    plan = None
+    if n_sections == 6:
+        plan = _read_plan(reader, handle, length, table, n_rows, n_bits)
+    layout = _layout(
+        n_rows, n_bits // 8, None if plan is None else (plan[0], [int(w) for w in plan[2]])
+    )
     crcs = []
     for (kind, offset, size), raw in zip(layout, _SECTION.iter_unpack(table)):
         found_kind, reserved_a, found_offset, found_size, section_crc, reserved_b = raw
@@ -294,7 +349,45 @@ def _check_header(
             f"{length} bytes where {n_rows} rows of {n_bits} bits take {_file_length(layout)} "
             "(truncated or extended)"
         )
-    return n_bits, id_kind, n_rows, n_removed, next_id, layout, crcs
+    return n_bits, id_kind, n_rows, n_removed, next_id, layout, crcs, plan
+
+
+def _read_plan(
+    reader: _Reader, handle: BinaryIO, length: int, table: bytes, n_rows: int, n_bits: int
+) -> _Plan:
+    """The MIH plan section (its table entry bounded by the file, its CRC checked): every
+    later section's size depends on it."""
+    kind, _, offset, size, crc, _ = _SECTION.unpack_from(table, 3 * _SECTION.size)
+    m = (size - _PLAN_HEAD.size) // 8
+    if (
+        kind != _MIH_PLAN
+        or size < _PLAN_HEAD.size + 8
+        or (size - _PLAN_HEAD.size) % 8
+        or m > n_bits
+        or offset + size > length
+    ):
+        raise reader.fail(f"MIH plan entry (kind {kind}, {size} bytes at {offset}) is invalid")
+    handle.seek(offset)
+    data = handle.read(size)
+    if len(data) != size or zlib.crc32(data) != crc:
+        raise reader.fail("the MIH plan section fails its CRC-32 check")
+    n_indexed, m_stored = _PLAN_HEAD.unpack_from(data)
+    begins = np.frombuffer(data, "<u4", m, _PLAN_HEAD.size).astype(np.uint32)
+    widths = np.frombuffer(data, "<u4", m, _PLAN_HEAD.size + 4 * m).astype(np.uint32)
+    if (
+        m_stored != m
+        or n_indexed > n_rows
+        or n_indexed % _MIH_ALIGN
+        or n_indexed >= 1 << 32
+        or np.any(widths < 1)
+        or np.any(widths > _MAX_TABLE_WIDTH)
+        or np.any(begins.astype(np.int64) + widths > n_bits)
+    ):
+        raise reader.fail(
+            f"MIH plan of {m_stored} tables over {n_indexed} rows (widths {widths.tolist()}) "
+            f"does not fit {n_rows} rows of {n_bits} bits"
+        )
+    return n_indexed, begins, widths
 
 
 def _check_removed(reader: _Reader, removed: np.ndarray, n_rows: int, n_removed: int) -> None:

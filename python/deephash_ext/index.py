@@ -605,8 +605,8 @@ class BinaryIndex:
         return snapshot.mih
 
     # ------------------------------------------------------------------ files
-    def _arrays(self) -> IndexArrays:
-        snapshot = self._snapshot
+    def _arrays(self, snapshot: _Snapshot | None = None) -> IndexArrays:
+        snapshot = self._snapshot if snapshot is None else snapshot
         return IndexArrays(
             n_bits=self._n_bits,
             id_dtype=self._id_dtype,
@@ -615,24 +615,34 @@ class BinaryIndex:
             removed=snapshot.removed,
             n_removed=snapshot.n_removed,
             next_id=snapshot.next_id,
+            mih=snapshot.mih,
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` atomically (temporary file, fsync, rename, directory
         fsync); an existing file keeps its permission bits. Removed rows are saved as
-        such (compact first to drop them). The format: docs/index_format.md.
+        such (compact first to drop them). With ``method`` "mih" or "auto" the MIH tables
+        are saved too (built first if needed), so a mapped index searches them in place.
+        The format: docs/index_format.md.
 
         Raises
         ------
         OSError
             If the file cannot be written; an existing ``path`` is then unchanged.
         """
-        arrays = self._arrays()
+        snapshot = self._snapshot
+        self._tables(snapshot)  # builds them if the method uses them
+        arrays = self._arrays(snapshot)
         atomic_write(path, lambda handle: write_index_file(handle, arrays))
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        mmap: bool = False,
+        verify: bool | None = None,
+        method: str | None = None,
     ) -> BinaryIndex:
         """Open an index file (or a faiss binary index file).
 
@@ -648,6 +658,9 @@ class BinaryIndex:
         verify : bool, optional
             Check every section's CRC-32 and the ids (unique, in range). Default: True
             when reading into memory, False when mapping (it reads the whole file).
+        method : {"flat", "mih", "auto"}, optional
+            The index's ``method``; default "auto" when the file holds MIH tables (they are
+            then searched in place when mapped), else "flat".
 
         Raises
         ------
@@ -661,7 +674,7 @@ class BinaryIndex:
 
         mmap = check_bool(mmap, "mmap")
         verify = (not mmap) if verify is None else check_bool(verify, "verify")
-        if _faiss.is_faiss_binary_file(path):
+        if _faiss.is_faiss_binary_file(path):  # (faiss files hold no MIH tables)
             if mmap:
                 raise ValueError(
                     f"{os.fspath(path)!r} is a faiss index file, which cannot be mapped: load "
@@ -669,11 +682,22 @@ class BinaryIndex:
                 )
             data = _faiss.read_faiss_binary_file(path)
             return cls._from_arrays_checked(data.n_bits, data.codes, data.ids)
+        if method is not None:
+            check_choice(method, "method", METHODS)
         arrays = read_index_file(path, mmap_mode=mmap, verify=verify)
-        index = cls(arrays.n_bits, id_dtype=arrays.id_dtype)
+        if method is None:
+            method = "flat" if arrays.mih is None else "auto"
+        index = cls(arrays.n_bits, id_dtype=arrays.id_dtype, method=method)
         index._mapped = mmap
         index._publish(
-            _Snapshot(arrays.codes, arrays.ids, arrays.removed, arrays.n_removed, arrays.next_id),
+            _Snapshot(
+                arrays.codes,
+                arrays.ids,
+                arrays.removed,
+                arrays.n_removed,
+                arrays.next_id,
+                mih=arrays.mih,
+            ),
             buffers=None,
         )
         return index
