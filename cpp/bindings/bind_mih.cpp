@@ -22,24 +22,32 @@ const std::uint32_t* require_u32(const py::array& a, const char* name, std::size
 struct Layout {
   const std::uint32_t* begins;
   const std::uint32_t* widths;
+  const std::uint32_t* bit_order;
   std::size_t n_tables;
 };
 
-Layout require_layout(const py::array& begins, const py::array& widths, std::size_t code_bytes) {
+Layout require_layout(const py::array& begins, const py::array& widths, const py::object& bit_order,
+                      std::size_t code_bytes) {
   const auto m = static_cast<std::size_t>(begins.ndim() == 1 ? begins.shape(0) : 0);
-  Layout layout{require_u32(begins, "begins", m), require_u32(widths, "widths", m), m};
+  const std::uint32_t* order = nullptr;
+  if (!bit_order.is_none()) {
+    if (!py::isinstance<py::array>(bit_order)) throw py::type_error("bit_order must be None or a uint32 array");
+    order = require_u32(py::reinterpret_borrow<py::array>(bit_order), "bit_order", 8 * code_bytes);
+  }
+  Layout layout{require_u32(begins, "begins", m), require_u32(widths, "widths", m), order, m};
   if (m == 0) throw py::value_error("MIH needs at least one substring");
-  mih_offsets_size(layout.begins, layout.widths, m, code_bytes);  // widths and ranges
   return layout;
 }
 
 MihTables require_tables(const Layout& layout, const py::array& offsets, const py::array& rows, std::size_t n_indexed,
                          const CodeView& db) {
-  check_mih_tables(db, MihTables{layout.n_tables, layout.begins, layout.widths, nullptr, nullptr, n_indexed});
+  check_mih_tables(
+      db, MihTables{layout.n_tables, layout.begins, layout.widths, layout.bit_order, nullptr, nullptr, n_indexed});
   const std::size_t n_offsets = mih_offsets_size(layout.begins, layout.widths, layout.n_tables, db.code_bytes);
   return MihTables{layout.n_tables,
                    layout.begins,
                    layout.widths,
+                   layout.bit_order,
                    require_u32(offsets, "offsets", n_offsets),
                    require_u32(rows, "rows", layout.n_tables * n_indexed),
                    n_indexed};
@@ -50,10 +58,11 @@ MihTables require_tables(const Layout& layout, const py::array& offsets, const p
 void bind_mih(py::module_& m) {
   m.def(
       "mih_build",
-      [](const py::array& codes, const py::array& begins, const py::array& widths) {
+      [](const py::array& codes, const py::array& begins, const py::array& widths, const py::object& bit_order) {
         const CodeView db = require_codes(codes, "codes");
-        const Layout layout = require_layout(begins, widths, db.code_bytes);
-        check_mih_tables(db, MihTables{layout.n_tables, layout.begins, layout.widths, nullptr, nullptr, db.n});
+        const Layout layout = require_layout(begins, widths, bit_order, db.code_bytes);
+        check_mih_tables(
+            db, MihTables{layout.n_tables, layout.begins, layout.widths, layout.bit_order, nullptr, nullptr, db.n});
         const std::size_t n_offsets = mih_offsets_size(layout.begins, layout.widths, layout.n_tables, db.code_bytes);
         py::array_t<std::uint32_t> offsets(static_cast<py::ssize_t>(n_offsets));
         py::array_t<std::uint32_t> rows(static_cast<py::ssize_t>(layout.n_tables * db.n));
@@ -62,24 +71,23 @@ void bind_mih(py::module_& m) {
         const int threads = num_threads();
         {
           py::gil_scoped_release release;
-          mih_build(db, layout.begins, layout.widths, layout.n_tables, op, rp, threads);
+          mih_build(db, layout.begins, layout.widths, layout.bit_order, layout.n_tables, op, rp, threads);
         }
         return py::make_tuple(offsets, rows);
       },
-      py::arg("codes"), py::arg("begins"), py::arg("widths"));
+      py::arg("codes"), py::arg("begins"), py::arg("widths"), py::arg("bit_order") = py::none());
 
   m.def(
       "mih_knn",
       [](const py::array& codes, const py::array& queries, const py::object& k, const py::array& begins,
          const py::array& widths, const py::array& offsets, const py::array& rows, const py::object& n_indexed,
-         const py::object& max_work, const py::object& removed) {
+         const py::object& max_work, const py::object& removed, const py::object& bit_order) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
-        check_code_views(q, db);
         const idx_t kk = int_arg(k, "k");
         const auto n_idx = static_cast<std::size_t>(int_arg(n_indexed, "n_indexed", 0));
         const MihTables tables =
-            require_tables(require_layout(begins, widths, db.code_bytes), offsets, rows, n_idx, db);
+            require_tables(require_layout(begins, widths, bit_order, db.code_bytes), offsets, rows, n_idx, db);
         const std::uint64_t budget = uint64_arg(max_work, "max_work");
         const RemovedRows skip = require_removed(removed, db.n);
         check_mih_knn_args(q, db, tables, kk, skip);  // before the outputs are allocated
@@ -97,20 +105,21 @@ void bind_mih(py::module_& m) {
         return py::make_tuple(distances, indices, fallback);
       },
       py::arg("codes"), py::arg("queries"), py::arg("k"), py::arg("begins"), py::arg("widths"), py::arg("offsets"),
-      py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none());
+      py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none(),
+      py::arg("bit_order") = py::none());
 
   m.def(
       "mih_range",
       [](const py::array& codes, const py::array& queries, const py::object& max_distance, const py::array& begins,
          const py::array& widths, const py::array& offsets, const py::array& rows, const py::object& n_indexed,
-         const py::object& max_work, const py::object& removed) {
+         const py::object& max_work, const py::object& removed, const py::object& bit_order) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
         check_code_views(q, db);
         const std::int64_t radius = saturated_int_arg(max_distance, "max_distance");
         const auto n_idx = static_cast<std::size_t>(int_arg(n_indexed, "n_indexed", 0));
         const MihTables tables =
-            require_tables(require_layout(begins, widths, db.code_bytes), offsets, rows, n_idx, db);
+            require_tables(require_layout(begins, widths, bit_order, db.code_bytes), offsets, rows, n_idx, db);
         const std::uint64_t budget = uint64_arg(max_work, "max_work");
         const RemovedRows skip = require_removed(removed, db.n);
         py::array_t<std::uint8_t> fallback(static_cast<py::ssize_t>(q.n));
@@ -125,7 +134,8 @@ void bind_mih(py::module_& m) {
                               to_numpy(std::move(result.indices)), fallback);
       },
       py::arg("codes"), py::arg("queries"), py::arg("max_distance"), py::arg("begins"), py::arg("widths"),
-      py::arg("offsets"), py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none());
+      py::arg("offsets"), py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none(),
+      py::arg("bit_order") = py::none());
 }
 
 }  // namespace deephash::bindings

@@ -26,6 +26,18 @@ std::uint64_t substring(const std::uint8_t* code, std::size_t code_bytes, std::u
   return (value >> (begin % 8)) & ((std::uint64_t{1} << width) - 1);
 }
 
+// The key of substring (begin, width) under an optional bit order (mih.hpp).
+std::uint64_t substring_key(const std::uint8_t* code, std::size_t code_bytes, const std::uint32_t* bit_order,
+                            std::uint32_t begin, std::uint32_t width) {
+  if (bit_order == nullptr) return substring(code, code_bytes, begin, width);
+  std::uint64_t key = 0;
+  for (std::uint32_t t = 0; t < width; ++t) {
+    const std::uint32_t bit = bit_order[begin + t];
+    key |= static_cast<std::uint64_t>((code[bit / 8] >> (bit % 8)) & 1u) << t;
+  }
+  return key;
+}
+
 dist_t full_distance(const std::uint8_t* a, const std::uint8_t* b, std::size_t n_bytes) {
   std::uint64_t total = 0;
   std::size_t i = 0;
@@ -60,7 +72,7 @@ class Searcher {
     query_ = query;
     keys_.clear();
     for (std::size_t j = 0; j < t_.n_tables; ++j)
-      keys_.push_back(substring(query, db_.code_bytes, t_.begins[j], t_.widths[j]));
+      keys_.push_back(substring_key(query, db_.code_bytes, t_.bit_order, t_.begins[j], t_.widths[j]));
     work_ = 0;
   }
 
@@ -158,6 +170,15 @@ void check_mih_tables(const CodeView& database, const MihTables& tables) {
   DH_REQUIRE(tables.n <= database.n, "MIH tables index ", tables.n, " rows but the codes have ", database.n);
   DH_REQUIRE(tables.n < (std::size_t{1} << 32), "MIH indexes fewer than 2^32 rows, got ", tables.n);
   mih_offsets_size(tables.begins, tables.widths, tables.n_tables, database.code_bytes);
+  if (tables.bit_order != nullptr) {
+    const std::size_t bits = 8 * database.code_bytes;
+    std::vector<bool> seen(bits, false);
+    for (std::size_t i = 0; i < bits; ++i) {
+      const std::uint32_t bit = tables.bit_order[i];
+      DH_REQUIRE(bit < bits && !seen[bit], "MIH bit_order must be a permutation of the ", bits, " bits");
+      seen[bit] = true;
+    }
+  }
 }
 
 void check_mih_knn_args(const CodeView& queries, const CodeView& database, const MihTables& tables, idx_t k,
@@ -181,9 +202,10 @@ std::size_t mih_offsets_size(const std::uint32_t* begins, const std::uint32_t* w
   return total;
 }
 
-void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::uint32_t* widths, std::size_t n_tables,
-               std::uint32_t* offsets, std::uint32_t* rows, int n_threads) {
-  check_mih_tables(codes, MihTables{n_tables, begins, widths, offsets, rows, codes.n});
+void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::uint32_t* widths,
+               const std::uint32_t* bit_order, std::size_t n_tables, std::uint32_t* offsets, std::uint32_t* rows,
+               int n_threads) {
+  check_mih_tables(codes, MihTables{n_tables, begins, widths, bit_order, offsets, rows, codes.n});
   std::vector<std::size_t> bases(n_tables, 0);
   for (std::size_t j = 1; j < n_tables; ++j) bases[j] = bases[j - 1] + (std::size_t{1} << widths[j - 1]) + 1;
   const int threads =
@@ -197,7 +219,7 @@ void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::ui
       std::fill(table, table + buckets + 1, 0u);
       for (std::size_t i = 0; i < codes.n; ++i) {
         keys[i] = static_cast<std::uint32_t>(
-            substring(codes.data + i * codes.stride, codes.code_bytes, begins[j], widths[j]));
+            substring_key(codes.data + i * codes.stride, codes.code_bytes, bit_order, begins[j], widths[j]));
         ++table[keys[i] + 1];
       }
       for (std::size_t b = 0; b < buckets; ++b) table[b + 1] += table[b];

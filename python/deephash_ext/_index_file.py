@@ -95,17 +95,18 @@ def _align(offset: int) -> int:
 
 
 def _layout(
-    n_rows: int, code_bytes: int, plan: tuple[int, list[int]] | None = None
+    n_rows: int, code_bytes: int, plan: tuple[int, list[int], bool] | None = None
 ) -> list[tuple[int, int, int]]:
     """(kind, offset, length) of every section, in file order; ``plan`` is the MIH tables'
-    (n_indexed, widths) when the file has them."""
+    (n_indexed, widths, whether a bit order is stored) when the file has them."""
     n_sections = 3 if plan is None else 6
     offset = _align(_HEADER.size + n_sections * _SECTION.size)
     sizes = [(_CODES, n_rows * code_bytes), (_IDS, n_rows * 8), (_REMOVED, -(-n_rows // 64) * 8)]
     if plan is not None:
-        n_indexed, widths = plan
+        n_indexed, widths, ordered = plan
+        plan_bytes = _PLAN_HEAD.size + 8 * len(widths) + (32 * code_bytes if ordered else 0)
         sizes += [
-            (_MIH_PLAN, _PLAN_HEAD.size + 8 * len(widths)),
+            (_MIH_PLAN, plan_bytes),
             (_MIH_OFFSETS, 4 * sum((1 << w) + 1 for w in widths)),
             (_MIH_ROWS, 4 * len(widths) * n_indexed),
         ]
@@ -142,16 +143,21 @@ def _sections(arrays: IndexArrays) -> Iterator[memoryview]:
     yield _bytes_of(removed.astype("<u8", copy=False))
     if arrays.mih is not None:
         mih = arrays.mih
-        head = _PLAN_HEAD.pack(mih.n_indexed, len(mih.widths))
-        yield memoryview(
-            head + _bytes_of(mih.begins.astype("<u4")) + _bytes_of(mih.widths.astype("<u4"))
+        plan = _PLAN_HEAD.pack(mih.n_indexed, len(mih.widths))
+        plan += bytes(_bytes_of(mih.begins.astype("<u4"))) + bytes(
+            _bytes_of(mih.widths.astype("<u4"))
         )
+        if mih.bit_order is not None:
+            plan += bytes(_bytes_of(mih.bit_order.astype("<u4")))
+        yield memoryview(plan)
         yield _bytes_of(mih.offsets.astype("<u4", copy=False))
         yield _bytes_of(mih.rows.astype("<u4", copy=False))
 
 
-def _plan_of(mih: MihTables | None) -> tuple[int, list[int]] | None:
-    return None if mih is None else (mih.n_indexed, [int(w) for w in mih.widths])
+def _plan_of(mih: MihTables | None) -> tuple[int, list[int], bool] | None:
+    if mih is None:
+        return None
+    return mih.n_indexed, [int(w) for w in mih.widths], mih.bit_order is not None
 
 
 def write_index_file(handle: BinaryIO, arrays: IndexArrays) -> None:
@@ -252,13 +258,14 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
         _check_ids(reader, ids, removed, id_dtype, next_id)
     mih = None
     if plan is not None:
-        n_indexed, begins, widths = plan
+        n_indexed, begins, widths, order = plan
         mih = MihTables(
             begins,
             widths,
             np.frombuffer(views[4], dtype="<u4").astype(np.uint32, copy=False),
             np.frombuffer(views[5], dtype="<u4").astype(np.uint32, copy=False),
             n_indexed,
+            order,
         )
     return IndexArrays(
         n_bits=n_bits,
@@ -272,7 +279,7 @@ def read_index_file(path: str | os.PathLike[str], *, mmap_mode: bool, verify: bo
     )
 
 
-_Plan = tuple[int, np.ndarray, np.ndarray]  # n_indexed, begins, widths
+_Plan = tuple[int, np.ndarray, np.ndarray, np.ndarray | None]  # n_indexed, begins, widths, order
 
 
 def _check_header(
@@ -327,7 +334,9 @@ def _check_header(
     if n_sections == 6:
         plan = _read_plan(reader, handle, length, table, n_rows, n_bits)
     layout = _layout(
-        n_rows, n_bits // 8, None if plan is None else (plan[0], [int(w) for w in plan[2]])
+        n_rows,
+        n_bits // 8,
+        None if plan is None else (plan[0], [int(w) for w in plan[2]], plan[3] is not None),
     )
     crcs = []
     for (kind, offset, size), raw in zip(layout, _SECTION.iter_unpack(table)):
@@ -358,36 +367,37 @@ def _read_plan(
     """The MIH plan section (its table entry bounded by the file, its CRC checked): every
     later section's size depends on it."""
     kind, _, offset, size, crc, _ = _SECTION.unpack_from(table, 3 * _SECTION.size)
-    m = (size - _PLAN_HEAD.size) // 8
-    if (
-        kind != _MIH_PLAN
-        or size < _PLAN_HEAD.size + 8
-        or (size - _PLAN_HEAD.size) % 8
-        or m > n_bits
-        or offset + size > length
-    ):
-        raise reader.fail(f"MIH plan entry (kind {kind}, {size} bytes at {offset}) is invalid")
+    if kind != _MIH_PLAN or size < _PLAN_HEAD.size or size > _PLAN_HEAD.size + 12 * n_bits:
+        raise reader.fail(f"MIH plan entry (kind {kind}, {size} bytes) is invalid")
+    if offset + size > length:
+        raise reader.fail(f"MIH plan ({size} bytes at {offset}) is past the end of the file")
     handle.seek(offset)
     data = handle.read(size)
     if len(data) != size or zlib.crc32(data) != crc:
         raise reader.fail("the MIH plan section fails its CRC-32 check")
-    n_indexed, m_stored = _PLAN_HEAD.unpack_from(data)
+    n_indexed, m = _PLAN_HEAD.unpack_from(data)
+    ordered = size == _PLAN_HEAD.size + 8 * m + 4 * n_bits
+    if not 1 <= m <= n_bits or not (ordered or size == _PLAN_HEAD.size + 8 * m):
+        raise reader.fail(f"MIH plan of {m} tables does not match its {size} bytes")
     begins = np.frombuffer(data, "<u4", m, _PLAN_HEAD.size).astype(np.uint32)
     widths = np.frombuffer(data, "<u4", m, _PLAN_HEAD.size + 4 * m).astype(np.uint32)
+    order = None
+    if ordered:
+        order = np.frombuffer(data, "<u4", n_bits, _PLAN_HEAD.size + 8 * m).astype(np.uint32)
     if (
-        m_stored != m
-        or n_indexed > n_rows
+        n_indexed > n_rows
         or n_indexed % _MIH_ALIGN
         or n_indexed >= 1 << 32
         or np.any(widths < 1)
         or np.any(widths > _MAX_TABLE_WIDTH)
         or np.any(begins.astype(np.int64) + widths > n_bits)
+        or (order is not None and not np.array_equal(np.sort(order), np.arange(n_bits)))
     ):
         raise reader.fail(
-            f"MIH plan of {m_stored} tables over {n_indexed} rows (widths {widths.tolist()}) "
+            f"MIH plan of {m} tables over {n_indexed} rows (widths {widths.tolist()}) "
             f"does not fit {n_rows} rows of {n_bits} bits"
         )
-    return n_indexed, begins, widths
+    return n_indexed, begins, widths, order
 
 
 def _check_removed(reader: _Reader, removed: np.ndarray, n_rows: int, n_removed: int) -> None:

@@ -20,6 +20,7 @@ from . import _core
 __all__ = [
     "MihTables",
     "build_tables",
+    "decorrelated_bit_order",
     "expected_range_work",
     "knn_budget",
     "mih_knn",
@@ -95,6 +96,7 @@ class MihTables:
     offsets: np.ndarray  # uint32, sum of 2**width + 1
     rows: np.ndarray  # uint32 (m * n_indexed,)
     n_indexed: int
+    bit_order: np.ndarray | None = None  # uint32 (n_bits,): substrings take bits in this order
 
     @property
     def n_tables(self) -> int:
@@ -117,14 +119,44 @@ def plan_substrings(n_bits: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return begins, widths
 
 
-def build_tables(codes: np.ndarray) -> MihTables | None:
-    """Tables over the leading multiple of 64 rows of ``codes`` (None when too few)."""
+def decorrelated_bit_order(
+    codes: np.ndarray, widths: np.ndarray, sample: int = 1 << 16
+) -> np.ndarray:
+    """A permutation of the bits that puts weakly correlated bits in the same substring
+    (Norouzi et al., TPAMI 2014, sec. 5.3: correlated bits in one substring crowd its
+    buckets). Greedy on |correlation| over an evenly spaced sample of rows: bits in order of
+    decreasing total correlation, each to the substring with room whose bits so far it
+    correlates least with (ties: the emptier substring, then the first). Deterministic."""
+    n = len(codes)
+    rows = codes if n <= sample else codes[np.linspace(0, n - 1, sample).astype(np.int64)]
+    bits = np.unpackbits(rows, axis=1, bitorder="little").astype(np.float32)
+    bits -= bits.mean(axis=0)
+    scale = bits.std(axis=0)
+    bits /= np.where(scale > 0, scale, 1.0)
+    corr = np.abs(bits.T @ bits) / max(len(bits), 1)
+    np.fill_diagonal(corr, 0.0)
+    m = len(widths)
+    members: list[list[int]] = [[] for _ in range(m)]
+    load = np.zeros((corr.shape[0], m))  # load[i, j]: correlation of bit i with substring j
+    for bit in np.argsort(-corr.sum(axis=1), kind="stable"):
+        room = [j for j in range(m) if len(members[j]) < int(widths[j])]
+        j = min(room, key=lambda j: (load[bit, j], len(members[j]), j))
+        members[j].append(int(bit))
+        load[:, j] += corr[:, bit]
+    return np.concatenate([np.array(sorted(g), dtype=np.uint32) for g in members])
+
+
+def build_tables(codes: np.ndarray, decorrelate: bool = False) -> MihTables | None:
+    """Tables over the leading multiple of 64 rows of ``codes`` (None when too few), with
+    substrings of contiguous bits or of bits chosen by :func:`decorrelated_bit_order`."""
     n_indexed = len(codes) // ALIGN * ALIGN
     if n_indexed < MIN_ROWS:
         return None
     begins, widths = plan_substrings(8 * codes.shape[1], n_indexed)
-    offsets, rows = _core.mih_build(codes[:n_indexed], begins, widths)
-    return MihTables(begins, widths, offsets, rows, n_indexed)
+    head = codes[:n_indexed]
+    bit_order = decorrelated_bit_order(head, widths) if decorrelate else None
+    offsets, rows = _core.mih_build(head, begins, widths, bit_order)
+    return MihTables(begins, widths, offsets, rows, n_indexed, bit_order)
 
 
 def stale(tables: MihTables | None, n_rows: int) -> bool:
@@ -170,7 +202,7 @@ def mih_knn(
     if k_head:
         distances, rows, fallback = _core.mih_knn(
             codes, queries, k_head, tables.begins, tables.widths, tables.offsets, tables.rows,
-            n_indexed, max_work, removed,
+            n_indexed, max_work, removed, tables.bit_order,
         )  # fmt: skip
         over = np.flatnonzero(fallback)
         if len(over):
@@ -198,7 +230,7 @@ def mih_range(
     removed_head, removed_tail = _split(removed, n_indexed)
     lims, distances, rows, fallback = _core.mih_range(
         codes, queries, max_distance, tables.begins, tables.widths, tables.offsets, tables.rows,
-        n_indexed, max_work, removed,
+        n_indexed, max_work, removed, tables.bit_order,
     )  # fmt: skip
     over = np.flatnonzero(fallback)
     if len(over) == 0 and len(codes) == n_indexed:

@@ -45,6 +45,7 @@ _ID_LIMITS = {
 }
 _MIN_CAPACITY = 64
 METHODS = ("flat", "mih", "auto")
+MIH_BITS = ("contiguous", "decorrelated")
 
 
 def _bits_set(removed: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -186,7 +187,12 @@ class BinaryIndex:
         as much work as its scan would take (``"mih"``), or a small share of it
         (``"auto"``: 4 % for k-NN, 10 % for a radius, so never much slower than the scan),
         is scanned instead; a radius whose expected MIH work exceeds that is scanned from
-        the start. The cost model is in ``deephash_ext._mih``. Every method returns the
+        the start. The cost model is in ``deephash_ext._mih``.
+    mih_bits : {"contiguous", "decorrelated"}, default="contiguous"
+        How MIH cuts codes into substrings: runs of contiguous bits, or bits grouped so
+        that each substring's bits are weakly correlated (learned from the codes at each
+        build; Norouzi et al., TPAMI 2014), which balances the buckets of codes whose bits
+        are correlated. Results are the same either way. Every method returns the
         same arrays, ties included. An attribute: set it on a loaded index too.
 
     Attributes
@@ -229,12 +235,14 @@ class BinaryIndex:
         id_dtype: str = "int64",
         compact_threshold: float | None = 0.25,
         method: str = "flat",
+        mih_bits: str = "contiguous",
     ) -> None:
         self._code_bytes = _code_bytes(n_bits)
         self._n_bits = int(n_bits)
         self._id_dtype = check_choice(id_dtype, "id_dtype", ID_KINDS)
         self.compact_threshold = compact_threshold
         self.method = method
+        self.mih_bits = mih_bits
         self._lock = threading.Lock()
         self._tables_lock = threading.Lock()
         self._mapped = False
@@ -279,6 +287,14 @@ class BinaryIndex:
     @method.setter
     def method(self, value: str) -> None:
         self._method = check_choice(value, "method", METHODS)
+
+    @property
+    def mih_bits(self) -> str:
+        return self._mih_bits
+
+    @mih_bits.setter
+    def mih_bits(self, value: str) -> None:
+        self._mih_bits = check_choice(value, "mih_bits", MIH_BITS)
 
     @property
     def n_removed(self) -> int:
@@ -601,7 +617,8 @@ class BinaryIndex:
         if stale(snapshot.mih, snapshot.n_rows):
             with self._tables_lock:
                 if stale(snapshot.mih, snapshot.n_rows):
-                    snapshot.mih = build_tables(snapshot.codes)
+                    decorrelate = self._mih_bits == "decorrelated"
+                    snapshot.mih = build_tables(snapshot.codes, decorrelate)
         return snapshot.mih
 
     # ------------------------------------------------------------------ files
@@ -687,7 +704,13 @@ class BinaryIndex:
         arrays = read_index_file(path, mmap_mode=mmap, verify=verify)
         if method is None:
             method = "flat" if arrays.mih is None else "auto"
-        index = cls(arrays.n_bits, id_dtype=arrays.id_dtype, method=method)
+        ordered = arrays.mih is not None and arrays.mih.bit_order is not None
+        index = cls(
+            arrays.n_bits,
+            id_dtype=arrays.id_dtype,
+            method=method,
+            mih_bits="decorrelated" if ordered else "contiguous",
+        )
         index._mapped = mmap
         index._publish(
             _Snapshot(
@@ -777,6 +800,7 @@ class BinaryIndex:
             "id_dtype": arrays.id_dtype,
             "compact_threshold": self._compact_threshold,
             "method": self._method,
+            "mih_bits": self._mih_bits,
             "codes": np.array(arrays.codes),
             "ids": np.array(arrays.ids),
             "removed": None if arrays.removed is None else np.array(arrays.removed),
@@ -790,6 +814,7 @@ class BinaryIndex:
             id_dtype=state["id_dtype"],
             compact_threshold=state["compact_threshold"],
             method=state.get("method", "flat"),
+            mih_bits=state.get("mih_bits", "contiguous"),
         )
         self._publish(
             _Snapshot(

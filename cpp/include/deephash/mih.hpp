@@ -2,7 +2,9 @@
 // Punjani and Fleet, CVPR 2012).
 //
 // A code of b bits is cut into m substrings; substring j is bits [begin_j, begin_j +
-// width_j) of the code (bit i is bit i % 8 of byte i / 8, types.hpp), width_j <= 32. Table
+// width_j) of the code (bit i is bit i % 8 of byte i / 8, types.hpp), width_j <= 32, or,
+// with a bit order (a permutation of the b bits, e.g. learned to decorrelate the bits of
+// each substring), bits bit_order[begin_j .. begin_j + width_j) in that order. Table
 // j is a counting sort of the rows by their substring j: the rows of bucket `key` are
 // rows[offsets[key] .. offsets[key + 1]) (ascending row numbers), offsets has 2^width_j + 1
 // entries. Tables are stored back to back: all offsets in one array (table j's after the
@@ -30,11 +32,12 @@ namespace deephash {
 /// The tables of a MIH index over n rows (views of caller-owned arrays).
 struct MihTables {
   std::size_t n_tables;
-  const std::uint32_t* begins;   // n_tables: first bit of each substring
-  const std::uint32_t* widths;   // n_tables: bits of each substring, in [1, 32]
-  const std::uint32_t* offsets;  // sum_j (2^widths[j] + 1)
-  const std::uint32_t* rows;     // n_tables * n
-  std::size_t n;                 // rows indexed (the first n rows of the database)
+  const std::uint32_t* begins;     // n_tables: first bit of each substring
+  const std::uint32_t* widths;     // n_tables: bits of each substring, in [1, 32]
+  const std::uint32_t* bit_order;  // nullptr (bits in code order) or a permutation of the code's bits
+  const std::uint32_t* offsets;    // sum_j (2^widths[j] + 1)
+  const std::uint32_t* rows;       // n_tables * n
+  std::size_t n;                   // rows indexed (the first n rows of the database)
 };
 
 /// Offsets entries of a table layout (sum of 2^width + 1); throws std::invalid_argument for
@@ -43,7 +46,8 @@ std::size_t mih_offsets_size(const std::uint32_t* begins, const std::uint32_t* w
                              std::size_t code_bytes);
 
 /// Checks a table layout against a database (at least one table, tables.n <= database.n
-/// and < 2^32, substrings inside the code); std::invalid_argument otherwise. The arrays'
+/// and < 2^32, substrings inside the code, bit_order a permutation); std::invalid_argument
+/// otherwise. The arrays'
 /// contents are checked while searching (a bucket or row outside the rows throws).
 void check_mih_tables(const CodeView& database, const MihTables& tables);
 
@@ -57,8 +61,9 @@ void check_mih_knn_args(const CodeView& queries, const CodeView& database, const
  * @param offsets  mih_offsets_size(...) entries
  * @param rows     n_tables * codes.n entries
  */
-void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::uint32_t* widths, std::size_t n_tables,
-               std::uint32_t* offsets, std::uint32_t* rows, int n_threads);
+void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::uint32_t* widths,
+               const std::uint32_t* bit_order, std::size_t n_tables, std::uint32_t* offsets, std::uint32_t* rows,
+               int n_threads);
 
 /**
  * Exact k-NN of each query among the first tables.n rows of `database` that `removed`

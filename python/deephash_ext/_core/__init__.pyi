@@ -41,7 +41,10 @@ def range_hamming(
 
 # ---- multi-index hashing (mih.hpp): tables are uint32 arrays held by BinaryIndex
 def mih_build(
-    codes: NDArray[np.uint8], begins: NDArray[np.uint32], widths: NDArray[np.uint32]
+    codes: NDArray[np.uint8],
+    begins: NDArray[np.uint32],
+    widths: NDArray[np.uint32],
+    bit_order: NDArray[np.uint32] | None = None,
 ) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
     """(offsets, rows) of the tables of every row of codes."""
 
@@ -56,6 +59,7 @@ def mih_knn(
     n_indexed: int | np.integer,
     max_work: int | np.integer,
     removed: NDArray[np.uint64] | None = None,
+    bit_order: NDArray[np.uint32] | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
     """(distances, indices, fallback) over the first n_indexed live rows; fallback marks
     the queries that exceeded max_work (their rows of the outputs are unset)."""
@@ -71,6 +75,7 @@ def mih_range(
     n_indexed: int | np.integer,
     max_work: int | np.integer,
     removed: NDArray[np.uint64] | None = None,
+    bit_order: NDArray[np.uint32] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
     """(lims, distances, indices, fallback); a fallback query has no results."""
 
