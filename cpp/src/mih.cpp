@@ -149,6 +149,7 @@ class Searcher {
 template <class Body>
 void for_queries(const CodeView& queries, const CodeView& database, const MihTables& tables, RemovedRows removed,
                  std::uint64_t max_work, int n_threads, Body body) {
+  if (queries.n == 0) return;
   const int threads =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), queries.n));
   run_parallel(threads, [&](int t) {
@@ -170,6 +171,13 @@ void check_mih_tables(const CodeView& database, const MihTables& tables) {
   DH_REQUIRE(tables.n <= database.n, "MIH tables index ", tables.n, " rows but the codes have ", database.n);
   DH_REQUIRE(tables.n < (std::size_t{1} << 32), "MIH indexes fewer than 2^32 rows, got ", tables.n);
   mih_offsets_size(tables.begins, tables.widths, tables.n_tables, database.code_bytes);
+  // Pigeonhole needs disjoint substrings (each bit in at most one).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> spans;
+  for (std::size_t j = 0; j < tables.n_tables; ++j) spans.emplace_back(tables.begins[j], tables.widths[j]);
+  std::sort(spans.begin(), spans.end());
+  for (std::size_t j = 1; j < spans.size(); ++j)
+    DH_REQUIRE(spans[j].first >= spans[j - 1].first + spans[j - 1].second, "MIH substrings must not overlap (bits ",
+               spans[j - 1].first, "..", spans[j - 1].first + spans[j - 1].second, " and ", spans[j].first, "..)");
   if (tables.bit_order != nullptr) {
     const std::size_t bits = 8 * database.code_bytes;
     std::vector<bool> seen(bits, false);
@@ -256,6 +264,9 @@ void mih_knn(const CodeView& queries, const CodeView& database, const MihTables&
       }
       within += histogram[r];
     }
+    // Every live row within `bits` is found, so fewer than k only follows from tables that
+    // do not match the codes (caught by the checks); the scan then answers, never UB.
+    if (found.size() < k) complete = false;
     fallback[q] = complete ? 0 : 1;
     if (!complete) return;
     std::partial_sort(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(k), found.end(), ranks_before);
