@@ -766,8 +766,11 @@ def set_budget(mp: pytest.MonkeyPatch, budget: str) -> None:
         mp.setattr(_mih, "RANGE_SHARE", {"mih": 0.0, "auto": 0.0})
         mp.setattr(_mih, "MIN_WORK", 1)
         mp.setattr(_mih, "expected_range_work", lambda *args: 0.0)
-    elif budget == "exact":
+    elif budget == "exact":  # no work cap, no time limit that a test could reach
+        mp.setattr(_mih, "KNN_SHARE", {"mih": 1e6, "auto": 1e6})
+        mp.setattr(_mih, "RANGE_SHARE", {"mih": 1e6, "auto": 1e6})
         mp.setattr(_mih, "MIN_WORK", 10**15)
+        mp.setattr(_mih, "expected_range_work", lambda *args: 0.0)
 
 
 def compare_methods(index: BinaryIndex, queries: np.ndarray, every_radius_up_to: int = 72):
@@ -1071,3 +1074,23 @@ def test_expected_range_work_matches_uniform_codes(rng):
     for radius in (0, 2, 5, 9):
         model = _mih.expected_range_work(widths, 4096, radius)
         assert range_work(work, widths, radius, 32).mean() == pytest.approx(model, rel=0.1)
+
+
+def test_time_budget_hands_slow_queries_to_the_scan():
+    """max_ns: a query still searching after that many nanoseconds is flagged (the clock is
+    read every 32 units of work), and the others stay exact; 0 means no time limit."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, (1 << 16, 8), dtype=np.uint8)
+    begins, widths = _mih.plan_substrings(64, len(codes))
+    offsets, rows = _core.mih_build(codes, begins, widths)
+    tables = (begins, widths, offsets, rows, len(codes))
+    far = rng.integers(0, 256, (4, 8), dtype=np.uint8)  # k = 50 needs thousands of probes
+    _, _, flags = _core.mih_knn(codes, far, 50, *tables, 10**15, None, None, 1)
+    assert flags.all()
+    d, i, flags = _core.mih_knn(codes, far, 50, *tables, 10**15, None, None, 0)
+    assert not flags.any()
+    expected = knn_reference(codes, far, 50)
+    np.testing.assert_array_equal(d, expected[0])
+    np.testing.assert_array_equal(i, expected[1])
+    with pytest.raises(TypeError, match="max_ns"):
+        _core.mih_knn(codes, far, 50, *tables, 10**15, None, None, 1.5)

@@ -81,14 +81,14 @@ void bind_mih(py::module_& m) {
       "mih_knn",
       [](const py::array& codes, const py::array& queries, const py::object& k, const py::array& begins,
          const py::array& widths, const py::array& offsets, const py::array& rows, const py::object& n_indexed,
-         const py::object& max_work, const py::object& removed, const py::object& bit_order) {
+         const py::object& max_work, const py::object& removed, const py::object& bit_order, const py::object& max_ns) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
         const idx_t kk = int_arg(k, "k");
         const auto n_idx = static_cast<std::size_t>(int_arg(n_indexed, "n_indexed", 0));
         const MihTables tables =
             require_tables(require_layout(begins, widths, bit_order, db.code_bytes), offsets, rows, n_idx, db);
-        const std::uint64_t budget = uint64_arg(max_work, "max_work");
+        const MihBudget budget{uint64_arg(max_work, "max_work"), uint64_arg(max_ns, "max_ns")};
         const RemovedRows skip = require_removed(removed, db.n);
         check_mih_knn_args(q, db, tables, kk, skip);  // before the outputs are allocated
         py::array_t<dist_t> distances({static_cast<py::ssize_t>(q.n), static_cast<py::ssize_t>(kk)});
@@ -106,13 +106,13 @@ void bind_mih(py::module_& m) {
       },
       py::arg("codes"), py::arg("queries"), py::arg("k"), py::arg("begins"), py::arg("widths"), py::arg("offsets"),
       py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none(),
-      py::arg("bit_order") = py::none());
+      py::arg("bit_order") = py::none(), py::arg("max_ns") = 0);
 
   m.def(
       "mih_range",
       [](const py::array& codes, const py::array& queries, const py::object& max_distance, const py::array& begins,
          const py::array& widths, const py::array& offsets, const py::array& rows, const py::object& n_indexed,
-         const py::object& max_work, const py::object& removed, const py::object& bit_order) {
+         const py::object& max_work, const py::object& removed, const py::object& bit_order, const py::object& max_ns) {
         const CodeView db = require_codes(codes, "codes");
         const CodeView q = require_codes(queries, "queries");
         check_code_views(q, db);
@@ -120,7 +120,7 @@ void bind_mih(py::module_& m) {
         const auto n_idx = static_cast<std::size_t>(int_arg(n_indexed, "n_indexed", 0));
         const MihTables tables =
             require_tables(require_layout(begins, widths, bit_order, db.code_bytes), offsets, rows, n_idx, db);
-        const std::uint64_t budget = uint64_arg(max_work, "max_work");
+        const MihBudget budget{uint64_arg(max_work, "max_work"), uint64_arg(max_ns, "max_ns")};
         const RemovedRows skip = require_removed(removed, db.n);
         py::array_t<std::uint8_t> fallback(static_cast<py::ssize_t>(q.n));
         std::uint8_t* fp = fallback.mutable_data();
@@ -135,7 +135,7 @@ void bind_mih(py::module_& m) {
       },
       py::arg("codes"), py::arg("queries"), py::arg("max_distance"), py::arg("begins"), py::arg("widths"),
       py::arg("offsets"), py::arg("rows"), py::arg("n_indexed"), py::arg("max_work"), py::arg("removed") = py::none(),
-      py::arg("bit_order") = py::none());
+      py::arg("bit_order") = py::none(), py::arg("max_ns") = 0);
 }
 
 }  // namespace deephash::bindings

@@ -4,6 +4,7 @@
 #include "deephash/mih.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -59,8 +60,8 @@ bool ranks_before(const Candidate& a, const Candidate& b) {
 // row after each query) and the work spent.
 class Searcher {
  public:
-  Searcher(const CodeView& database, const MihTables& tables, RemovedRows removed, std::uint64_t max_work)
-      : db_(database), t_(tables), removed_(removed), max_work_(max_work), seen_(seen_bitmap(tables.n)) {
+  Searcher(const CodeView& database, const MihTables& tables, RemovedRows removed, MihBudget budget)
+      : db_(database), t_(tables), removed_(removed), budget_(budget), seen_(seen_bitmap(tables.n)) {
     std::size_t base = 0;
     for (std::size_t j = 0; j < t_.n_tables; ++j) {
       table_offsets_.push_back(t_.offsets + base);
@@ -74,6 +75,8 @@ class Searcher {
     for (std::size_t j = 0; j < t_.n_tables; ++j)
       keys_.push_back(substring_key(query, db_.code_bytes, t_.bit_order, t_.begins[j], t_.widths[j]));
     work_ = 0;
+    next_clock_ = kClockEvery;
+    if (budget_.max_ns != 0) started_ = std::chrono::steady_clock::now();
   }
 
   Searcher(const Searcher&) = delete;
@@ -102,7 +105,14 @@ class Searcher {
       DH_REQUIRE(begin <= end && end <= t_.n, "corrupt MIH table ", j, ": bucket ", key, " spans [", begin, ", ", end,
                  ") of ", t_.n, " rows");
       work_ += 1 + (end - begin);
-      if (work_ > max_work_) return false;
+      if (work_ > budget_.max_work) return false;
+      if (budget_.max_ns != 0 && work_ >= next_clock_) {
+        next_clock_ = work_ + kClockEvery;
+        const auto spent = std::chrono::steady_clock::now() - started_;
+        if (static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()) >
+            budget_.max_ns)
+          return false;
+      }
       for (std::uint32_t at = begin; at < end; ++at) {
         const std::uint32_t row = rows[at];
         DH_REQUIRE(row < t_.n, "corrupt MIH table ", j, ": row ", row, " of ", t_.n);
@@ -128,7 +138,10 @@ class Searcher {
   CodeView db_;
   MihTables t_;
   RemovedRows removed_;
-  std::uint64_t max_work_;
+  static constexpr std::uint64_t kClockEvery = 32;  // units of work between clock reads (~2-4 us)
+  MihBudget budget_;
+  std::uint64_t next_clock_ = kClockEvery;
+  std::chrono::steady_clock::time_point started_{};
   // The thread's bitmap of the rows the current query has seen: kept across calls (zeroing
   // n bits per call would cost more than a small-radius query), all zero between queries.
   static std::vector<std::uint64_t>& seen_bitmap(std::size_t n) {
@@ -148,14 +161,14 @@ class Searcher {
 // Queries split across threads, each with its own Searcher; body(searcher, q).
 template <class Body>
 void for_queries(const CodeView& queries, const CodeView& database, const MihTables& tables, RemovedRows removed,
-                 std::uint64_t max_work, int n_threads, Body body) {
+                 MihBudget budget, int n_threads, Body body) {
   if (queries.n == 0) return;
   const int threads =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), queries.n));
   run_parallel(threads, [&](int t) {
     std::size_t q0, q1;
     split_range(queries.n, threads, t, q0, q1);
-    Searcher searcher(database, tables, removed, max_work);
+    Searcher searcher(database, tables, removed, budget);
     for (std::size_t q = q0; q < q1; ++q) {
       searcher.start(queries.data + q * queries.stride);
       body(searcher, q);
@@ -241,13 +254,13 @@ void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::ui
 }
 
 void mih_knn(const CodeView& queries, const CodeView& database, const MihTables& tables, idx_t k_signed,
-             std::uint64_t max_work, dist_t* distances, idx_t* indices, std::uint8_t* fallback, int n_threads,
+             MihBudget budget, dist_t* distances, idx_t* indices, std::uint8_t* fallback, int n_threads,
              RemovedRows removed) {
   check_mih_knn_args(queries, database, tables, k_signed, removed);
   const auto k = static_cast<std::size_t>(k_signed);
   const auto bits = static_cast<std::uint32_t>(8 * database.code_bytes);
   if (queries.n == 0) return;
-  for_queries(queries, database, tables, removed, max_work, n_threads, [&](Searcher& searcher, std::size_t q) {
+  for_queries(queries, database, tables, removed, budget, n_threads, [&](Searcher& searcher, std::size_t q) {
     std::vector<Candidate> found;
     std::vector<std::size_t> histogram(bits + 1, 0);
     auto keep = [&](dist_t d, std::uint32_t row) {
@@ -278,7 +291,7 @@ void mih_knn(const CodeView& queries, const CodeView& database, const MihTables&
 }
 
 RangeResult mih_range(const CodeView& queries, const CodeView& database, const MihTables& tables,
-                      std::int64_t max_distance, std::uint64_t max_work, std::uint8_t* fallback, int n_threads,
+                      std::int64_t max_distance, MihBudget budget, std::uint8_t* fallback, int n_threads,
                       RemovedRows removed) {
   check_code_views(queries, database);
   check_mih_tables(database, tables);
@@ -286,7 +299,7 @@ RangeResult mih_range(const CodeView& queries, const CodeView& database, const M
   const auto bits = static_cast<std::int64_t>(8 * database.code_bytes);
   const auto radius = static_cast<std::uint32_t>(std::min(max_distance, bits));
   std::vector<std::vector<Candidate>> per_query(queries.n);
-  for_queries(queries, database, tables, removed, max_work, n_threads, [&](Searcher& searcher, std::size_t q) {
+  for_queries(queries, database, tables, removed, budget, n_threads, [&](Searcher& searcher, std::size_t q) {
     std::vector<Candidate>& found = per_query[q];
     auto keep = [&](dist_t d, std::uint32_t row) {
       if (static_cast<std::uint32_t>(d) <= radius) found.push_back({d, static_cast<idx_t>(row)});

@@ -11,7 +11,8 @@ return the same arrays, ties included.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +24,7 @@ __all__ = [
     "decorrelated_bit_order",
     "expected_range_work",
     "knn_budget",
+    "measure_scan_speed",
     "mih_knn",
     "mih_range",
     "plan_substrings",
@@ -35,44 +37,78 @@ MIN_ROWS = 1024  # below this the scan is as fast as anything
 ALIGN = 64  # tables cover a multiple of 64 rows, so the tail's removed-row bitmap is a slice
 
 
-# The cost model of the work budget (measured on the development machine, 2 cores with
-# AVX-512, benchmarks/results/bench_mih.md): one unit of MIH work (a bucket probed or a
-# candidate verified, each a cache miss or two) costs about WORK_NS; the flat scan costs
-# SCAN_NS_PER_WORD per code word per query when a few queries stream the codes, and
-# SCAN_NS_PER_WORD_BATCH in batches (blocks reused by many queries).
-WORK_NS = 55.0
-SCAN_NS_PER_WORD = 0.35
-SCAN_NS_PER_WORD_BATCH = 0.05
-MIN_WORK = 64
-
-
-# Share of a query's scan time that MIH may spend before the query is scanned instead:
-# "mih" as long as the scan; "auto" little enough that a query MIH cannot finish costs at
-# most about 1.1x its scan (measured: the budget's time plus the scan, with noise).
+# The budget of a query (docs/index_format.md sec. 7). A query may spend a share of the
+# time its flat scan would take before it is handed to the scan instead: "mih" as long as
+# the scan, "auto" little enough that a query MIH cannot finish costs at most about 1.1x
+# its scan. The scan's speed is measured on the index's own codes (measure_scan_speed);
+# the kernel reads the clock every 32 units of work (a bucket probed or a candidate
+# verified) and also stops at a work cap, four times the budget at WORK_NS per unit (the
+# cost measured on the development machine, 55-120 ns: cache misses), which also decides
+# whether a radius is worth trying at all (its expected work on uniform codes).
 KNN_SHARE = {"mih": 1.0, "auto": 0.04}
 RANGE_SHARE = {"mih": 1.0, "auto": 0.1}
+WORK_NS = 55.0
+MIN_WORK = 64
+SPEED_ROWS = 1 << 21  # rows timed by measure_scan_speed (the scan is linear in rows)
+SPEED_BATCH = 64  # queries of the timed batch
 
 
-def _scan_work(n_rows: int, code_bytes: int, n_queries: int) -> float:
-    """A query's scan time in units of MIH work."""
-    per_word = SCAN_NS_PER_WORD if n_queries < 4 else SCAN_NS_PER_WORD_BATCH
-    return n_rows * -(-code_bytes // 8) * per_word / WORK_NS
+def measure_scan_speed(codes: np.ndarray) -> tuple[float, float]:
+    """Nanoseconds per code word per query of the flat scan of these codes: for a single
+    query (streaming the codes) and in a batch (blocks reused by many queries); the best
+    of two timings on at most SPEED_ROWS rows."""
+    rows = codes[: min(len(codes), SPEED_ROWS)]
+    words = max(len(rows) * -(-rows.shape[1] // 8), 1)
+
+    def best(queries: np.ndarray) -> float:
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            _core.knn_hamming(rows, queries, 1)
+            times.append(time.perf_counter() - start)
+        return min(times) * 1e9 / len(queries) / words
+
+    return best(rows[:1]), best(rows[: min(SPEED_BATCH, len(rows))])
 
 
-def knn_budget(method: str, n_rows: int, code_bytes: int, n_queries: int) -> int:
-    """MIH work a k-NN query may spend before it is scanned."""
-    return max(int(KNN_SHARE[method] * _scan_work(n_rows, code_bytes, n_queries)), MIN_WORK)
+def _scan_ns(speed: tuple[float, float], n_rows: int, code_bytes: int, n_queries: int) -> float:
+    """One query's scan time, in a call of n_queries queries."""
+    per_word = speed[0] if n_queries < 4 else speed[1]
+    return n_rows * -(-code_bytes // 8) * per_word
+
+
+def _budget(share: float, scan_ns: float) -> tuple[int, int]:
+    max_ns = share * scan_ns
+    return max(int(4 * max_ns / WORK_NS), MIN_WORK), max(int(max_ns), 1)
+
+
+def knn_budget(
+    method: str, speed: tuple[float, float], n_rows: int, code_bytes: int, n_queries: int
+) -> tuple[int, int]:
+    """(max_work, max_ns) of a k-NN query before it is scanned."""
+    return _budget(KNN_SHARE[method], _scan_ns(speed, n_rows, code_bytes, n_queries))
 
 
 def range_budget(
-    method: str, tables: MihTables, n_rows: int, code_bytes: int, n_queries: int, radius: int
-) -> int | None:
-    """MIH work a radius query may spend before it is scanned, or None when the expected
-    work (uniform codes) already exceeds it: then the batch is scanned from the start."""
-    budget = max(int(RANGE_SHARE[method] * _scan_work(n_rows, code_bytes, n_queries)), MIN_WORK)
-    if expected_range_work(tables.widths, tables.n_indexed, radius) > budget:
+    method: str,
+    tables: MihTables,
+    speed: tuple[float, float],
+    n_rows: int,
+    code_bytes: int,
+    n_queries: int,
+    radius: int,
+) -> tuple[int, int] | None:
+    """(max_work, max_ns) of a radius query before it is scanned, or None when its
+    expected time (uniform codes) already exceeds that: the batch is then scanned."""
+    share_ns = RANGE_SHARE[method] * _scan_ns(speed, n_rows, code_bytes, n_queries)
+    radius = min(radius, 8 * code_bytes)  # larger radii are all the same
+    expected = tables.expected_work.get(radius)
+    if expected is None:
+        expected = expected_range_work(tables.widths, tables.n_indexed, radius)
+        tables.expected_work[radius] = expected
+    if expected * WORK_NS > share_ns:
         return None
-    return budget
+    return _budget(RANGE_SHARE[method], _scan_ns(speed, n_rows, code_bytes, n_queries))
 
 
 def expected_range_work(widths: np.ndarray, n_indexed: int, radius: int) -> float:
@@ -97,6 +133,7 @@ class MihTables:
     rows: np.ndarray  # uint32 (m * n_indexed,)
     n_indexed: int
     bit_order: np.ndarray | None = None  # uint32 (n_bits,): substrings take bits in this order
+    expected_work: dict[int, float] = field(default_factory=dict)  # by radius, filled on use
 
     @property
     def n_tables(self) -> int:
@@ -192,7 +229,7 @@ def mih_knn(
     tables: MihTables,
     queries: np.ndarray,
     k: int,
-    max_work: int,
+    budget: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over every live row of ``codes`` (k already checked against them)."""
     n_indexed = tables.n_indexed
@@ -202,7 +239,7 @@ def mih_knn(
     if k_head:
         distances, rows, fallback = _core.mih_knn(
             codes, queries, k_head, tables.begins, tables.widths, tables.offsets, tables.rows,
-            n_indexed, max_work, removed, tables.bit_order,
+            n_indexed, budget[0], removed, tables.bit_order, budget[1],
         )  # fmt: skip
         over = np.flatnonzero(fallback)
         if len(over):
@@ -223,14 +260,14 @@ def mih_range(
     tables: MihTables,
     queries: np.ndarray,
     max_distance: int,
-    max_work: int,
+    budget: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every live row of ``codes`` within ``max_distance``, in the lims layout."""
     n_indexed = tables.n_indexed
     removed_head, removed_tail = _split(removed, n_indexed)
     lims, distances, rows, fallback = _core.mih_range(
         codes, queries, max_distance, tables.begins, tables.widths, tables.offsets, tables.rows,
-        n_indexed, max_work, removed, tables.bit_order,
+        n_indexed, budget[0], removed, tables.bit_order, budget[1],
     )  # fmt: skip
     over = np.flatnonzero(fallback)
     if len(over) == 0 and len(codes) == n_indexed:

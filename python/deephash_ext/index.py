@@ -32,7 +32,16 @@ from ._index_file import (
     write_index_file,
 )
 from ._io import atomic_write
-from ._mih import MihTables, build_tables, knn_budget, mih_knn, mih_range, range_budget, stale
+from ._mih import (
+    MihTables,
+    build_tables,
+    knn_budget,
+    measure_scan_speed,
+    mih_knn,
+    mih_range,
+    range_budget,
+    stale,
+)
 from ._search import GpuCodes
 from ._validation import check_bool, check_choice, check_codes, check_int, check_queries, check_real
 from .codes import code_bytes as _code_bytes
@@ -245,6 +254,7 @@ class BinaryIndex:
         self.mih_bits = mih_bits
         self._lock = threading.Lock()
         self._tables_lock = threading.Lock()
+        self._scan_speed: tuple[float, float] | None = None
         self._mapped = False
         self._publish(
             _Snapshot(
@@ -573,7 +583,8 @@ class BinaryIndex:
         if tables is None:
             distances, rows = _core.knn_hamming(snapshot.codes, q, k, snapshot.removed)
         else:
-            budget = knn_budget(self._method, snapshot.n_rows, self._code_bytes, len(q))
+            speed = self._scan_speed_of(snapshot)
+            budget = knn_budget(self._method, speed, snapshot.n_rows, self._code_bytes, len(q))
             distances, rows = mih_knn(snapshot.codes, snapshot.removed, tables, q, k, budget)
         ids = snapshot.ids[rows]
         return (distances[0], ids[0]) if single else (distances, ids)
@@ -595,8 +606,9 @@ class BinaryIndex:
         budget = None
         if tables is not None:
             radius = check_int(max_distance, "max_distance")
+            speed = self._scan_speed_of(snapshot)
             budget = range_budget(
-                self._method, tables, snapshot.n_rows, self._code_bytes, len(q), radius
+                self._method, tables, speed, snapshot.n_rows, self._code_bytes, len(q), radius
             )
         if tables is None or budget is None:  # no tables, or a radius MIH cannot pay off
             lims, distances, rows = _core.range_hamming(
@@ -619,7 +631,19 @@ class BinaryIndex:
                 if stale(snapshot.mih, snapshot.n_rows):
                     decorrelate = self._mih_bits == "decorrelated"
                     snapshot.mih = build_tables(snapshot.codes, decorrelate)
+                    self._scan_speed = None  # measured again on the new tables' codes
         return snapshot.mih
+
+    def _scan_speed_of(self, snapshot: _Snapshot) -> tuple[float, float]:
+        """The flat scan's speed on this index's codes (ns per code word per query, single
+        and batched), measured once per table build: the MIH budgets are shares of it."""
+        speed = self._scan_speed
+        if speed is None:
+            with self._tables_lock:
+                if self._scan_speed is None:
+                    self._scan_speed = measure_scan_speed(snapshot.codes)
+                speed = self._scan_speed
+        return speed
 
     # ------------------------------------------------------------------ files
     def _arrays(self, snapshot: _Snapshot | None = None) -> IndexArrays:

@@ -17,9 +17,10 @@
 // k-NN grows r one step at a time (one table's radius grows per step) until k rows are
 // known within r, when the top-k by (distance, row) is exact.
 //
-// Work budget: a query whose probes plus verified candidates exceed `max_work` stops and
-// is reported in `fallback` (its outputs are unspecified); the caller answers it with the
-// flat scan. This bounds the cost of a query at about that of a scan.
+// Budget: a query whose probes plus verified candidates exceed `max_work`, or whose search
+// has run longer than `max_ns` nanoseconds (0: no time limit; the clock is read every 32
+// units of work), stops and is reported in `fallback` (its outputs are unspecified); the
+// caller answers it with the flat scan. Results never depend on the budget, only the path.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +29,12 @@
 #include "deephash/types.hpp"
 
 namespace deephash {
+
+/// What one query may spend before it is handed back to the scan.
+struct MihBudget {
+  std::uint64_t max_work;
+  std::uint64_t max_ns;  // 0: no time limit
+};
 
 /// The tables of a MIH index over n rows (views of caller-owned arrays).
 struct MihTables {
@@ -69,18 +76,17 @@ void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::ui
  * Exact k-NN of each query among the first tables.n rows of `database` that `removed`
  * does not mark, sorted by (distance, row). Requires 1 <= k <= those live rows.
  * @param distances, indices  nq * k
- * @param fallback            nq flags: 1 where the query exceeded max_work (outputs unset)
+ * @param fallback            nq flags: 1 where the query exceeded its budget (outputs unset)
  */
-void mih_knn(const CodeView& queries, const CodeView& database, const MihTables& tables, idx_t k,
-             std::uint64_t max_work, dist_t* distances, idx_t* indices, std::uint8_t* fallback, int n_threads,
-             RemovedRows removed = nullptr);
+void mih_knn(const CodeView& queries, const CodeView& database, const MihTables& tables, idx_t k, MihBudget budget,
+             dist_t* distances, idx_t* indices, std::uint8_t* fallback, int n_threads, RemovedRows removed = nullptr);
 
 /**
  * Every live row among the first tables.n within max_distance of each query, sorted by
  * (distance, row); fallback as in mih_knn (such a query has no results in the output).
  */
 RangeResult mih_range(const CodeView& queries, const CodeView& database, const MihTables& tables,
-                      std::int64_t max_distance, std::uint64_t max_work, std::uint8_t* fallback, int n_threads,
+                      std::int64_t max_distance, MihBudget budget, std::uint8_t* fallback, int n_threads,
                       RemovedRows removed = nullptr);
 
 }  // namespace deephash

@@ -60,9 +60,11 @@ def mih_knn(
     max_work: int | np.integer,
     removed: NDArray[np.uint64] | None = None,
     bit_order: NDArray[np.uint32] | None = None,
+    max_ns: int | np.integer = 0,
 ) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
     """(distances, indices, fallback) over the first n_indexed live rows; fallback marks
-    the queries that exceeded max_work (their rows of the outputs are unset)."""
+    the queries that exceeded max_work or ran over max_ns (0: no time limit); their rows
+    of the outputs are unset."""
 
 def mih_range(
     codes: NDArray[np.uint8],
@@ -76,6 +78,7 @@ def mih_range(
     max_work: int | np.integer,
     removed: NDArray[np.uint64] | None = None,
     bit_order: NDArray[np.uint32] | None = None,
+    max_ns: int | np.integer = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
     """(lims, distances, indices, fallback); a fallback query has no results."""
 
