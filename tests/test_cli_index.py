@@ -139,3 +139,22 @@ def test_truncated_index_file_is_one_line(files, capsys):
     capsys.readouterr()
     assert main(["index", "info", str(index_path)]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def test_build_with_mih_tables(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 256, size=(3000, 8), dtype=np.uint8)
+    np.save(tmp_path / "codes.npy", codes)
+    np.save(tmp_path / "q.npy", codes[:4])
+    index_path = tmp_path / "mih.dhx"
+    argv = ["index", "build", str(tmp_path / "codes.npy"), str(index_path), "--method", "auto"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["index", "info", str(index_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["mih_tables"] is True
+    assert main(["index", "search", str(index_path), str(tmp_path / "q.npy"), "-k", "3"]) == 0
+    flat = BinaryIndex(64)
+    flat.add(codes)
+    distances, ids = flat.search(codes[:4], 3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "2 " + " ".join(f"{i}:{d}" for i, d in zip(ids[2], distances[2]))

@@ -489,9 +489,9 @@ def _index_build(args) -> int:
     _check_output(args.index, "index")
     if codes.ndim != 2:
         raise ValueError(f"codes {args.codes!r} must be 2-D (n, code_bytes), got {codes.shape}")
-    index = BinaryIndex(8 * codes.shape[1], id_dtype=args.id_dtype)
+    index = BinaryIndex(8 * codes.shape[1], id_dtype=args.id_dtype, method=args.method)
     index.add(codes, ids)
-    index.save(args.index)
+    index.save(args.index)  # with MIH tables unless --method flat
     print(f"{len(index)} codes of {index.n_bits} bits -> {args.index}")
     return 0
 
@@ -536,7 +536,7 @@ def _index_remove(args) -> int:
 def _index_search(args) -> int:
     from .index import BinaryIndex
 
-    index = BinaryIndex.load(args.index, mmap=True)
+    index = BinaryIndex.load(args.index, mmap=True)  # searches MIH tables when it has them
     queries = read_npy(args.queries, kind="queries (codes .npy)")
     if args.output:
         _check_output(args.output, "--output")
@@ -573,6 +573,7 @@ def _index_info(args) -> int:
         "len": len(index),
         "n_removed": index.n_removed,
         "id_dtype": index.id_dtype,
+        "mih_tables": index._snapshot.mih is not None,
         "next_id": index.next_id,
         "checksums": "verified" if args.verify else "not checked (--verify reads every byte)",
     }
@@ -708,6 +709,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("index", help="the index file to write (.dhx)")
     build.add_argument("--ids", help="ids (.npy, integers; default 0..n-1)")
     build.add_argument("--id-dtype", choices=("int64", "uint64"), default="int64")
+    build.add_argument(
+        "--method",
+        choices=("flat", "mih", "auto"),
+        default="flat",
+        help="mih / auto: build multi-index hashing tables and save them with the index",
+    )
     grow = actions.add_parser("add", help="append codes (.npy) to an index file")
     grow.add_argument("index")
     grow.add_argument("codes")

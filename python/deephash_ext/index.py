@@ -192,17 +192,18 @@ class BinaryIndex:
         ``"flat"`` scans every code. ``"mih"`` and ``"auto"`` search multi-index hashing
         tables (docs/index_format.md sec. 7), exact and sublinear for small radii and near
         neighbours: built on the first search, rebuilt when the rows added since exceed an
-        eighth of the indexed ones (those are scanned meanwhile). A query that has spent
-        as much work as its scan would take (``"mih"``), or a small share of it
-        (``"auto"``: 4 % for k-NN, 10 % for a radius, so never much slower than the scan),
-        is scanned instead; a radius whose expected MIH work exceeds that is scanned from
-        the start. The cost model is in ``deephash_ext._mih``.
+        eighth of the indexed ones (those are scanned meanwhile). A query that has searched
+        as long as its scan would take (``"mih"``), or a small share of that (``"auto"``: 4 %
+        for k-NN, 10 % for a radius, so never much slower than the scan), is scanned
+        instead, the scan's speed being measured on the index's codes; a radius whose
+        expected MIH work exceeds that is scanned from the start (``deephash_ext._mih``).
+        Every method returns the same arrays, ties included. An attribute: set it on a
+        loaded index too.
     mih_bits : {"contiguous", "decorrelated"}, default="contiguous"
         How MIH cuts codes into substrings: runs of contiguous bits, or bits grouped so
         that each substring's bits are weakly correlated (learned from the codes at each
         build; Norouzi et al., TPAMI 2014), which balances the buckets of codes whose bits
-        are correlated. Results are the same either way. Every method returns the
-        same arrays, ties included. An attribute: set it on a loaded index too.
+        are correlated. Results are the same either way.
 
     Attributes
     ----------
