@@ -49,14 +49,18 @@ KNN_SHARE = {"mih": 1.0, "auto": 0.04}
 RANGE_SHARE = {"mih": 1.0, "auto": 0.1}
 WORK_NS = 55.0
 MIN_WORK = 64
-SPEED_ROWS = 1 << 21  # rows timed by measure_scan_speed (the scan is linear in rows)
-SPEED_BATCH = 64  # queries of the timed batch
+SPEED_ROWS = 1 << 20  # rows timed by measure_scan_speed (the scan is linear in rows)
+# Queries of the timed batch: the scan's cost per query falls with the batch (its blocks
+# are reused by more queries), and a budget measured on a small batch would be too large
+# for the batches of hundreds that benefit from MIH (measured: 64 queries overestimated a
+# 1,000-query batch's per-query cost several times).
+SPEED_BATCH = 512
 
 
 def measure_scan_speed(codes: np.ndarray) -> tuple[float, float]:
     """Nanoseconds per code word per query of the flat scan of these codes: for a single
-    query (streaming the codes) and in a batch (blocks reused by many queries); the best
-    of two timings on at most SPEED_ROWS rows."""
+    query (streaming the codes) and in a batch of SPEED_BATCH (blocks reused by many
+    queries); the best of two timings on at most SPEED_ROWS rows."""
     rows = codes[: min(len(codes), SPEED_ROWS)]
     words = max(len(rows) * -(-rows.shape[1] // 8), 1)
 
@@ -99,16 +103,20 @@ def range_budget(
     radius: int,
 ) -> tuple[int, int] | None:
     """(max_work, max_ns) of a radius query before it is scanned, or None when its
-    expected time (uniform codes) already exceeds that: the batch is then scanned."""
-    share_ns = RANGE_SHARE[method] * _scan_ns(speed, n_rows, code_bytes, n_queries)
+    expected time (uniform codes) already exceeds that: the batch is then scanned. Kept
+    per table build for each (method, radius, speed, rows, single or batch)."""
     radius = min(radius, 8 * code_bytes)  # larger radii are all the same
-    expected = tables.expected_work.get(radius)
-    if expected is None:
-        expected = expected_range_work(tables.widths, tables.n_indexed, radius)
-        tables.expected_work[radius] = expected
-    if expected * WORK_NS > share_ns:
-        return None
-    return _budget(RANGE_SHARE[method], _scan_ns(speed, n_rows, code_bytes, n_queries))
+    key = (method, radius, speed, n_rows, n_queries < 4)
+    if key in tables.budgets:
+        return tables.budgets[key]
+    scan_ns = _scan_ns(speed, n_rows, code_bytes, n_queries)
+    expected = expected_range_work(tables.widths, tables.n_indexed, radius)
+    budget = None
+    if expected * WORK_NS <= RANGE_SHARE[method] * scan_ns:
+        budget = _budget(RANGE_SHARE[method], scan_ns)
+    if len(tables.budgets) < 4096:
+        tables.budgets[key] = budget
+    return budget
 
 
 def expected_range_work(widths: np.ndarray, n_indexed: int, radius: int) -> float:
@@ -133,7 +141,7 @@ class MihTables:
     rows: np.ndarray  # uint32 (m * n_indexed,)
     n_indexed: int
     bit_order: np.ndarray | None = None  # uint32 (n_bits,): substrings take bits in this order
-    expected_work: dict[int, float] = field(default_factory=dict)  # by radius, filled on use
+    budgets: dict[tuple[object, ...], tuple[int, int] | None] = field(default_factory=dict)
 
     @property
     def n_tables(self) -> int:
@@ -269,9 +277,9 @@ def mih_range(
         codes, queries, max_distance, tables.begins, tables.widths, tables.offsets, tables.rows,
         n_indexed, budget[0], removed, tables.bit_order, budget[1],
     )  # fmt: skip
-    over = np.flatnonzero(fallback)
-    if len(over) == 0 and len(codes) == n_indexed:
+    if len(codes) == n_indexed and not fallback.any():
         return lims, distances, rows
+    over = np.flatnonzero(fallback)
     pieces = [(np.repeat(np.arange(len(queries)), np.diff(lims)), distances, rows)]
     if len(over):  # over-budget queries have no MIH results: scan the indexed rows
         lims_o, distances_o, rows_o = _core.range_hamming(
