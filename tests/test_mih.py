@@ -1094,3 +1094,38 @@ def test_time_budget_hands_slow_queries_to_the_scan():
     np.testing.assert_array_equal(i, expected[1])
     with pytest.raises(TypeError, match="max_ns"):
         _core.mih_knn(codes, far, 50, *tables, 10**15, None, None, 1.5)
+
+
+@pytest.mark.parametrize("tail", [0, 37])
+def test_some_queries_fall_back_results_merge(monkeypatch, tail):
+    """A batch where some queries give up and others do not (a small work cap): the scanned
+    and the MIH results are placed per query, as the flat scan returns them."""
+    rng = np.random.default_rng(5)
+    bases = rng.integers(0, 256, (20, 8), dtype=np.uint8)
+    codes = flip_bits(rng, bases[rng.integers(0, 20, 4096)], 3)
+    codes[::3] = rng.integers(0, 256, (len(codes[::3]), 8), dtype=np.uint8)
+    monkeypatch.setattr(_mih, "expected_range_work", lambda *args: 0.0)
+    monkeypatch.setattr(_mih, "_budget", lambda share, scan_ns: (300, 0))  # 300 units, no clock
+    spy = KernelSpy(monkeypatch)
+    flat, mih = BinaryIndex(64), BinaryIndex(64, method="mih")
+    for index in (flat, mih):
+        index.add(codes)
+    mih.search(codes[:1], 1)  # tables over the 4096 rows
+    extra = rng.integers(0, 256, (tail, 8), dtype=np.uint8)
+    for index in (flat, mih):
+        index.add(extra)
+    queries = np.concatenate(
+        [flip_bits(rng, bases, 1), rng.integers(0, 256, (20, 8), dtype=np.uint8)]
+    )
+    mixed = []
+    for radius in (0, 3, 8, 14):
+        spy.reset()
+        assert_same(mih.range_search(queries, radius), flat.range_search(queries, radius))
+        flags = np.concatenate(spy.range)
+        mixed.append(bool(flags.any() and not flags.all()))
+    for k in (1, 5, 40):
+        spy.reset()
+        assert_same(mih.search(queries, k), flat.search(queries, k))
+        flags = np.concatenate(spy.knn)
+        mixed.append(bool(flags.any() and not flags.all()))
+    assert sum(mixed) >= 2, mixed  # the merge really met batches of both kinds

@@ -45,7 +45,7 @@ ALIGN = 64  # tables cover a multiple of 64 rows, so the tail's removed-row bitm
 # verified) and also stops at a work cap, four times the budget at WORK_NS per unit (the
 # cost measured on the development machine, 55-120 ns: cache misses), which also decides
 # whether a radius is worth trying at all (its expected work on uniform codes).
-KNN_SHARE = {"mih": 1.0, "auto": 0.04}
+KNN_SHARE = {"mih": 1.0, "auto": 0.03}
 RANGE_SHARE = {"mih": 1.0, "auto": 0.1}
 WORK_NS = 55.0
 MIN_WORK = 64
@@ -60,13 +60,14 @@ SPEED_BATCH = 512
 def measure_scan_speed(codes: np.ndarray) -> tuple[float, float]:
     """Nanoseconds per code word per query of the flat scan of these codes: for a single
     query (streaming the codes) and in a batch of SPEED_BATCH (blocks reused by many
-    queries); the best of two timings on at most SPEED_ROWS rows."""
+    queries); the best of three timings, after one untimed, on at most SPEED_ROWS rows."""
     rows = codes[: min(len(codes), SPEED_ROWS)]
     words = max(len(rows) * -(-rows.shape[1] // 8), 1)
 
     def best(queries: np.ndarray) -> float:
+        _core.knn_hamming(rows, queries, 1)  # warm the codes up: searches find them warm
         times = []
-        for _ in range(2):
+        for _ in range(3):
             start = time.perf_counter()
             _core.knn_hamming(rows, queries, 1)
             times.append(time.perf_counter() - start)
@@ -280,21 +281,41 @@ def mih_range(
     if len(codes) == n_indexed and not fallback.any():
         return lims, distances, rows
     over = np.flatnonzero(fallback)
-    pieces = [(np.repeat(np.arange(len(queries)), np.diff(lims)), distances, rows)]
     if len(over):  # over-budget queries have no MIH results: scan the indexed rows
         lims_o, distances_o, rows_o = _core.range_hamming(
             codes[:n_indexed], queries[over], max_distance, removed_head
         )
-        pieces.append((np.repeat(over, np.diff(lims_o)), distances_o, rows_o))
-    if len(codes) > n_indexed:
-        lims_t, distances_t, rows_t = _core.range_hamming(
-            codes[n_indexed:], queries, max_distance, removed_tail
-        )
-        tail_query = np.repeat(np.arange(len(queries)), np.diff(lims_t))
-        pieces.append((tail_query, distances_t, rows_t + n_indexed))
-    query = np.concatenate([p[0] for p in pieces])
-    distances = np.concatenate([p[1] for p in pieces])
-    rows = np.concatenate([p[2] for p in pieces])
+        # Each query's results come from one of the two pieces, each sorted: place them.
+        counts = np.diff(lims)
+        counts[over] += np.diff(lims_o)
+        merged = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        total = int(merged[-1])
+        out_d = np.empty(total, dtype=distances.dtype)
+        out_r = np.empty(total, dtype=rows.dtype)
+        for piece_lims, piece_d, piece_r, piece_q in (
+            (lims, distances, rows, np.arange(len(queries))),
+            (lims_o, distances_o, rows_o, over),
+        ):
+            owner = np.repeat(piece_q, np.diff(piece_lims))
+            first = np.repeat(piece_lims[:-1], np.diff(piece_lims))
+            at = merged[owner] + np.arange(len(piece_d)) - first
+            out_d[at] = piece_d
+            out_r[at] = piece_r
+        lims, distances, rows = merged, out_d, out_r
+    if len(codes) == n_indexed:
+        return lims, distances, rows
+    # rows added since the build: scanned, and merged by (distance, row) within each query
+    lims_t, distances_t, rows_t = _core.range_hamming(
+        codes[n_indexed:], queries, max_distance, removed_tail
+    )
+    query = np.concatenate(
+        [
+            np.repeat(np.arange(len(queries)), np.diff(lims)),
+            np.repeat(np.arange(len(queries)), np.diff(lims_t)),
+        ]
+    )
+    distances = np.concatenate([distances, distances_t])
+    rows = np.concatenate([rows, rows_t + n_indexed])
     order = np.lexsort((rows, distances, query))
     counts = np.bincount(query, minlength=len(queries))
     lims = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)

@@ -193,7 +193,7 @@ class BinaryIndex:
         tables (docs/index_format.md sec. 7), exact and sublinear for small radii and near
         neighbours: built on the first search, rebuilt when the rows added since exceed an
         eighth of the indexed ones (those are scanned meanwhile). A query that has searched
-        as long as its scan would take (``"mih"``), or a small share of that (``"auto"``: 4 %
+        as long as its scan would take (``"mih"``), or a small share of that (``"auto"``: 3 %
         for k-NN, 10 % for a radius, so never much slower than the scan), is scanned
         instead, the scan's speed being measured on the index's codes; a radius whose
         expected MIH work exceeds that is scanned from the start (``deephash_ext._mih``).
