@@ -446,7 +446,7 @@ class Bench:
         index.add(codes)
         build["add_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lazy = index._tables(index._snapshot)  # what the first "mih" search pays
+        lazy = index._tables(index._snapshot, index.method)  # what the first "mih" search pays
         build["lazy_s"] = time.perf_counter() - t0
         build["lazy_same"] = lazy is not None and lazy.nbytes == build.get("nbytes")
         del lazy

@@ -1040,8 +1040,9 @@ def test_plan_substrings(n_bits, n_rows):
     assert widths.max() - widths.min() <= 1
     assert np.all(np.diff(widths.astype(np.int64)) <= 0)  # the wider ones first
     np.testing.assert_array_equal(begins, np.concatenate(([0], np.cumsum(widths)[:-1])))
-    ideal = n_bits / max(math.log2(max(n_rows, 2)), 1.0)
-    low = max(-(-n_bits // 32), 1)
+    per_table = max(math.log2(max(n_rows, 2)), 1.0)
+    ideal = n_bits / per_table
+    low = max(-(-n_bits // min(32, math.ceil(per_table))), 1)  # widths <= ceil(log2 n)
     if low <= ideal <= n_bits:
         assert abs(m - ideal) <= 0.5 + 1e-9
     elif ideal < low:
@@ -1129,3 +1130,21 @@ def test_some_queries_fall_back_results_merge(monkeypatch, tail):
         flags = np.concatenate(spy.knn)
         mixed.append(bool(flags.any() and not flags.all()))
     assert sum(mixed) >= 2, mixed  # the merge really met batches of both kinds
+
+
+def test_substrings_stay_near_log2_n_bits():
+    """Never many more buckets than rows: 32-bit codes at 3M rows are not one 32-bit table
+    (2^32 offsets); widths stay within ceil(log2 n)."""
+    for n_bits, n_rows in [(32, 3_000_000), (64, 60_000_000), (256, 1_000_000), (64, 1100)]:
+        _, widths = _mih.plan_substrings(n_bits, n_rows)
+        assert int(widths.max()) <= int(np.ceil(np.log2(n_rows))), (n_bits, n_rows, widths)
+        assert int(widths.sum()) == n_bits
+
+
+def test_n_bits_beyond_the_file_format_is_refused():
+    with pytest.raises(ValueError, match="n_bits must be at most"):
+        BinaryIndex(8 * 65537)
+    ids = np.array([1, 2], dtype=object)
+    index = BinaryIndex(8)
+    index.add(np.zeros((2, 1), np.uint8), ids=ids)  # an object array of Python ints
+    assert index.ids.tolist() == [1, 2]

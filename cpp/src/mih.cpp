@@ -241,7 +241,7 @@ void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::ui
       for (std::size_t i = 0; i < codes.n; ++i) {
         keys[i] = static_cast<std::uint32_t>(
             substring_key(codes.data + i * codes.stride, codes.code_bytes, bit_order, begins[j], widths[j]));
-        ++table[keys[i] + 1];
+        ++table[std::size_t{keys[i]} + 1];  // keys may be 2^32 - 1
       }
       for (std::size_t b = 0; b < buckets; ++b) table[b + 1] += table[b];
       // Counting sort, stable: each bucket lists its rows in increasing order. table[key]

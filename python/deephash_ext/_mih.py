@@ -155,10 +155,12 @@ class MihTables:
 
 def plan_substrings(n_bits: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(begins, widths) of m contiguous substrings: m = round(n_bits / log2 n_rows) as in
-    Norouzi et al. (about one row per bucket), at least ceil(n_bits / 32), at most n_bits;
+    Norouzi et al. (about one row per bucket), substrings of at most min(32, ceil(log2
+    n_rows)) bits (so never many more buckets than rows), at most n_bits substrings;
     the widths differ by at most one bit (the wider ones first)."""
     per_table = max(math.log2(max(n_rows, 2)), 1.0)
-    m = min(n_bits, max(-(-n_bits // MAX_WIDTH), round(n_bits / per_table), 1))
+    widest = min(MAX_WIDTH, math.ceil(per_table))  # never many more buckets than rows
+    m = min(n_bits, max(-(-n_bits // widest), round(n_bits / per_table), 1))
     widths = np.full(m, n_bits // m, dtype=np.uint32)
     widths[: n_bits % m] += 1
     begins = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.uint32)

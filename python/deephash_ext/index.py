@@ -25,6 +25,7 @@ import numpy as np
 from . import _core
 from ._index_file import (
     ID_KINDS,
+    MAX_CODE_BYTES,
     IndexArrays,
     read_index_file,
     removed_mask,
@@ -248,6 +249,8 @@ class BinaryIndex:
         mih_bits: str = "contiguous",
     ) -> None:
         self._code_bytes = _code_bytes(n_bits)
+        if self._code_bytes > MAX_CODE_BYTES:  # what the file format (and the readers) hold
+            raise ValueError(f"n_bits must be at most {8 * MAX_CODE_BYTES}, got {n_bits}")
         self._n_bits = int(n_bits)
         self._id_dtype = check_choice(id_dtype, "id_dtype", ID_KINDS)
         self.compact_threshold = compact_threshold
@@ -337,7 +340,9 @@ class BinaryIndex:
         """(ids as a 1-D array of the id dtype, whether a scalar was given); integer values
         only, each in the id type's range (never wrapped or cast from floats)."""
         array = np.asarray(ids)
-        if array.dtype.kind not in "iu" and not isinstance(ids, np.ndarray):
+        if array.dtype.kind not in "iu" and (
+            not isinstance(ids, np.ndarray) or array.dtype == object
+        ):
             # Python ints NumPy cannot type as one integer dtype ([3, 2**63 + 1] becomes
             # float64) or no values at all ([] is float64): take them as Python ints.
             array = np.asarray(ids, dtype=object)
@@ -580,12 +585,13 @@ class BinaryIndex:
         if not 1 <= k <= live:
             raise ValueError(f"k must be in [1, len(index)] = [1, {live}], got {k}")
         q, single = check_queries(queries)
-        tables = self._tables(snapshot)
+        method = self._method  # read once: another thread may change it
+        tables = self._tables(snapshot, method)
         if tables is None:
             distances, rows = _core.knn_hamming(snapshot.codes, q, k, snapshot.removed)
         else:
             speed = self._scan_speed_of(snapshot)
-            budget = knn_budget(self._method, speed, snapshot.n_rows, self._code_bytes, len(q))
+            budget = knn_budget(method, speed, snapshot.n_rows, self._code_bytes, len(q))
             distances, rows = mih_knn(snapshot.codes, snapshot.removed, tables, q, k, budget)
         ids = snapshot.ids[rows]
         return (distances[0], ids[0]) if single else (distances, ids)
@@ -603,13 +609,14 @@ class BinaryIndex:
         """
         snapshot = self._snapshot
         q, _ = check_queries(queries)
-        tables = self._tables(snapshot)
+        method = self._method  # read once: another thread may change it
+        tables = self._tables(snapshot, method)
         budget = None
         if tables is not None:
             radius = check_int(max_distance, "max_distance")
             speed = self._scan_speed_of(snapshot)
             budget = range_budget(
-                self._method, tables, speed, snapshot.n_rows, self._code_bytes, len(q), radius
+                method, tables, speed, snapshot.n_rows, self._code_bytes, len(q), radius
             )
         if tables is None or budget is None:  # no tables, or a radius MIH cannot pay off
             lims, distances, rows = _core.range_hamming(
@@ -622,10 +629,11 @@ class BinaryIndex:
         return lims, distances, snapshot.ids[rows]
 
     # ------------------------------------------------------------------ MIH
-    def _tables(self, snapshot: _Snapshot) -> MihTables | None:
-        """The snapshot's MIH tables (method "mih"), built or rebuilt when missing or stale
-        (one build at a time; a search of another snapshot meanwhile scans or uses its own)."""
-        if self._method == "flat":
+    def _tables(self, snapshot: _Snapshot, method: str) -> MihTables | None:
+        """The snapshot's MIH tables (method "mih" or "auto"), built or rebuilt when missing
+        or stale (one build at a time; a search of another snapshot meanwhile scans or
+        uses its own)."""
+        if method == "flat":
             return None
         if stale(snapshot.mih, snapshot.n_rows):
             with self._tables_lock:
@@ -673,7 +681,7 @@ class BinaryIndex:
             If the file cannot be written; an existing ``path`` is then unchanged.
         """
         snapshot = self._snapshot
-        self._tables(snapshot)  # builds them if the method uses them
+        self._tables(snapshot, self._method)  # builds them if the method uses them
         arrays = self._arrays(snapshot)
         atomic_write(path, lambda handle: write_index_file(handle, arrays))
 
