@@ -1,9 +1,12 @@
-"""Helpers shared by the benchmark scripts: machine description and best-of-n timing."""
+"""Helpers shared by the benchmark scripts: machine description, best-of-n timing
+(alone or interleaved) and random codes."""
 
 from __future__ import annotations
 
 import platform
 import time
+
+import numpy as np
 
 
 def cpu_model() -> str:
@@ -29,3 +32,30 @@ def best_time(fn, repeats: int, before=None) -> tuple[float, object]:
         result = fn()
         best = min(best, time.perf_counter() - t0)
     return best, result
+
+
+def best_of_rounds(fns: dict, rounds: dict) -> dict:
+    """Best wall time of each function ``fns[name]``, called in turn within each round (so
+    slow phases of a busy machine hit all of them alike); a function runs in the first
+    ``rounds[name]`` rounds only."""
+    best = dict.fromkeys(fns, float("inf"))
+    for round_ in range(max(rounds.values(), default=0)):
+        for name, fn in fns.items():
+            if round_ < rounds[name]:
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def random_codes(rng: np.random.Generator, n: int, code_bytes: int, chunk_bytes: int) -> np.ndarray:
+    """n uniformly random codes, generated ``chunk_bytes`` at a time (peak memory: the codes
+    plus one chunk)."""
+    codes = np.empty((n, code_bytes), dtype=np.uint8)
+    rows = max(1, chunk_bytes // code_bytes)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        chunk = rng.bytes((stop - start) * code_bytes)
+        codes[start:stop] = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, code_bytes)
+        del chunk
+    return codes

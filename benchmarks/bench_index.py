@@ -50,7 +50,12 @@ from pathlib import Path
 
 import deephash_ext as dh
 import numpy as np
-from _common import best_time, cpu_model  # run as a script: benchmarks/ is on sys.path
+from _common import (
+    best_of_rounds,
+    best_time,
+    cpu_model,
+    random_codes,
+)  # run as a script: benchmarks/ is on sys.path
 
 K = 10
 N_SINGLE = 20  # single queries per loop
@@ -130,18 +135,12 @@ class Report:
 
 
 def best_interleaved(fns: list, repeat: int) -> list[float]:
-    """Best wall time of each function over `repeat` rounds, the functions called in turn
-    within a round (so slow phases of a busy machine hit all of them alike), after one
-    untimed call each."""
+    """Best wall time of each function over `repeat` interleaved rounds, after one untimed
+    call each."""
     for fn in fns:
         fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+    best = best_of_rounds(dict(enumerate(fns)), dict.fromkeys(range(len(fns)), repeat))
+    return [best[i] for i in range(len(fns))]
 
 
 def singles(search, queries: np.ndarray):
@@ -156,18 +155,6 @@ def singles(search, queries: np.ndarray):
 
 def free() -> None:
     gc.collect()
-
-
-def random_codes(rng: np.random.Generator, n: int, code_bytes: int) -> np.ndarray:
-    """n random codes, generated in chunks (peak memory: the codes plus one chunk)."""
-    codes = np.empty((n, code_bytes), dtype=np.uint8)
-    rows = max(1, CHUNK_BYTES // code_bytes)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        chunk = rng.bytes((stop - start) * code_bytes)
-        codes[start:stop] = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, code_bytes)
-        del chunk
-    return codes
 
 
 def evict(path: Path) -> None:
@@ -226,8 +213,8 @@ def phase_build(report: Report, args, rng, path: Path):
     """Generates the codes and queries, builds the index in RAM and saves it."""
     code_bytes = args.bits // 8
     t0 = time.perf_counter()
-    codes = random_codes(rng, args.n, code_bytes)
-    queries = random_codes(rng, args.queries, code_bytes)
+    codes = random_codes(rng, args.n, code_bytes, CHUNK_BYTES)
+    queries = random_codes(rng, args.queries, code_bytes, CHUNK_BYTES)
     report.row(
         "build",
         f"generate {args.n:,} codes ({codes.nbytes / 2**20:,.0f} MiB)",

@@ -63,6 +63,7 @@ VmRSS. A summary of the targets (PASS / FAIL) ends the run.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import math
 import os
@@ -71,7 +72,11 @@ import time
 
 import deephash_ext as dh
 import numpy as np
-from _common import cpu_model  # run as a script: benchmarks/ is on sys.path
+from _common import (
+    best_of_rounds,
+    cpu_model,
+    random_codes,
+)  # run as a script: benchmarks/ is on sys.path
 from deephash_ext._mih import build_tables
 
 SIZES = {64: 10_000_000, 128: 10_000_000, 256: 1_000_000, 512: 1_000_000}
@@ -97,17 +102,6 @@ CHUNK_BYTES = 1 << 26  # random bytes generated at a time
 
 
 # ---------------------------------------------------------------------- data
-def random_codes(rng: np.random.Generator, n: int, code_bytes: int) -> np.ndarray:
-    """n uniformly random codes, generated in chunks."""
-    codes = np.empty((n, code_bytes), dtype=np.uint8)
-    rows = max(1, CHUNK_BYTES // code_bytes)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        chunk = rng.bytes((stop - start) * code_bytes)
-        codes[start:stop] = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, code_bytes)
-    return codes
-
-
 def flip_bits_each(rng: np.random.Generator, codes: np.ndarray) -> None:
     """Flips each bit of ``codes`` (in place) with probability FLIP_BELOW / 256."""
     n_bits = codes.shape[1] * 8
@@ -141,12 +135,14 @@ def flip_bits_counted(rng: np.random.Generator, codes: np.ndarray, counts: np.nd
 
 
 def make_uniform(rng, n: int, nq: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    return random_codes(rng, n, bits // 8), random_codes(rng, nq, bits // 8)
+    return random_codes(rng, n, bits // 8, CHUNK_BYTES), random_codes(
+        rng, nq, bits // 8, CHUNK_BYTES
+    )
 
 
 def make_near_dup(rng, n: int, nq: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     n_base = max(1, n // 10)
-    base = random_codes(rng, n_base, bits // 8)
+    base = random_codes(rng, n_base, bits // 8, CHUNK_BYTES)
     codes = np.empty((n, bits // 8), dtype=np.uint8)
     codes[:n_base] = base
     codes[n_base:] = np.resize(base, (n - n_base, bits // 8))  # cyclic copies
@@ -314,14 +310,11 @@ class Bench:
                     break
         nq = len(singles)
         reps = {m: reps_for(first[m], self.args.repeat) for m in METHODS}
-        best = dict.fromkeys(METHODS, float("inf"))
-        for round_ in range(max(reps.values())):
-            for method in METHODS:
-                if round_ < reps[method]:
-                    t0 = time.perf_counter()
-                    for q in singles:
-                        self.ours(index, method, op, param, q)
-                    best[method] = min(best[method], time.perf_counter() - t0)
+
+        def loop(method):
+            return lambda: [self.ours(index, method, op, param, q) for q in singles]
+
+        best = best_of_rounds({m: loop(m) for m in METHODS}, reps)
         times = {m: best[m] / nq for m in METHODS}
         if op == "range":
             reference = joined_range(flat_results)
@@ -339,13 +332,8 @@ class Bench:
         reference = results["flat"] if op == "range" else (results["flat"][0], None)
         del results
         reps = {m: reps_for(first[m], self.args.repeat) for m in METHODS}
-        best = dict.fromkeys(METHODS, float("inf"))
-        for round_ in range(max(reps.values())):
-            for method in METHODS:
-                if round_ < reps[method]:
-                    t0 = time.perf_counter()
-                    self.ours(index, method, op, param, batch)
-                    best[method] = min(best[method], time.perf_counter() - t0)
+        calls = {m: functools.partial(self.ours, index, m, op, param, batch) for m in METHODS}
+        best = best_of_rounds(calls, reps)
         return best, reps, equal, reference
 
     # ----- faiss

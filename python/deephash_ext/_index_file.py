@@ -36,7 +36,7 @@ import numpy as np
 
 from ._mih import ALIGN as _MIH_ALIGN
 from ._mih import MAX_WIDTH as _MAX_TABLE_WIDTH
-from ._mih import MihTables
+from ._mih import MihTables, removed_count
 
 __all__ = [
     "FORMAT_VERSION",
@@ -405,7 +405,7 @@ def _check_removed(reader: _Reader, removed: np.ndarray, n_rows: int, n_removed:
     n_rows / 8 bytes, read only when some row is removed)."""
     if n_rows % 64 and int(removed[-1]) >> (n_rows % 64):
         raise reader.fail("the removed-row bitmap marks rows past the end")
-    marked = int(np.bitwise_count(removed).sum(dtype=np.int64))
+    marked = removed_count(removed)
     if marked != n_removed:
         raise reader.fail(f"the removed-row bitmap marks {marked} rows, the header {n_removed}")
 

@@ -29,6 +29,7 @@ __all__ = [
     "mih_range",
     "plan_substrings",
     "range_budget",
+    "removed_count",
     "stale",
 ]
 
@@ -222,8 +223,13 @@ def _split(removed: np.ndarray | None, n_indexed: int) -> tuple[np.ndarray | Non
     return removed[: n_indexed // 64], removed[n_indexed // 64 :]
 
 
+def removed_count(removed: np.ndarray) -> int:
+    """Rows a removed-row bitmap (knn.hpp RemovedRows) marks: its set bits."""
+    return int(np.bitwise_count(removed).sum(dtype=np.int64))
+
+
 def _live(removed: np.ndarray | None, n: int) -> int:
-    return n if removed is None else n - int(np.bitwise_count(removed).sum(dtype=np.int64))
+    return n if removed is None else n - removed_count(removed)
 
 
 def _merge_knn(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
