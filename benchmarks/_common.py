@@ -36,14 +36,17 @@ def best_time(fn, repeats: int, before=None) -> tuple[float, object]:
 
 def best_of_rounds(fns: dict, rounds: dict) -> dict:
     """Best wall time of each function ``fns[name]``, called in turn within each round (so
-    slow phases of a busy machine hit all of them alike); a function runs in the first
-    ``rounds[name]`` rounds only."""
+    slow phases of a busy machine hit all of them alike), the order rotated by one each
+    round (so no function always runs right after the same one, whose cache or memory
+    state it would inherit); a function runs in the first ``rounds[name]`` rounds only."""
     best = dict.fromkeys(fns, float("inf"))
+    names = list(fns)
     for round_ in range(max(rounds.values(), default=0)):
-        for name, fn in fns.items():
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             if round_ < rounds[name]:
                 t0 = time.perf_counter()
-                fn()
+                fns[name]()
                 best[name] = min(best[name], time.perf_counter() - t0)
     return best
 

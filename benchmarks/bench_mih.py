@@ -42,17 +42,19 @@ Datasets:
 
 Timings (time.perf_counter): in each cell every method runs once untimed (its results are
 checked: mih and auto must equal flat exactly, distances and ids, for k-NN and radius), then
-in interleaved rounds (flat, mih, auto in turn, so machine noise hits them alike) the best
-of min(--repeat, max(1, 0.5 s / first call)) runs (so slow cells, the flat scan at 10M,
-get fewer); the column "best of" gives the runs. faiss runs after ours (not interleaved:
-its OpenMP threads spin for a while after each call and would slow the next search down),
-on the same queries, best of the same rule (a first call over 0.5 s is the timing: faiss
-builds nothing lazily); where its loop or batch would take more than 1.5 s it runs on the
-first queries only (batches: at least 101, below which faiss uses one thread) and its time
-is per query (single) or scaled to the batch (marked ``*``), its agreement measured on the
-queries it ran; a batch whose 101 queries would take over 4.5 s is skipped (the estimate
-is printed). Radius calls whose results would exceed 20M (batches: estimated from the
-single queries) use fewer queries (the column "nq" says how many).
+in interleaved rounds (flat, mih, auto in turn, the order rotated each round, so machine
+noise and cache state hit them alike) the best
+of min(--repeat, max(3, 0.5 s / first call)) runs (so slow cells, the flat scan at 10M,
+get fewer, but never fewer than 3); the column "best of" gives the runs. faiss runs after
+ours (not interleaved: its OpenMP threads spin for a while after each call and would slow
+the next search down), on the same queries, best of min(--repeat, max(1, 0.5 s / first
+call)) (a first call over 0.5 s is the timing: faiss builds nothing lazily); where its
+loop or batch would take more than 1.5 s it runs on the first queries only (batches: at
+least 101, below which faiss uses one thread) and its time is per query (single) or
+scaled to the batch (marked ``*``), its agreement measured on the queries it ran; a batch
+whose 101 queries would take over 4.5 s is skipped (the estimate is printed). Radius calls
+whose results would exceed 20M (batches: estimated from the single queries) use fewer
+queries (the column "nq" says how many).
 
 Build: ``deephash_ext._mih.build_tables(codes)`` timed directly, then the index's own lazy
 build (what the first "mih" search pays), the tables' bytes per item (rows: 4 bytes per
@@ -94,6 +96,9 @@ MULTI_BITS = 16  # faiss IndexBinaryMultiHash: bits per table (nhash = d // 16)
 PREFIX_BITS = 20  # faiss IndexBinaryHash: bits of the single table
 KNN_NFLIP = 1  # faiss nflip for k-NN (not exact at any setting short of a scan)
 CELL_BUDGET_S = 0.5  # timed runs per method and cell: about this long (1..--repeat runs)
+# Our methods run at least this often: one run of a slow batch cell swings by 10-30 % on
+# this machine, which would decide the 1.1x target of method="auto" by chance.
+OURS_LEAST = 3
 FAISS_CAP_S = 1.5  # a faiss loop or batch longer than this runs on fewer queries
 FAISS_PARALLEL = 101  # faiss parallelises a batch over queries only from 101 queries on
 RESULT_CAP = 20_000_000  # radius results per call (memory: flat, mih, auto and faiss)
@@ -208,9 +213,9 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
 
 
-def reps_for(first: float, repeat: int) -> int:
-    """Timed runs after a first call that took ``first`` seconds."""
-    return max(1, min(repeat, int(CELL_BUDGET_S / max(first, 1e-9))))
+def reps_for(first: float, repeat: int, least: int = 1) -> int:
+    """Timed runs after a first call that took ``first`` seconds (at least ``least``)."""
+    return max(least, min(repeat, int(CELL_BUDGET_S / max(first, 1e-9))))
 
 
 def faiss_reps(first: float, repeat: int) -> int:
@@ -309,10 +314,15 @@ class Bench:
                     singles = singles[: i + 1]
                     break
         nq = len(singles)
-        reps = {m: reps_for(first[m], self.args.repeat) for m in METHODS}
+        reps = {m: reps_for(first[m], self.args.repeat, OURS_LEAST) for m in METHODS}
 
         def loop(method):
-            return lambda: [self.ours(index, method, op, param, q) for q in singles]
+            def run():  # the method is set once per loop, as faiss's nflip is
+                index.method = method
+                call = index.range_search if op == "range" else index.search
+                return [call(q, param) for q in singles]
+
+            return run
 
         best = best_of_rounds({m: loop(m) for m in METHODS}, reps)
         times = {m: best[m] / nq for m in METHODS}
@@ -331,7 +341,7 @@ class Bench:
         equal = {m: same(results[m], results["flat"]) for m in ("mih", "auto")}
         reference = results["flat"] if op == "range" else (results["flat"][0], None)
         del results
-        reps = {m: reps_for(first[m], self.args.repeat) for m in METHODS}
+        reps = {m: reps_for(first[m], self.args.repeat, OURS_LEAST) for m in METHODS}
         calls = {m: functools.partial(self.ours, index, m, op, param, batch) for m in METHODS}
         best = best_of_rounds(calls, reps)
         return best, reps, equal, reference
@@ -794,7 +804,8 @@ def main() -> None:
     )
     print(
         f"timing: one untimed checked call per method, then the best of min({args.repeat}, "
-        f"max(1, {CELL_BUDGET_S:g} s / first call)) interleaved runs (flat, mih, auto); faiss "
+        f"max({OURS_LEAST}, {CELL_BUDGET_S:g} s / first call)) interleaved runs (flat, mih, "
+        "auto); faiss "
         f"after ours, on fewer queries where a loop or batch would pass {FAISS_CAP_S:g} s "
         f"(marked *); radius calls capped at {RESULT_CAP:,} results (fewer queries, column nq)"
     )

@@ -20,6 +20,7 @@ import pytest
         "deephash_ext.drhn",
         "deephash_ext.ssdh",
         "deephash_ext.features",
+        "deephash_ext._runtime",
     ],
 )
 def test_docstring_examples(module):

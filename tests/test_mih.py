@@ -733,29 +733,33 @@ def test_overlapping_substrings_are_refused_or_exact():
 
 
 class KernelSpy:
-    """Wraps _core.mih_knn / mih_range to record each call's fallback flags."""
+    """Wraps MihEngine.knn / range to record, per call, how many queries the tables
+    answered, gave up (then scanned) and scanned without trying (MihSearcher.counts)."""
 
     def __init__(self, mp: pytest.MonkeyPatch) -> None:
-        self.knn: list[np.ndarray] = []
-        self.range: list[np.ndarray] = []
-        knn, rng_ = _core.mih_knn, _core.mih_range
+        self.knn: list[tuple[int, int, int]] = []
+        self.range: list[tuple[int, int, int]] = []
 
-        def spy_knn(*args, **kwargs):
-            out = knn(*args, **kwargs)
-            self.knn.append(out[2].copy())
-            return out
+        def wrap(method, log):
+            def spy(engine, *args, **kwargs):
+                before = engine.searcher.counts()
+                out = method(engine, *args, **kwargs)
+                log.append(tuple(a - b for a, b in zip(engine.searcher.counts(), before)))
+                return out
 
-        def spy_range(*args, **kwargs):
-            out = rng_(*args, **kwargs)
-            self.range.append(out[3].copy())
-            return out
+            return spy
 
-        mp.setattr(_core, "mih_knn", spy_knn)
-        mp.setattr(_core, "mih_range", spy_range)
+        mp.setattr(_mih.MihEngine, "knn", wrap(_mih.MihEngine.knn, self.knn))
+        mp.setattr(_mih.MihEngine, "range", wrap(_mih.MihEngine.range, self.range))
 
     def reset(self) -> None:
         self.knn.clear()
         self.range.clear()
+
+    @staticmethod
+    def total(log: list[tuple[int, int, int]]) -> tuple[int, int, int]:
+        """(answered by the tables, gave up, scanned without trying) over the calls."""
+        return tuple(int(sum(c[i] for c in log)) for i in range(3))  # type: ignore[return-value]
 
 
 def set_budget(mp: pytest.MonkeyPatch, budget: str) -> None:
@@ -878,14 +882,19 @@ def test_index_methods_agree(n_bits, budget, seed, ops, data):
                 tables = index._snapshot.mih
                 assert tables is not None
                 head = snapshot.removed[: tables.n_indexed // 64] if snapshot.n_removed else None
-                assert bool(spy.knn) == (_mih._live(head, tables.n_indexed) > 0)
+                live_head = _mih._live(head, tables.n_indexed)
+                assert spy.knn and spy.range
                 assert tables.n_indexed % 64 == 0 and tables.n_indexed <= snapshot.n_rows
                 assert not _mih.stale(tables, snapshot.n_rows)
-                flags = np.concatenate([np.zeros(0, np.uint8), *spy.knn, *spy.range])
-                if budget == "exact":  # every search went through the kernels, none gave up
-                    assert spy.range and not flags.any()
-                if budget == "fallback" and spy.knn:  # every k-NN query gave up
-                    assert np.concatenate(spy.knn).all()
+                knn, ranges = spy.total(spy.knn), spy.total(spy.range)
+                if live_head == 0:  # k-NN has nothing to ask the tables: scanned
+                    assert knn[0] == knn[1] == 0 and knn[2] > 0
+                elif budget == "exact":  # every query answered by the tables, none gave up
+                    assert knn[1] == knn[2] == 0 and knn[0] > 0
+                elif budget == "fallback":  # every k-NN query gave up (or "auto" skipped it)
+                    assert knn[0] == 0 and knn[1] > 0
+                if budget == "exact":
+                    assert ranges[1] == ranges[2] == 0 and ranges[0] > 0
         del index, snapshot  # unmap before the directory goes
 
 
@@ -1122,13 +1131,13 @@ def test_some_queries_fall_back_results_merge(monkeypatch, tail):
     for radius in (0, 3, 8, 14):
         spy.reset()
         assert_same(mih.range_search(queries, radius), flat.range_search(queries, radius))
-        flags = np.concatenate(spy.range)
-        mixed.append(bool(flags.any() and not flags.all()))
+        answered, gave_up, _ = spy.total(spy.range)
+        mixed.append(answered > 0 and gave_up > 0)
     for k in (1, 5, 40):
         spy.reset()
         assert_same(mih.search(queries, k), flat.search(queries, k))
-        flags = np.concatenate(spy.knn)
-        mixed.append(bool(flags.any() and not flags.all()))
+        answered, gave_up, _ = spy.total(spy.knn)
+        mixed.append(answered > 0 and gave_up > 0)
     assert sum(mixed) >= 2, mixed  # the merge really met batches of both kinds
 
 
@@ -1148,3 +1157,142 @@ def test_n_bits_beyond_the_file_format_is_refused():
     index = BinaryIndex(8)
     index.add(np.zeros((2, 1), np.uint8), ids=ids)  # an object array of Python ints
     assert index.ids.tolist() == [1, 2]
+
+
+# ====================================================== 8. MihSearcher: one call per search
+
+
+def make_searcher(codes: np.ndarray, n_indexed: int, decorrelate: bool = False):
+    begins, widths = _mih.plan_substrings(8 * codes.shape[1], n_indexed)
+    order = _mih.decorrelated_bit_order(codes[:n_indexed], widths) if decorrelate else None
+    offsets, rows = _core.mih_build(codes[:n_indexed], begins, widths, order)
+    return _core.MihSearcher(begins, widths, offsets, rows, n_indexed, order, codes.shape[1])
+
+
+@pytest.mark.parametrize("tail", [0, 1, 130])
+@pytest.mark.parametrize("code_bytes", [4, 9, 32])
+@pytest.mark.parametrize("decorrelate", [False, True])
+def test_searcher_equals_the_reference(rng, tail, code_bytes, decorrelate):
+    """MIH with every budget (all answered, all given up, a mix), adaptive or not, with
+    and without removed rows and a scanned tail: every call equals the reference ranking,
+    single queries and batches; the counts add up to the queries asked."""
+    n_indexed = 1024
+    n = n_indexed + tail
+    codes = make_codes("clustered", rng, n, code_bytes)
+    codes[rng.random(n) < 0.2] = codes[0]  # exact ties across the head and the tail
+    queries = make_queries(rng, codes, 4)
+    searcher = make_searcher(codes, n_indexed, decorrelate)
+    asked = 0
+    for gone in (np.zeros(0, np.int64), np.unique(rng.integers(0, n, n // 3))):
+        removed = bitmap(gone, n) if len(gone) else None
+        live = np.setdiff1d(np.arange(n), gone)
+        ranked = ranking(codes, queries, live)
+        for max_work, adaptive in itertools.product((HUGE_WORK, 1, 60), (False, True)):
+            for k in (1, 7, 100, len(live)):
+                for rep in range(6):  # adaptive: the skipping state changes across calls
+                    q = queries if rep % 2 else queries[rep // 2 : rep // 2 + 1]
+                    rows = slice(None) if rep % 2 else slice(rep // 2, rep // 2 + 1)
+                    got = searcher.knn(codes, q, k, removed, max_work, 0, adaptive)
+                    assert_same(got, (ranked[0][rows, :k], ranked[1][rows, :k]))
+                    asked += len(q)
+            for radius in (0, 2, 5, 12, 8 * code_bytes, 10**9):
+                expected = range_from_ranking(ranked, radius)
+                for max_radius in (-1, 0, radius - 1, 10**6):
+                    got = searcher.range(
+                        codes, queries, radius, removed, max_work, 0, max_radius, adaptive
+                    )
+                    assert_same(got, expected)
+                    asked += len(queries)
+    assert sum(searcher.counts()) == asked
+    answered, gave_up, scanned = searcher.counts()
+    assert answered > 0 and gave_up > 0 and scanned > 0
+
+
+def test_searcher_adaptive_skips_after_a_streak_and_retries():
+    """After MihSearcher.kGiveUpStreak (4) queries of a class gave up, only every 16th
+    (kTrialEvery) tries the tables; one that succeeds resets the class. k = 50 and k = 60
+    share a class (bit width 6), k = 1 is another; radius classes are separate too."""
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 256, (4096, 8), dtype=np.uint8)
+    searcher = make_searcher(codes, 4096)
+    q = rng.integers(0, 256, (1, 8), dtype=np.uint8)
+    expected = knn_reference(codes, q, 50)
+
+    def delta(call):
+        before = searcher.counts()
+        got = call()
+        return got, tuple(a - b for a, b in zip(searcher.counts(), before))
+
+    for max_work, adaptive, counts in [
+        (1, False, (0, 36, 0)),  # never skipped without adaptive
+        (1, True, (0, 6, 30)),  # 4 give up, then calls 5 and 21 try
+    ]:
+        fresh = make_searcher(codes, 4096) if adaptive else searcher
+        searcher = fresh
+        total = (0, 0, 0)
+        for _ in range(36):
+            got, d = delta(lambda: searcher.knn(codes, q, 50, None, max_work, 0, adaptive))
+            np.testing.assert_array_equal(got[1], expected[1])
+            total = tuple(a + b for a, b in zip(total, d))
+        assert total == counts
+    # the 37th query of the class is a trial: with room it succeeds and resets the class
+    _, d = delta(lambda: searcher.knn(codes, q, 60, None, HUGE_WORK, 0, True))
+    assert d == (1, 0, 0)
+    _, d = delta(lambda: searcher.knn(codes, q, 50, None, HUGE_WORK, 0, True))
+    assert d == (1, 0, 0)
+    # another class (k = 1) and a radius class were never skipped
+    _, d = delta(lambda: searcher.knn(codes, q, 1, None, HUGE_WORK, 0, True))
+    assert d == (1, 0, 0)
+    # a batch decides for its queries before it searches: all of the first batch try,
+    # the next one only every 16th
+    batch = rng.integers(0, 256, (40, 8), dtype=np.uint8)
+    _, d = delta(lambda: searcher.range(codes, batch, 30, None, 1, 0, 10**6, True))
+    assert d == (0, 40, 0)
+    _, d = delta(lambda: searcher.range(codes, batch, 30, None, 1, 0, 10**6, True))
+    assert d == (0, 3, 37)
+    # a radius above max_radius is scanned without trying
+    _, d = delta(lambda: searcher.range(codes, batch, 3, None, HUGE_WORK, 0, 2, True))
+    assert d == (0, 0, 40)
+
+
+def test_searcher_checks_its_arguments(rng):
+    codes = make_codes("clustered", rng, 1100, 8)
+    begins, widths = _mih.plan_substrings(64, 1024)
+    offsets, rows = _core.mih_build(codes[:1024], begins, widths)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        offsets_o, rows_o = _core.mih_build(codes[:1000], begins, widths)
+        _core.MihSearcher(begins, widths, offsets_o, rows_o, 1000, None, 8)
+    with pytest.raises(ValueError, match="code_bytes"):
+        _core.MihSearcher(begins, widths, offsets, rows, 1024, None, 0)
+    with pytest.raises(ValueError, match="outside a code of 56 bits"):
+        _core.MihSearcher(begins, widths, offsets, rows, 1024, None, 7)
+    with pytest.raises(ValueError, match="rows must be a contiguous 1-D array"):
+        _core.MihSearcher(begins, widths, offsets, rows[:-1], 1024, None, 8)
+    with pytest.raises(TypeError, match="offsets must be a uint32 array"):
+        _core.MihSearcher(begins, widths, offsets.astype(np.int64), rows, 1024, None, 8)
+    searcher = _core.MihSearcher(begins, widths, offsets, rows, 1024, None, 8)
+    q = codes[:2]
+    with pytest.raises(ValueError, match="MIH tables index 1024 rows but the codes have 512"):
+        searcher.knn(codes[:512], q, 1, None, 10, 0, False)
+    wide = np.zeros((1100, 9), np.uint8)
+    with pytest.raises(ValueError, match="9 bytes per code but the MIH tables were built for 8"):
+        searcher.range(wide, wide[:2], 1, None, 10, 0, -1, False)
+    with pytest.raises(ValueError, match="queries have 9 bytes per code but codes have 8"):
+        searcher.knn(codes, wide[:2], 1, None, 10, 0, False)
+    with pytest.raises(ValueError, match="k must be in"):
+        searcher.knn(codes, q, 0, None, 10, 0, False)
+    with pytest.raises(ValueError, match="max_distance must be >= 0"):
+        searcher.range(codes, q, -1, None, 10, 0, -1, False)
+    with pytest.raises(TypeError, match="max_distance must be an integer"):
+        searcher.range(codes, q, 2.0, None, 10, 0, -1, False)
+    with pytest.raises(ValueError, match="max_radius"):
+        searcher.range(codes, q, 1, None, 10, 0, -2, False)
+    with pytest.raises(ValueError, match="max_work"):
+        searcher.knn(codes, q, 1, None, -1, 0, False)
+    with pytest.raises(TypeError, match="max_ns"):
+        searcher.knn(codes, q, 1, None, 10, 0.5, False)
+    with pytest.raises(TypeError, match="adaptive"):
+        searcher.knn(codes, q, 1, None, 10, 0, "yes")
+    with pytest.raises(ValueError, match="removed must be a contiguous 1-D array"):
+        searcher.knn(codes, q, 1, np.zeros(3, np.uint64), 10, 0, False)
+    assert searcher.counts() == (0, 0, 0)

@@ -116,6 +116,16 @@ inline void require_float32(const py::array& a, const char* name, py::ssize_t nd
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
 }
 
+/// The arrays a k-NN search fills: distances (int32) and indices (int64), each (nq, k).
+struct KnnOutputs {
+  py::array_t<dist_t> distances;
+  py::array_t<idx_t> indices;
+  KnnOutputs(std::size_t nq, idx_t k)
+      : distances({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)}),
+        indices({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)}) {}
+  py::tuple as_tuple() const { return py::make_tuple(distances, indices); }
+};
+
 /// An optional removed-row bitmap for a database of n rows (knn.hpp RemovedRows): None, or
 /// a C-contiguous uint64 array of words_for_rows(n) words.
 inline RemovedRows require_removed(const py::object& removed, std::size_t n) {

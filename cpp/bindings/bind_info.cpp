@@ -32,6 +32,12 @@ void bind_info(py::module_& m) {
   m.def(
       "set_num_threads",
       [](const py::object& n) { set_num_threads(static_cast<int>(int_arg(n, "n", 1, kMaxThreads))); }, py::arg("n"));
+  m.def(
+      "set_calling_thread_num_threads",
+      [](const py::object& n) {
+        return set_calling_thread_num_threads(static_cast<int>(int_arg(n, "n", 0, kMaxThreads)));
+      },
+      py::arg("n"));
   m.def("available_cpus", [] { return available_cpus(); });
   m.def("compiler", [] {
 #if defined(__clang__)

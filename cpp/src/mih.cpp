@@ -62,6 +62,9 @@ class Searcher {
  public:
   Searcher(const CodeView& database, const MihTables& tables, RemovedRows removed, MihBudget budget)
       : db_(database), t_(tables), removed_(removed), budget_(budget), seen_(seen_bitmap(tables.n)) {
+    table_offsets_.reserve(t_.n_tables);
+    keys_.reserve(t_.n_tables);
+    touched_.reserve(64);
     std::size_t base = 0;
     for (std::size_t j = 0; j < t_.n_tables; ++j) {
       table_offsets_.push_back(t_.offsets + base);
@@ -133,6 +136,7 @@ class Searcher {
   }
 
   std::size_t n_tables() const { return t_.n_tables; }
+  std::size_t code_bytes() const { return db_.code_bytes; }
 
  private:
   CodeView db_;
@@ -175,6 +179,94 @@ void for_queries(const CodeView& queries, const CodeView& database, const MihTab
       searcher.finish();
     }
   });
+}
+
+// Exact top-k of the searcher's current query among the indexed rows, written sorted by
+// (distance, row) to distances / indices (k entries); false (outputs unset) when the
+// query exceeded its budget. k-NN grows the radius one table at a time (mih.hpp).
+bool knn_query(Searcher& searcher, std::size_t k, dist_t* distances, idx_t* indices) {
+  const auto bits = static_cast<std::uint32_t>(8 * searcher.code_bytes());
+  std::vector<Candidate> found;
+  std::vector<std::size_t> histogram(bits + 1, 0);
+  auto keep = [&](dist_t d, std::uint32_t row) {
+    found.push_back({d, static_cast<idx_t>(row)});
+    ++histogram[static_cast<std::size_t>(d)];
+  };
+  std::size_t within = 0;  // live rows known within the current radius (all of them)
+  for (std::uint32_t r = 0; r <= bits && within < k; ++r) {
+    const std::size_t j = r % searcher.n_tables();  // the table whose radius grows to r / m
+    if (!searcher.probe(j, static_cast<std::uint32_t>(r / searcher.n_tables()), keep)) return false;
+    within += histogram[r];
+  }
+  // Every live row within `bits` is found, so fewer than k only follows from tables that
+  // do not match the codes (caught by the checks); the scan then answers, never UB.
+  if (found.size() < k) return false;
+  std::partial_sort(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(k), found.end(), ranks_before);
+  for (std::size_t i = 0; i < k; ++i) {
+    distances[i] = found[i].distance;
+    indices[i] = found[i].index;
+  }
+  return true;
+}
+
+// Every live indexed row within `radius` of the searcher's current query, sorted by
+// (distance, row), into `found`; false (found cleared) when over budget.
+bool range_query(Searcher& searcher, std::uint32_t radius, std::vector<Candidate>& found) {
+  auto keep = [&](dist_t d, std::uint32_t row) {
+    if (static_cast<std::uint32_t>(d) <= radius) found.push_back({d, static_cast<idx_t>(row)});
+  };
+  const std::size_t m = searcher.n_tables();
+  for (std::size_t j = 0; j < m && j <= radius; ++j)
+    for (std::uint32_t s = 0; s <= (radius - j) / m; ++s)
+      if (!searcher.probe(j, s, keep)) {
+        found.clear();
+        return false;
+      }
+  std::sort(found.begin(), found.end(), ranks_before);
+  return true;
+}
+
+void append(RangeResult& result, const Candidate* hits, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    result.distances.push_back(hits[i].distance);
+    result.indices.push_back(hits[i].index);
+  }
+}
+
+std::size_t bit_width(std::size_t v) {
+  std::size_t width = 0;
+  for (; v != 0; v >>= 1) ++width;
+  return width;
+}
+
+// The rows of a database from `first` on.
+CodeView tail_of(const CodeView& database, std::size_t first) {
+  return CodeView{database.data + first * database.stride, database.n - first, database.code_bytes, database.stride};
+}
+
+// The queries whose flag equals `which`, as a code view (the queries themselves when all
+// of them are; else a contiguous copy) and their numbers.
+struct QuerySplit {
+  std::vector<std::size_t> queries;
+  std::vector<std::uint8_t> copy;
+  CodeView view;
+  std::size_t n() const { return queries.size(); }
+};
+
+QuerySplit split_queries(const CodeView& queries, const std::vector<std::uint8_t>& flags, std::uint8_t which) {
+  QuerySplit out;
+  for (std::size_t q = 0; q < queries.n; ++q)
+    if (flags[q] == which) out.queries.push_back(q);
+  if (out.n() == queries.n || out.n() == 0) {  // no copy
+    out.view = CodeView{queries.data, out.n(), queries.code_bytes, queries.stride};
+    return out;
+  }
+  const std::size_t width = queries.code_bytes;
+  out.copy.resize(out.n() * width);
+  for (std::size_t s = 0; s < out.n(); ++s)
+    std::memcpy(&out.copy[s * width], queries.data + out.queries[s] * queries.stride, width);
+  out.view = CodeView{out.copy.data(), out.n(), width, width};
+  return out;
 }
 
 }  // namespace
@@ -258,35 +350,10 @@ void mih_knn(const CodeView& queries, const CodeView& database, const MihTables&
              RemovedRows removed) {
   check_mih_knn_args(queries, database, tables, k_signed, removed);
   const auto k = static_cast<std::size_t>(k_signed);
-  const auto bits = static_cast<std::uint32_t>(8 * database.code_bytes);
   if (queries.n == 0) return;
   for_queries(queries, database, tables, removed, budget, n_threads, [&](Searcher& searcher, std::size_t q) {
-    std::vector<Candidate> found;
-    std::vector<std::size_t> histogram(bits + 1, 0);
-    auto keep = [&](dist_t d, std::uint32_t row) {
-      found.push_back({d, static_cast<idx_t>(row)});
-      ++histogram[static_cast<std::size_t>(d)];
-    };
-    std::size_t within = 0;  // live rows known within the current radius (all of them)
-    bool complete = true;
-    for (std::uint32_t r = 0; r <= bits && within < k; ++r) {
-      const std::size_t j = r % searcher.n_tables();  // the table whose radius grows to r / m
-      if (!searcher.probe(j, static_cast<std::uint32_t>(r / searcher.n_tables()), keep)) {
-        complete = false;
-        break;
-      }
-      within += histogram[r];
-    }
-    // Every live row within `bits` is found, so fewer than k only follows from tables that
-    // do not match the codes (caught by the checks); the scan then answers, never UB.
-    if (found.size() < k) complete = false;
+    const bool complete = knn_query(searcher, k, distances + q * k, indices + q * k);
     fallback[q] = complete ? 0 : 1;
-    if (!complete) return;
-    std::partial_sort(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(k), found.end(), ranks_before);
-    for (std::size_t i = 0; i < k; ++i) {
-      distances[q * k + i] = found[i].distance;
-      indices[q * k + i] = found[i].index;
-    }
   });
 }
 
@@ -296,36 +363,206 @@ RangeResult mih_range(const CodeView& queries, const CodeView& database, const M
   check_code_views(queries, database);
   check_mih_tables(database, tables);
   DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
-  const auto bits = static_cast<std::int64_t>(8 * database.code_bytes);
-  const auto radius = static_cast<std::uint32_t>(std::min(max_distance, bits));
+  const auto radius = static_cast<std::uint32_t>(std::min<std::int64_t>(max_distance, 8 * database.code_bytes));
   std::vector<std::vector<Candidate>> per_query(queries.n);
   for_queries(queries, database, tables, removed, budget, n_threads, [&](Searcher& searcher, std::size_t q) {
-    std::vector<Candidate>& found = per_query[q];
-    auto keep = [&](dist_t d, std::uint32_t row) {
-      if (static_cast<std::uint32_t>(d) <= radius) found.push_back({d, static_cast<idx_t>(row)});
-    };
-    const std::size_t m = searcher.n_tables();
-    bool complete = true;
-    for (std::size_t j = 0; j < m && complete && j <= radius; ++j)
-      for (std::uint32_t s = 0; s <= (radius - j) / m && complete; ++s) complete = searcher.probe(j, s, keep);
+    const bool complete = range_query(searcher, radius, per_query[q]);
     fallback[q] = complete ? 0 : 1;
-    if (!complete) found.clear();
-    std::sort(found.begin(), found.end(), ranks_before);
   });
   RangeResult result;
   result.lims.assign(queries.n + 1, 0);
-  std::size_t total = 0;
-  for (std::size_t q = 0; q < queries.n; ++q) {
-    total += per_query[q].size();
-    result.lims[q + 1] = static_cast<idx_t>(total);
-  }
+  for (std::size_t q = 0; q < queries.n; ++q)
+    result.lims[q + 1] = result.lims[q] + static_cast<idx_t>(per_query[q].size());
+  const auto total = static_cast<std::size_t>(result.lims[queries.n]);
   result.distances.reserve(total);
   result.indices.reserve(total);
-  for (const auto& found : per_query)
-    for (const Candidate& hit : found) {
-      result.distances.push_back(hit.distance);
-      result.indices.push_back(hit.index);
+  for (const auto& found : per_query) append(result, found.data(), found.size());
+  return result;
+}
+
+// ---------------------------------------------------------------------------- MihSearcher
+
+MihSearcher::MihSearcher(const MihTables& tables, std::size_t code_bytes) : tables_(tables), code_bytes_(code_bytes) {
+  DH_REQUIRE(code_bytes >= 1, "MihSearcher needs codes of at least one byte");
+  // check_mih_tables reads only the rows and widths of a database, never its codes.
+  check_mih_tables(CodeView{nullptr, tables.n, code_bytes, code_bytes}, tables);
+  DH_REQUIRE(tables.n % 64 == 0, "MihSearcher needs tables over a multiple of 64 rows, got ", tables.n);
+}
+
+void MihSearcher::check_database(const CodeView& database) const {
+  DH_REQUIRE(database.code_bytes == code_bytes_, "the codes have ", database.code_bytes,
+             " bytes per code but the MIH tables were built for ", code_bytes_);
+  DH_REQUIRE(database.n >= tables_.n, "MIH tables index ", tables_.n, " rows but the codes have ", database.n);
+}
+
+bool MihSearcher::should_try(Streak& streak) {
+  if (streak.failures.load(std::memory_order_relaxed) < kGiveUpStreak) return true;
+  return streak.skipped.fetch_add(1, std::memory_order_relaxed) % kTrialEvery == 0;
+}
+
+void MihSearcher::record(Streak& streak, bool answered) {
+  if (answered) {
+    streak.failures.store(0, std::memory_order_relaxed);
+    streak.skipped.store(0, std::memory_order_relaxed);
+  } else if (streak.failures.load(std::memory_order_relaxed) < (1u << 30)) {
+    streak.failures.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void MihSearcher::count(std::size_t answered, std::size_t attempts, std::size_t nq) {
+  mih_.fetch_add(answered, std::memory_order_relaxed);
+  gave_up_.fetch_add(attempts - answered, std::memory_order_relaxed);
+  scanned_.fetch_add(nq - attempts, std::memory_order_relaxed);
+}
+
+MihCounts MihSearcher::counts() const {
+  return MihCounts{mih_.load(std::memory_order_relaxed), gave_up_.load(std::memory_order_relaxed),
+                   scanned_.load(std::memory_order_relaxed)};
+}
+
+void MihSearcher::knn(const CodeView& queries, const CodeView& database, idx_t k_signed, const MihPlan& plan,
+                      dist_t* distances, idx_t* indices, SimdLevel level, int n_threads, RemovedRows removed) {
+  check_knn_args(queries, database, k_signed, removed);  // the scan's checks and messages
+  check_database(database);
+  const std::size_t nq = queries.n, k = static_cast<std::size_t>(k_signed), n_idx = tables_.n;
+  if (nq == 0) return;
+  // The tables answer for their rows' top k_head (fewer when fewer are live).
+  const std::size_t k_head = std::min(k, count_live_rows(removed, n_idx));
+  std::vector<std::uint8_t> answered(nq, 0);
+  std::vector<dist_t> head_d;
+  std::vector<idx_t> head_i;
+  std::size_t n_answered = 0, n_attempts = 0;
+  if (k_head > 0) {
+    Streak& streak = knn_streaks_[std::min<std::size_t>(bit_width(k), 63)];
+    std::vector<std::uint8_t> attempt(nq, 1);
+    n_attempts = nq;
+    if (plan.adaptive) {
+      n_attempts = 0;
+      for (std::size_t q = 0; q < nq; ++q) n_attempts += attempt[q] = should_try(streak) ? 1 : 0;
     }
+    if (n_attempts > 0) {
+      head_d.resize(nq * k_head);
+      head_i.resize(nq * k_head);
+      for_queries(queries, database, tables_, removed, plan.budget, n_threads, [&](Searcher& searcher, std::size_t q) {
+        if (attempt[q]) answered[q] = knn_query(searcher, k_head, &head_d[q * k_head], &head_i[q * k_head]) ? 1 : 0;
+      });
+      for (std::size_t q = 0; q < nq; ++q) {
+        if (attempt[q] && plan.adaptive) record(streak, answered[q] != 0);
+        n_answered += answered[q];
+      }
+    }
+  }
+  count(n_answered, n_attempts, nq);
+  // The others: one scan of every row (in place when it is every query).
+  if (n_answered == 0) {
+    knn_hamming(queries, database, k_signed, distances, indices, level, n_threads, removed);
+    return;
+  }
+  const QuerySplit scan = split_queries(queries, answered, 0);
+  if (scan.n() > 0) {
+    std::vector<dist_t> d(scan.n() * k);
+    std::vector<idx_t> i(scan.n() * k);
+    knn_hamming(scan.view, database, k_signed, d.data(), i.data(), level, n_threads, removed);
+    for (std::size_t s = 0; s < scan.n(); ++s) {
+      std::copy_n(&d[s * k], k, distances + scan.queries[s] * k);
+      std::copy_n(&i[s * k], k, indices + scan.queries[s] * k);
+    }
+  }
+  // The answered: their tables' top k_head, merged with the tail's top k_tail.
+  const CodeView tail = tail_of(database, n_idx);
+  const RemovedRows removed_tail = removed == nullptr ? nullptr : removed + n_idx / 64;
+  const std::size_t k_tail = std::min(k, count_live_rows(removed_tail, tail.n));
+  const QuerySplit found = split_queries(queries, answered, 1);
+  std::vector<dist_t> tail_d(found.n() * k_tail);
+  std::vector<idx_t> tail_i(found.n() * k_tail);
+  if (k_tail > 0)
+    knn_hamming(found.view, tail, static_cast<idx_t>(k_tail), tail_d.data(), tail_i.data(), level, n_threads,
+                removed_tail);
+  for (std::size_t s = 0; s < found.n(); ++s) {
+    const std::size_t q = found.queries[s];
+    // Two lists sorted by (distance, row), every head row before every tail row: a merge
+    // that takes the head's entry on equal distances. k_head + k_tail >= k (live rows).
+    std::size_t a = 0, b = 0;
+    for (std::size_t out = 0; out < k; ++out) {
+      const bool from_head = b == k_tail || (a < k_head && head_d[q * k_head + a] <= tail_d[s * k_tail + b]);
+      if (from_head) {
+        distances[q * k + out] = head_d[q * k_head + a];
+        indices[q * k + out] = head_i[q * k_head + a++];
+      } else {
+        distances[q * k + out] = tail_d[s * k_tail + b];
+        indices[q * k + out] = tail_i[s * k_tail + b++] + static_cast<idx_t>(n_idx);
+      }
+    }
+  }
+}
+
+RangeResult MihSearcher::range(const CodeView& queries, const CodeView& database, std::int64_t max_distance,
+                               const MihPlan& plan, SimdLevel level, int n_threads, RemovedRows removed) {
+  check_code_views(queries, database);
+  DH_REQUIRE(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
+  check_database(database);
+  const std::size_t nq = queries.n, n_idx = tables_.n;
+  const auto radius = static_cast<std::uint32_t>(std::min<std::int64_t>(max_distance, 8 * code_bytes_));
+  std::vector<std::uint8_t> attempt(nq, plan.max_radius < 0 || radius <= plan.max_radius ? 1 : 0);
+  if (plan.adaptive && nq > 0 && attempt[0]) {
+    Streak& streak = range_streaks_[std::min<std::uint32_t>(radius, 63)];
+    for (std::size_t q = 0; q < nq; ++q) attempt[q] = should_try(streak) ? 1 : 0;
+  }
+  std::vector<std::uint8_t> answered(nq, 0);
+  std::vector<std::vector<Candidate>> per_query(nq);
+  std::size_t n_attempts = 0, n_answered = 0;
+  for (const std::uint8_t a : attempt) n_attempts += a;
+  if (n_attempts > 0) {
+    for_queries(queries, database, tables_, removed, plan.budget, n_threads, [&](Searcher& searcher, std::size_t q) {
+      if (attempt[q]) answered[q] = range_query(searcher, radius, per_query[q]) ? 1 : 0;
+    });
+    Streak& streak = range_streaks_[std::min<std::uint32_t>(radius, 63)];
+    for (std::size_t q = 0; q < nq; ++q) {
+      if (attempt[q] && plan.adaptive) record(streak, answered[q] != 0);
+      n_answered += answered[q];
+    }
+  }
+  count(n_answered, n_attempts, nq);
+  if (n_answered == 0) return range_hamming(queries, database, max_distance, level, n_threads, removed);
+  // The others: one scan of every row.
+  const QuerySplit scan = split_queries(queries, answered, 0);
+  RangeResult scanned;
+  if (scan.n() > 0) scanned = range_hamming(scan.view, database, max_distance, level, n_threads, removed);
+  // The answered: the tail's rows within the radius, merged after the tables' (by distance).
+  const CodeView tail = tail_of(database, n_idx);
+  const RemovedRows removed_tail = removed == nullptr ? nullptr : removed + n_idx / 64;
+  const QuerySplit found = split_queries(queries, answered, 1);
+  RangeResult tail_hits;
+  if (tail.n > 0) tail_hits = range_hamming(found.view, tail, max_distance, level, n_threads, removed_tail);
+  RangeResult result;
+  result.lims.assign(nq + 1, 0);
+  std::size_t total = scanned.indices.size() + tail_hits.indices.size();
+  for (std::size_t q = 0; q < nq; ++q) total += per_query[q].size();
+  result.distances.reserve(total);
+  result.indices.reserve(total);
+  std::size_t s_scan = 0, s_found = 0;
+  std::vector<Candidate> merged;
+  for (std::size_t q = 0; q < nq; ++q) {
+    if (!answered[q]) {
+      const auto from = static_cast<std::size_t>(scanned.lims[s_scan]);
+      const auto to = static_cast<std::size_t>(scanned.lims[++s_scan]);
+      result.distances.insert(result.distances.end(), scanned.distances.begin() + from, scanned.distances.begin() + to);
+      result.indices.insert(result.indices.end(), scanned.indices.begin() + from, scanned.indices.begin() + to);
+    } else if (tail.n == 0) {
+      append(result, per_query[q].data(), per_query[q].size());
+      ++s_found;
+    } else {
+      const auto from = static_cast<std::size_t>(tail_hits.lims[s_found]);
+      const auto to = static_cast<std::size_t>(tail_hits.lims[++s_found]);
+      merged.clear();
+      for (std::size_t at = from; at < to; ++at)
+        merged.push_back({tail_hits.distances[at], tail_hits.indices[at] + static_cast<idx_t>(n_idx)});
+      std::vector<Candidate> both(per_query[q].size() + merged.size());
+      std::merge(per_query[q].begin(), per_query[q].end(), merged.begin(), merged.end(), both.begin(), ranks_before);
+      append(result, both.data(), both.size());
+    }
+    result.lims[q + 1] = static_cast<idx_t>(result.indices.size());
+  }
   return result;
 }
 

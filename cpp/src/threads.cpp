@@ -22,7 +22,8 @@
 namespace deephash {
 namespace {
 
-std::atomic<int> g_threads{0};  // 0: not resolved yet
+std::atomic<int> g_threads{0};   // 0: not resolved yet
+thread_local int t_threads = 0;  // this thread's override of g_threads; 0: none
 
 // DEEPHASH_NUM_THREADS is ours: anything but an integer in [1, 4096] is an error.
 int deephash_env_threads() {
@@ -63,6 +64,7 @@ int available_cpus() {
 }
 
 int num_threads() {
+  if (t_threads > 0) return t_threads;
   int n = g_threads.load(std::memory_order_acquire);
   if (n > 0) return n;
   n = deephash_env_threads();
@@ -76,6 +78,11 @@ int num_threads() {
 void set_num_threads(int n) {
   DH_REQUIRE(n >= 1 && n <= kMaxThreads, "n must be in [1, ", kMaxThreads, "], got ", n);
   g_threads.store(n, std::memory_order_release);
+}
+
+int set_calling_thread_num_threads(int n) {
+  DH_REQUIRE(n >= 0 && n <= kMaxThreads, "n must be in [0, ", kMaxThreads, "], got ", n);
+  return std::exchange(t_threads, n);
 }
 
 namespace {

@@ -14,6 +14,7 @@ from ._gpu import cuda_available, cuda_unavailable_reason
 from ._runtime import (
     available_simd_levels,
     build_info,
+    calling_thread_num_threads,
     get_num_threads,
     set_num_threads,
     set_simd_level,
@@ -36,6 +37,7 @@ __all__ = [
     "available_simd_levels",
     "binarize",
     "build_info",
+    "calling_thread_num_threads",
     "coarse_to_fine_search",
     "code_bytes",
     "cuda_available",
@@ -54,10 +56,12 @@ __all__ = [
 if TYPE_CHECKING:
     from . import baselines as baselines
     from . import cli as cli
+    from . import dask as dask
     from . import datasets as datasets
     from . import features as features
     from . import metrics as metrics
     from . import selection as selection
+    from . import shards as shards
     from .deephash import DeepHash
     from .drhn import DRHN
     from .rbm import RBM
@@ -74,7 +78,16 @@ _LAZY_NAMES = {
     "DLBHC": "ssdh",
     "coarse_to_fine_search": "ssdh",
 }
-_LAZY_SUBMODULES = ("baselines", "cli", "datasets", "features", "metrics", "selection")
+_LAZY_SUBMODULES = (
+    "baselines",
+    "cli",
+    "dask",
+    "datasets",
+    "features",
+    "metrics",
+    "selection",
+    "shards",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,34 +1,32 @@
 """Multi-index hashing for BinaryIndex (docs/index_format.md sec. 7): substring plans,
-table building, and exact k-NN / radius search that merges the tables' rows with the rows
-added since they were built (the "tail", scanned) and answers over-budget queries with
-the flat scan.
+table building, and the policy of a search (:class:`MihEngine`: budgets from the scan's
+measured speed, radii not worth trying).
 
-The kernels are ``_core.mih_build`` / ``mih_knn`` / ``mih_range`` (cpp/src/mih.cpp). Every
-result is ranked by (distance, row), exactly as the flat scan ranks it, so the two paths
-return the same arrays, ties included.
+A search is one call of ``_core.MihSearcher.knn`` / ``range`` (cpp/src/mih.cpp): MIH over
+the indexed rows, the flat scan of the queries that give up (or that "auto" skips), the
+scan of the rows added since the build (the "tail"), merged by (distance, row), exactly as
+the flat scan ranks them, so every path returns the same arrays, ties included.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
 
 __all__ = [
+    "MihEngine",
     "MihTables",
     "build_tables",
     "decorrelated_bit_order",
     "expected_range_work",
-    "knn_budget",
+    "max_range_radius",
     "measure_scan_speed",
-    "mih_knn",
-    "mih_range",
     "plan_substrings",
-    "range_budget",
     "removed_count",
     "stale",
 ]
@@ -88,37 +86,16 @@ def _budget(share: float, scan_ns: float) -> tuple[int, int]:
     return max(int(4 * max_ns / WORK_NS), MIN_WORK), max(int(max_ns), 1)
 
 
-def knn_budget(
-    method: str, speed: tuple[float, float], n_rows: int, code_bytes: int, n_queries: int
-) -> tuple[int, int]:
-    """(max_work, max_ns) of a k-NN query before it is scanned."""
-    return _budget(KNN_SHARE[method], _scan_ns(speed, n_rows, code_bytes, n_queries))
-
-
-def range_budget(
-    method: str,
-    tables: MihTables,
-    speed: tuple[float, float],
-    n_rows: int,
-    code_bytes: int,
-    n_queries: int,
-    radius: int,
-) -> tuple[int, int] | None:
-    """(max_work, max_ns) of a radius query before it is scanned, or None when its
-    expected time (uniform codes) already exceeds that: the batch is then scanned. Kept
-    per table build for each (method, radius, speed, rows, single or batch)."""
-    radius = min(radius, 8 * code_bytes)  # larger radii are all the same
-    key = (method, radius, speed, n_rows, n_queries < 4)
-    if key in tables.budgets:
-        return tables.budgets[key]
-    scan_ns = _scan_ns(speed, n_rows, code_bytes, n_queries)
-    expected = expected_range_work(tables.widths, tables.n_indexed, radius)
-    budget = None
-    if expected * WORK_NS <= RANGE_SHARE[method] * scan_ns:
-        budget = _budget(RANGE_SHARE[method], scan_ns)
-    if len(tables.budgets) < 4096:
-        tables.budgets[key] = budget
-    return budget
+def max_range_radius(widths: np.ndarray, n_indexed: int, n_bits: int, max_ns: float) -> int:
+    """The largest radius whose expected MIH work (uniform codes, at WORK_NS per unit) fits
+    in max_ns, or -1 when none does (the work grows with the radius, so a larger radius is
+    scanned from the start)."""
+    radius = -1
+    while (
+        radius < n_bits and expected_range_work(widths, n_indexed, radius + 1) * WORK_NS <= max_ns
+    ):
+        radius += 1
+    return radius
 
 
 def expected_range_work(widths: np.ndarray, n_indexed: int, radius: int) -> float:
@@ -143,7 +120,6 @@ class MihTables:
     rows: np.ndarray  # uint32 (m * n_indexed,)
     n_indexed: int
     bit_order: np.ndarray | None = None  # uint32 (n_bits,): substrings take bits in this order
-    budgets: dict[tuple[object, ...], tuple[int, int] | None] = field(default_factory=dict)
 
     @property
     def n_tables(self) -> int:
@@ -217,12 +193,6 @@ def stale(tables: MihTables | None, n_rows: int) -> bool:
     return n_rows - tables.n_indexed > max(tables.n_indexed // 8, 4 * MIN_ROWS)
 
 
-def _split(removed: np.ndarray | None, n_indexed: int) -> tuple[np.ndarray | None, ...]:
-    if removed is None:
-        return None, None
-    return removed[: n_indexed // 64], removed[n_indexed // 64 :]
-
-
 def removed_count(removed: np.ndarray) -> int:
     """Rows a removed-row bitmap (knn.hpp RemovedRows) marks: its set bits."""
     return int(np.bitwise_count(removed).sum(dtype=np.int64))
@@ -232,99 +202,82 @@ def _live(removed: np.ndarray | None, n: int) -> int:
     return n if removed is None else n - removed_count(removed)
 
 
-def _merge_knn(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best k of several (nq, k_i) rankings of disjoint rows, by (distance, row)."""
-    distances = np.concatenate([d for d, _ in parts], axis=1)
-    rows = np.concatenate([r for _, r in parts], axis=1)
-    order = np.lexsort((rows, distances), axis=1)[:, :k]
-    return np.take_along_axis(distances, order, 1), np.take_along_axis(rows, order, 1)
+KnnPlan = tuple[int, int]  # max_work, max_ns
+RangePlan = tuple[int, int, int]  # max_work, max_ns, max_radius
 
 
-def mih_knn(
-    codes: np.ndarray,
-    removed: np.ndarray | None,
-    tables: MihTables,
-    queries: np.ndarray,
-    k: int,
-    budget: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k over every live row of ``codes`` (k already checked against them)."""
-    n_indexed = tables.n_indexed
-    removed_head, removed_tail = _split(removed, n_indexed)
-    parts = []
-    k_head = min(k, _live(removed_head, n_indexed))
-    if k_head:
-        distances, rows, fallback = _core.mih_knn(
-            codes, queries, k_head, tables.begins, tables.widths, tables.offsets, tables.rows,
-            n_indexed, budget[0], removed, tables.bit_order, budget[1],
+class MihEngine:
+    """The search of one table build: a ``_core.MihSearcher`` over the tables and the
+    budgets of the index's policy, kept per number of rows (the scan's cost grows with the
+    rows, tail included).
+
+    Parameters
+    ----------
+    tables : MihTables
+    speed : tuple of float
+        The flat scan's ns per code word per query (single, batch): measure_scan_speed.
+    code_bytes : int
+
+    Notes
+    -----
+    Contracts of :meth:`knn` / :meth:`range`: ``codes`` hold at least ``tables.n_indexed``
+    rows, of which the tables index the first; ``removed`` is the bitmap of every row (or
+    None); ``queries`` are 2-D. The results equal ``_core.knn_hamming`` / ``range_hamming``
+    over ``codes``. The searcher's adaptive state (method "auto") is shared by every
+    snapshot searched with these tables.
+    """
+
+    __slots__ = ("_n_rows", "_plans", "_speed", "code_bytes", "rebuild_above", "searcher", "tables")
+
+    def __init__(self, tables: MihTables, speed: tuple[float, float], code_bytes: int) -> None:
+        self.tables = tables
+        self.code_bytes = code_bytes
+        self.searcher = _core.MihSearcher(
+            tables.begins, tables.widths, tables.offsets, tables.rows, tables.n_indexed,
+            tables.bit_order, code_bytes,
         )  # fmt: skip
-        over = np.flatnonzero(fallback)
-        if len(over):
-            distances[over], rows[over] = _core.knn_hamming(
-                codes[:n_indexed], queries[over], k_head, removed_head
-            )
-        parts.append((distances, rows))
-    k_tail = min(k, _live(removed_tail, len(codes) - n_indexed))
-    if k_tail:
-        distances, rows = _core.knn_hamming(codes[n_indexed:], queries, k_tail, removed_tail)
-        parts.append((distances, rows + n_indexed))
-    return parts[0] if len(parts) == 1 else _merge_knn(parts, k)
+        # stale(tables, n_rows) exactly when n_rows > rebuild_above
+        self.rebuild_above = tables.n_indexed + max(tables.n_indexed // 8, 4 * MIN_ROWS)
+        self._speed = speed
+        self._n_rows = -1
+        self._plans: tuple[list[list[KnnPlan]], list[list[RangePlan]]] = ([], [])
 
+    def plans(self, n_rows: int) -> tuple[list[list[KnnPlan]], list[list[RangePlan]]]:
+        """(k-NN plans, radius plans), each indexed [method is "auto"][batch of >= 4]."""
+        if n_rows != self._n_rows:  # a benign race: two threads may compute the same plans
+            knn: list[list[KnnPlan]] = []
+            ranges: list[list[RangePlan]] = []
+            for method in ("mih", "auto"):
+                knn.append([])
+                ranges.append([])
+                for n_queries in (1, SPEED_BATCH):
+                    scan_ns = _scan_ns(self._speed, n_rows, self.code_bytes, n_queries)
+                    knn[-1].append(_budget(KNN_SHARE[method], scan_ns))
+                    work, ns = _budget(RANGE_SHARE[method], scan_ns)
+                    radius = max_range_radius(
+                        self.tables.widths, self.tables.n_indexed, 8 * self.code_bytes,
+                        RANGE_SHARE[method] * scan_ns,
+                    )  # fmt: skip
+                    ranges[-1].append((work, ns, radius))
+            self._plans = (knn, ranges)
+            self._n_rows = n_rows
+        return self._plans
 
-def mih_range(
-    codes: np.ndarray,
-    removed: np.ndarray | None,
-    tables: MihTables,
-    queries: np.ndarray,
-    max_distance: int,
-    budget: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every live row of ``codes`` within ``max_distance``, in the lims layout."""
-    n_indexed = tables.n_indexed
-    removed_head, removed_tail = _split(removed, n_indexed)
-    lims, distances, rows, fallback = _core.mih_range(
-        codes, queries, max_distance, tables.begins, tables.widths, tables.offsets, tables.rows,
-        n_indexed, budget[0], removed, tables.bit_order, budget[1],
-    )  # fmt: skip
-    if len(codes) == n_indexed and not fallback.any():
-        return lims, distances, rows
-    over = np.flatnonzero(fallback)
-    if len(over):  # over-budget queries have no MIH results: scan the indexed rows
-        lims_o, distances_o, rows_o = _core.range_hamming(
-            codes[:n_indexed], queries[over], max_distance, removed_head
-        )
-        # Each query's results come from one of the two pieces, each sorted: place them.
-        counts = np.diff(lims)
-        counts[over] += np.diff(lims_o)
-        merged = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        total = int(merged[-1])
-        out_d = np.empty(total, dtype=distances.dtype)
-        out_r = np.empty(total, dtype=rows.dtype)
-        for piece_lims, piece_d, piece_r, piece_q in (
-            (lims, distances, rows, np.arange(len(queries))),
-            (lims_o, distances_o, rows_o, over),
-        ):
-            owner = np.repeat(piece_q, np.diff(piece_lims))
-            first = np.repeat(piece_lims[:-1], np.diff(piece_lims))
-            at = merged[owner] + np.arange(len(piece_d)) - first
-            out_d[at] = piece_d
-            out_r[at] = piece_r
-        lims, distances, rows = merged, out_d, out_r
-    if len(codes) == n_indexed:
-        return lims, distances, rows
-    # rows added since the build: scanned, and merged by (distance, row) within each query
-    lims_t, distances_t, rows_t = _core.range_hamming(
-        codes[n_indexed:], queries, max_distance, removed_tail
-    )
-    query = np.concatenate(
-        [
-            np.repeat(np.arange(len(queries)), np.diff(lims)),
-            np.repeat(np.arange(len(queries)), np.diff(lims_t)),
-        ]
-    )
-    distances = np.concatenate([distances, distances_t])
-    rows = np.concatenate([rows, rows_t + n_indexed])
-    order = np.lexsort((rows, distances, query))
-    counts = np.bincount(query, minlength=len(queries))
-    lims = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    return lims, distances[order], rows[order]
+    def knn(
+        self, codes: np.ndarray, removed: np.ndarray | None, queries: np.ndarray, k: int, auto: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (distances, rows) over every live row of ``codes``."""
+        work, ns = self.plans(len(codes))[0][auto][len(queries) >= 4]
+        return self.searcher.knn(codes, queries, k, removed, work, ns, auto)
+
+    def range(
+        self,
+        codes: np.ndarray,
+        removed: np.ndarray | None,
+        queries: np.ndarray,
+        max_distance: int,
+        auto: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every live row of ``codes`` within ``max_distance``: (lims, distances, rows)."""
+        work, ns, radius = self.plans(len(codes))[1][auto][len(queries) >= 4]
+        return self.searcher.range(codes, queries, max_distance, removed, work, ns, radius, auto)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import _core, _gpu
+from ._validation import check_int
 
 __all__ = [
     "available_simd_levels",
     "build_info",
+    "calling_thread_num_threads",
     "get_num_threads",
     "set_num_threads",
     "set_simd_level",
@@ -121,3 +125,39 @@ def set_num_threads(n: int) -> None:
         If ``n`` is outside that range (checked by the core, which owns the limit).
     """
     _core.set_num_threads(n)
+
+
+@contextmanager
+def calling_thread_num_threads(n: int) -> Iterator[None]:
+    """Within the block, kernels called from this thread use ``n`` threads.
+
+    Other threads keep the process-wide count (:func:`set_num_threads`), so engines that run
+    several tasks side by side in one process (a Dask worker's threads) can give each task
+    its share of the cores without racing on a global. Blocks nest; the previous count comes
+    back on exit, also after an exception.
+
+    Parameters
+    ----------
+    n : int
+        ``1 <= n <= 4096``.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is outside that range.
+
+    Examples
+    --------
+    >>> import deephash_ext
+    >>> with deephash_ext.calling_thread_num_threads(1):
+    ...     deephash_ext.get_num_threads()
+    1
+    """
+    n = check_int(n, "n", minimum=1, maximum=_core.max_threads)
+    previous = _core.set_calling_thread_num_threads(n)
+    try:
+        yield
+    finally:
+        _core.set_calling_thread_num_threads(previous)

@@ -33,16 +33,7 @@ from ._index_file import (
     write_index_file,
 )
 from ._io import atomic_write
-from ._mih import (
-    MihTables,
-    build_tables,
-    knn_budget,
-    measure_scan_speed,
-    mih_knn,
-    mih_range,
-    range_budget,
-    stale,
-)
+from ._mih import MihEngine, MihTables, build_tables, measure_scan_speed, stale
 from ._search import GpuCodes
 from ._validation import check_bool, check_choice, check_codes, check_int, check_queries, check_real
 from .codes import code_bytes as _code_bytes
@@ -56,6 +47,23 @@ _ID_LIMITS = {
 _MIN_CAPACITY = 64
 METHODS = ("flat", "mih", "auto")
 MIH_BITS = ("contiguous", "decorrelated")
+
+
+_UINT8 = np.dtype(np.uint8)
+
+
+def _query_rows(queries: object) -> tuple[np.ndarray, bool]:
+    """check_queries, with a shortcut for the common single query (a contiguous 1-D uint8
+    array: a (1, code_bytes) view of it), which a single-query search would otherwise
+    spend a good part of its time on."""
+    if (
+        type(queries) is np.ndarray
+        and queries.dtype is _UINT8
+        and queries.ndim == 1
+        and queries.flags.c_contiguous
+    ):
+        return queries[None], True
+    return check_queries(queries)
 
 
 def _bits_set(removed: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -197,7 +205,9 @@ class BinaryIndex:
         as long as its scan would take (``"mih"``), or a small share of that (``"auto"``: 3 %
         for k-NN, 10 % for a radius, so never much slower than the scan), is scanned
         instead, the scan's speed being measured on the index's codes; a radius whose
-        expected MIH work exceeds that is scanned from the start (``deephash_ext._mih``).
+        expected MIH work exceeds that is scanned from the start, and ``"auto"`` scans at
+        once the queries of a k or radius whose last queries all gave up (trying one in
+        16 until one succeeds; ``deephash_ext._mih``).
         Every method returns the same arrays, ties included. An attribute: set it on a
         loaded index too.
     mih_bits : {"contiguous", "decorrelated"}, default="contiguous"
@@ -259,6 +269,7 @@ class BinaryIndex:
         self._lock = threading.Lock()
         self._tables_lock = threading.Lock()
         self._scan_speed: tuple[float, float] | None = None
+        self._engine: MihEngine | None = None  # the search of the latest tables searched
         self._mapped = False
         self._publish(
             _Snapshot(
@@ -581,18 +592,17 @@ class BinaryIndex:
         """
         snapshot = self._snapshot
         live = snapshot.n_rows - snapshot.n_removed
-        k = check_int(k, "k")
+        if type(k) is not int:  # (the check's isinstance on numbers.Integral is slow)
+            k = check_int(k, "k")
         if not 1 <= k <= live:
             raise ValueError(f"k must be in [1, len(index)] = [1, {live}], got {k}")
-        q, single = check_queries(queries)
+        q, single = _query_rows(queries)
         method = self._method  # read once: another thread may change it
-        tables = self._tables(snapshot, method)
-        if tables is None:
+        engine = None if method == "flat" else self._engine_of(snapshot, method)
+        if engine is None:
             distances, rows = _core.knn_hamming(snapshot.codes, q, k, snapshot.removed)
-        else:
-            speed = self._scan_speed_of(snapshot)
-            budget = knn_budget(method, speed, snapshot.n_rows, self._code_bytes, len(q))
-            distances, rows = mih_knn(snapshot.codes, snapshot.removed, tables, q, k, budget)
+        else:  # MIH, the scan of what it does not answer, and the tail, in one call
+            distances, rows = engine.knn(snapshot.codes, snapshot.removed, q, k, method == "auto")
         ids = snapshot.ids[rows]
         return (distances[0], ids[0]) if single else (distances, ids)
 
@@ -608,23 +618,16 @@ class BinaryIndex:
             each query's results are sorted by (distance, insertion order).
         """
         snapshot = self._snapshot
-        q, _ = check_queries(queries)
+        q, _ = _query_rows(queries)
         method = self._method  # read once: another thread may change it
-        tables = self._tables(snapshot, method)
-        budget = None
-        if tables is not None:
-            radius = check_int(max_distance, "max_distance")
-            speed = self._scan_speed_of(snapshot)
-            budget = range_budget(
-                method, tables, speed, snapshot.n_rows, self._code_bytes, len(q), radius
-            )
-        if tables is None or budget is None:  # no tables, or a radius MIH cannot pay off
+        engine = None if method == "flat" else self._engine_of(snapshot, method)
+        if engine is None:
             lims, distances, rows = _core.range_hamming(
                 snapshot.codes, q, max_distance, snapshot.removed
             )
-        else:
-            lims, distances, rows = mih_range(
-                snapshot.codes, snapshot.removed, tables, q, radius, budget
+        else:  # MIH, the scan of what it does not answer, and the tail, in one call
+            lims, distances, rows = engine.range(
+                snapshot.codes, snapshot.removed, q, max_distance, method == "auto"
             )
         return lims, distances, snapshot.ids[rows]
 
@@ -642,6 +645,25 @@ class BinaryIndex:
                     snapshot.mih = build_tables(snapshot.codes, decorrelate)
                     self._scan_speed = None  # measured again on the new tables' codes
         return snapshot.mih
+
+    def _engine_of(self, snapshot: _Snapshot, method: str) -> MihEngine | None:
+        """The search of the snapshot's MIH tables (None when it has too few rows for
+        tables): the engine of the latest search when it serves these tables and they are
+        not stale, else one made now (tables built or rebuilt first when due, the scan's
+        speed measured once per build)."""
+        engine = self._engine
+        if (
+            engine is not None
+            and engine.tables is snapshot.mih
+            and snapshot.n_rows <= engine.rebuild_above
+        ):
+            return engine
+        tables = self._tables(snapshot, method)
+        if tables is None:
+            return None
+        engine = MihEngine(tables, self._scan_speed_of(snapshot), self._code_bytes)
+        self._engine = engine  # a benign race: the latest engine made is kept
+        return engine
 
     def _scan_speed_of(self, snapshot: _Snapshot) -> tuple[float, float]:
         """The flat scan's speed on this index's codes (ns per code word per query, single

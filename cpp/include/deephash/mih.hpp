@@ -22,10 +22,13 @@
 // units of work), stops and is reported in `fallback` (its outputs are unspecified); the
 // caller answers it with the flat scan. Results never depend on the budget, only the path.
 #pragma once
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
 #include "deephash/knn.hpp"
+#include "deephash/simd.hpp"
 #include "deephash/types.hpp"
 
 namespace deephash {
@@ -88,5 +91,77 @@ void mih_knn(const CodeView& queries, const CodeView& database, const MihTables&
 RangeResult mih_range(const CodeView& queries, const CodeView& database, const MihTables& tables,
                       std::int64_t max_distance, MihBudget budget, std::uint8_t* fallback, int n_threads,
                       RemovedRows removed = nullptr);
+
+/// How one MihSearcher call may use the tables (the policy of BinaryIndex, _mih.py).
+struct MihPlan {
+  MihBudget budget;         // what each query may spend before it is handed to the scan
+  std::int64_t max_radius;  // range: larger radii are scanned without trying MIH (-1: every radius)
+  bool adaptive;            // skip MIH while queries of the same k or radius keep giving up (below)
+};
+
+/// Queries a MihSearcher answered, by path, since it was made.
+struct MihCounts {
+  std::uint64_t mih;      // by the tables (plus the scan of the rows added after them)
+  std::uint64_t gave_up;  // tried, over budget, then scanned
+  std::uint64_t scanned;  // scanned without trying: radius above max_radius, or skipped (adaptive)
+};
+
+/**
+ * A whole search through MIH tables in one call: results equal knn_hamming / range_hamming
+ * over every live row of `database` (ties by row), whatever the path of each query.
+ *
+ * The tables index the first tables.n rows of every database passed (a multiple of 64, so
+ * the removed-row bitmap of the later rows is a word slice); the rows after them (the
+ * "tail", added since the build) are scanned. Each query first searches the tables within
+ * plan.budget; the queries that give up (or are not tried) are gathered and scanned over
+ * every row in one knn_hamming / range_hamming call; the others are merged with the scan
+ * of the tail by (distance, row).
+ *
+ * Adaptive plans (method "auto"): per class of queries (k-NN: the bit width of k; radius:
+ * the radius, up to 63) the searcher counts consecutive queries that gave up; from
+ * kGiveUpStreak on, only every kTrialEvery-th query of the class tries the tables (the
+ * others are scanned at once), and one that succeeds resets the count. The decisions of a
+ * call are taken before it searches, from the previous calls. Results never depend on it.
+ *
+ * Thread safety: concurrent calls share only counters (relaxed atomics). The tables are
+ * views: the caller keeps them alive and unchanged.
+ */
+class MihSearcher {
+ public:
+  static constexpr std::uint32_t kGiveUpStreak = 4;
+  static constexpr std::uint32_t kTrialEvery = 16;
+
+  /// Checks the layout (as check_mih_tables, for codes of code_bytes bytes; tables.n a
+  /// multiple of 64); std::invalid_argument otherwise.
+  MihSearcher(const MihTables& tables, std::size_t code_bytes);
+
+  /// Exact k-NN over every live row of database (rows sorted by (distance, row)); the
+  /// checks and messages of knn_hamming, and database must hold at least tables.n rows of
+  /// code_bytes bytes. distances, indices: nq * k.
+  void knn(const CodeView& queries, const CodeView& database, idx_t k, const MihPlan& plan, dist_t* distances,
+           idx_t* indices, SimdLevel level, int n_threads, RemovedRows removed = nullptr);
+
+  /// Every live row of database within max_distance, as range_hamming returns them.
+  RangeResult range(const CodeView& queries, const CodeView& database, std::int64_t max_distance, const MihPlan& plan,
+                    SimdLevel level, int n_threads, RemovedRows removed = nullptr);
+
+  MihCounts counts() const;
+
+ private:
+  struct Streak {
+    std::atomic<std::uint32_t> failures{0};  // consecutive queries that gave up
+    std::atomic<std::uint32_t> skipped{0};   // queries seen while skipping (every kTrialEvery-th tries)
+  };
+  void check_database(const CodeView& database) const;
+  bool should_try(Streak& streak);
+  static void record(Streak& streak, bool answered);
+  /// Adds one call's queries to the counters: answered by MIH, gave up, scanned untried.
+  void count(std::size_t answered, std::size_t attempts, std::size_t nq);
+
+  MihTables tables_;
+  std::size_t code_bytes_;
+  std::array<Streak, 64> knn_streaks_{}, range_streaks_{};
+  std::atomic<std::uint64_t> mih_{0}, gave_up_{0}, scanned_{0};
+};
 
 }  // namespace deephash

@@ -18,10 +18,16 @@ namespace deephash {
 /// The largest thread count set_num_threads and DEEPHASH_NUM_THREADS accept.
 constexpr int kMaxThreads = 4096;
 
-/// Threads the kernels use (>= 1).
+/// Threads the kernels called from this thread use (>= 1): the calling thread's override
+/// when it has one, else the process-wide count.
 int num_threads();
-/// Sets the thread count; n outside [1, kMaxThreads] throws std::invalid_argument.
+/// Sets the process-wide thread count; n outside [1, kMaxThreads] throws std::invalid_argument.
 void set_num_threads(int n);
+/// Overrides the thread count for kernels called from the calling thread only (n = 0 removes
+/// the override), so that tasks running side by side in one process (a Dask worker's threads)
+/// each get their share; returns the previous override (0: none). n outside [0, kMaxThreads]
+/// throws std::invalid_argument.
+int set_calling_thread_num_threads(int n);
 /// CPUs this process may run on.
 int available_cpus();
 

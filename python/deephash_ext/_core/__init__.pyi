@@ -6,7 +6,7 @@ integer (NumPy integers too, never bool) and raise TypeError/ValueError naming t
 """
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +38,17 @@ def range_hamming(
     removed: NDArray[np.uint64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
     """(lims, distances, indices) of every live code within max_distance (inclusive)."""
+
+max_merge_distance: Final[int]
+"""The largest distance merge_topk accepts."""
+
+def merge_topk(
+    distances: list[NDArray[np.int32]],
+    payloads: list[NDArray[np.int64]] | list[NDArray[np.uint64]],
+    k: int | np.integer,
+    max_distance: int | np.integer,
+) -> tuple[NDArray[np.int32], NDArray[Any]]:
+    """Best min(k, total) per row by (distance, part, column) over per-part sorted lists."""
 
 # ---- multi-index hashing (mih.hpp): tables are uint32 arrays held by BinaryIndex
 def mih_build(
@@ -82,6 +93,48 @@ def mih_range(
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64], NDArray[np.uint8]]:
     """(lims, distances, indices, fallback); a fallback query has no results."""
 
+class MihSearcher:
+    """A whole search through MIH tables per call (mih.hpp MihSearcher): MIH over the
+    first n_indexed rows (a multiple of 64) within the budget, the flat scan of the queries
+    that give up or are skipped (adaptive), the scan of the later rows, merged: results
+    equal knn_hamming / range_hamming over every live row of codes. Keeps the arrays alive."""
+
+    def __init__(
+        self,
+        begins: NDArray[np.uint32],
+        widths: NDArray[np.uint32],
+        offsets: NDArray[np.uint32],
+        rows: NDArray[np.uint32],
+        n_indexed: int | np.integer,
+        bit_order: NDArray[np.uint32] | None,
+        code_bytes: int | np.integer,
+    ) -> None: ...
+    def knn(
+        self,
+        codes: NDArray[np.uint8],
+        queries: NDArray[np.uint8],
+        k: int | np.integer,
+        removed: NDArray[np.uint64] | None,
+        max_work: int | np.integer,
+        max_ns: int | np.integer,
+        adaptive: bool,
+    ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """(distances, indices) of the k nearest live rows of codes."""
+    def range(
+        self,
+        codes: NDArray[np.uint8],
+        queries: NDArray[np.uint8],
+        max_distance: int | np.integer,
+        removed: NDArray[np.uint64] | None,
+        max_work: int | np.integer,
+        max_ns: int | np.integer,
+        max_radius: int | np.integer,
+        adaptive: bool,
+    ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+        """(lims, distances, indices); radii above max_radius (-1: none) are scanned."""
+    def counts(self) -> tuple[int, int, int]:
+        """Queries answered so far: (by the tables, gave up then scanned, scanned untried)."""
+
 # ---- build and runtime information
 def simd_level() -> str: ...
 def detected_simd_level() -> str: ...
@@ -90,6 +143,9 @@ def available_simd_levels() -> list[str]: ...
 def set_simd_level(level: str) -> None: ...
 def num_threads() -> int: ...
 def set_num_threads(n: int | np.integer) -> None: ...
+def set_calling_thread_num_threads(n: int | np.integer) -> int:
+    """Override for kernels called from this thread (0: none); returns the previous one."""
+
 def available_cpus() -> int: ...
 def compiler() -> str: ...
 
