@@ -309,6 +309,23 @@ def test_sharded_index_with_explicit_ids(client, rng, tmp_path):
     index.close()
 
 
+def test_an_empty_sharded_index(client, rng, tmp_path):
+    dhd.build_shards(da.zeros((0, 8), dtype=np.uint8, chunks=(10, 8)), tmp_path)
+    index = dhd.ShardedIndex.open(tmp_path, client)
+    assert len(index) == 0 and index.n_shards == 0
+    queries = rng.integers(0, 256, (3, 8), dtype=np.uint8)
+    lims, distances, ids = index.range_search(queries, 64)
+    np.testing.assert_array_equal(lims, [0, 0, 0, 0])
+    assert len(distances) == len(ids) == 0
+    with pytest.raises(ValueError, match="k must be in"):
+        index.search(queries, 1)
+    codes = tie_codes(rng, 30)
+    index.add(codes)  # one new shard (DEFAULT_SHARD_ROWS rows at most)
+    assert index.shard_sizes == [30]
+    assert_same(index.search(queries, 30), deephash_ext.search(codes, queries, 30))
+    index.close()
+
+
 def test_sharded_index_pickles_as_a_path(client, rng, tmp_path):
     codes = tie_codes(rng, 5000)
     dhd.build_shards(da.from_array(codes, chunks=(2500, 8)), tmp_path)

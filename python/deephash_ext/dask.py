@@ -50,6 +50,7 @@ _da = require("dask.array", "deephash_ext.dask", "dask")
 __all__ = ["ShardedIndex", "build_shards", "encode", "range_search", "search"]
 
 MANIFEST = "shards.json"
+DEFAULT_SHARD_ROWS = 1 << 20  # rows per shard that add() starts when build_shards wrote none
 _FORMAT = "deephash_ext.sharded-index"
 _VERSION = 1
 _SHARD_NAME = re.compile(r"shard-[0-9]{6}(-[0-9a-f]{8})?\.dhx")
@@ -539,7 +540,7 @@ def build_shards(
             "version": _VERSION,
             "n_bits": n_bits,
             "id_dtype": id_dtype,
-            "shard_rows": max([s["rows"] for s in shards], default=1),
+            "shard_rows": max([s["rows"] for s in shards], default=DEFAULT_SHARD_ROWS),
             "next_id": max([next_id for _, next_id in written], default=0),
             "shards": shards,
         },
@@ -776,6 +777,9 @@ class ShardedIndex:
         q, _ = _queries(queries, self.code_bytes)
         radius = check_int(max_distance, "max_distance", minimum=0)
         threads = _threads(threads_per_task)
+        if not futures:  # an index without shards finds nothing
+            empty = np.empty(0, np.int32), np.empty(0, self.id_dtype)
+            return (np.zeros(len(q) + 1, np.int64), *empty)
         q_future = self._client.scatter(q, broadcast=True, hash=False)
         parts = self._submit(futures, workers, _range_in_shard, q_future, radius, threads)
         return self._reduce(parts, workers, _merge_range_ids)
