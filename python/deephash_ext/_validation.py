@@ -222,6 +222,13 @@ def check_codes(codes: object, name: str = "codes") -> np.ndarray:
 def check_queries(queries: object) -> tuple[np.ndarray, bool]:
     """Queries as a 2-D code matrix, and whether a single 1-D query was given. Their width
     is checked against the codes by the search kernels."""
+    if (
+        type(queries) is np.ndarray
+        and queries.dtype == np.uint8
+        and queries.ndim == 1
+        and queries.flags.c_contiguous
+    ):  # the common single query, on the path of every single-query search: a view
+        return queries[None], True
     array = _as_code_array(queries, "queries")
     single = array.ndim == 1
     if single:

@@ -49,23 +49,6 @@ METHODS = ("flat", "mih", "auto")
 MIH_BITS = ("contiguous", "decorrelated")
 
 
-_UINT8 = np.dtype(np.uint8)
-
-
-def _query_rows(queries: object) -> tuple[np.ndarray, bool]:
-    """check_queries, with a shortcut for the common single query (a contiguous 1-D uint8
-    array: a (1, code_bytes) view of it), which a single-query search would otherwise
-    spend a good part of its time on."""
-    if (
-        type(queries) is np.ndarray
-        and queries.dtype is _UINT8
-        and queries.ndim == 1
-        and queries.flags.c_contiguous
-    ):
-        return queries[None], True
-    return check_queries(queries)
-
-
 def _bits_set(removed: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Whether each row's bit is set in a removed-row bitmap."""
     rows = rows.astype(np.uint64, copy=False)
@@ -596,7 +579,7 @@ class BinaryIndex:
             k = check_int(k, "k")
         if not 1 <= k <= live:
             raise ValueError(f"k must be in [1, len(index)] = [1, {live}], got {k}")
-        q, single = _query_rows(queries)
+        q, single = check_queries(queries)
         method = self._method  # read once: another thread may change it
         engine = None if method == "flat" else self._engine_of(snapshot, method)
         if engine is None:
@@ -618,7 +601,7 @@ class BinaryIndex:
             each query's results are sorted by (distance, insertion order).
         """
         snapshot = self._snapshot
-        q, _ = _query_rows(queries)
+        q, _ = check_queries(queries)
         method = self._method  # read once: another thread may change it
         engine = None if method == "flat" else self._engine_of(snapshot, method)
         if engine is None:

@@ -184,12 +184,13 @@ def merge_range(
     if len(parts) == 0:
         raise ValueError("parts must hold at least one (lims, distances, payloads) triple")
     nq = len(np.asarray(parts[0][0])) - 1
+    payload_dtype = _payload(parts[0][2], "parts[0][2]").dtype
     queries, distances, payloads = [], [], []
     for i, (lims, d, p) in enumerate(parts):
         lims = np.asarray(lims)
         d = _distances(d, f"parts[{i}][1]")
         p = _payload(p, f"parts[{i}][2]")
-        if p.dtype != _payload(parts[0][2], "parts[0][2]").dtype:
+        if p.dtype != payload_dtype:
             raise TypeError(f"parts[{i}][2] has dtype {p.dtype}, unlike parts[0][2]")
         counts = np.diff(lims)
         if (
