@@ -107,16 +107,13 @@ class Searcher {
       // Tables are data (they may come from a file): a bucket outside the rows is refused.
       DH_REQUIRE(begin <= end && end <= t_.n, "corrupt MIH table ", j, ": bucket ", key, " spans [", begin, ", ", end,
                  ") of ", t_.n, " rows");
-      work_ += 1 + (end - begin);
-      if (work_ > budget_.max_work) return false;
-      if (budget_.max_ns != 0 && work_ >= next_clock_) {
-        next_clock_ = work_ + kClockEvery;
-        const auto spent = std::chrono::steady_clock::now() - started_;
-        if (static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()) >
-            budget_.max_ns)
-          return false;
-      }
+      // The work cap refuses a bucket before reading it; the clock is read every
+      // kClockEvery units, inside a bucket too: one bucket of clustered codes can hold
+      // thousands of rows, whose verification would overrun a time budget checked per bucket.
+      if (work_ + 1 + (end - begin) > budget_.max_work) return false;
+      if (++work_ >= next_clock_ && over_time()) return false;
       for (std::uint32_t at = begin; at < end; ++at) {
+        if (++work_ >= next_clock_ && over_time()) return false;
         const std::uint32_t row = rows[at];
         DH_REQUIRE(row < t_.n, "corrupt MIH table ", j, ": row ", row, " of ", t_.n);
         std::uint64_t& word = seen_[row / 64];
@@ -160,6 +157,15 @@ class Searcher {
   std::vector<std::uint64_t> keys_;
   const std::uint8_t* query_ = nullptr;
   std::uint64_t work_ = 0;
+
+  // Whether the query has spent its time budget; sets the work of the next clock read.
+  bool over_time() {
+    next_clock_ = work_ + kClockEvery;
+    if (budget_.max_ns == 0) return false;
+    const auto spent = std::chrono::steady_clock::now() - started_;
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()) >
+           budget_.max_ns;
+  }
 };
 
 // Queries split across threads, each with its own Searcher; body(searcher, q).

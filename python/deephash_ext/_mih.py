@@ -41,9 +41,10 @@ ALIGN = 64  # tables cover a multiple of 64 rows, so the tail's removed-row bitm
 # the scan, "auto" little enough that a query MIH cannot finish costs at most about 1.1x
 # its scan. The scan's speed is measured on the index's own codes (measure_scan_speed);
 # the kernel reads the clock every 32 units of work (a bucket probed or a candidate
-# verified) and also stops at a work cap, four times the budget at WORK_NS per unit (the
-# cost measured on the development machine, 55-120 ns: cache misses), which also decides
-# whether a radius is worth trying at all (its expected work on uniform codes).
+# verified, within a bucket too) and also stops at a work cap, four times the budget at
+# WORK_NS per unit (the cost measured on the development machine, 55-120 ns: cache
+# misses), which also decides whether a radius is worth trying at all (its expected work
+# on uniform codes).
 KNN_SHARE = {"mih": 1.0, "auto": 0.03}
 RANGE_SHARE = {"mih": 1.0, "auto": 0.1}
 WORK_NS = 55.0
