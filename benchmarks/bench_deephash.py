@@ -27,7 +27,8 @@ stack ``DeepHash.for_bits(b)`` selected (a Gaussian-visible RBM of width w, then
 layer) before fine-tuning; DeepHash+: the same after ``finetune(X_train, pairs_train)``
 with default arguments (spectral Siamese fine-tuning, docs/algorithms.md sec. 2.8); and the
 uncompressed float descriptor ranked by L2 distance. The margins of DeepHash+ over ITQ are
-printed. ``--select`` first runs the model selection that ``DeepHash.for_bits`` encodes
+printed, then (paper Table 1) recall@10 and @100 of every layer's code of each for_bits
+stack, before and after fine-tuning. ``--select`` first runs the model selection that ``DeepHash.for_bits`` encodes
 (:func:`deephash_ext.selection.select_architecture`, spectral: the hidden width, by
 validation AUC).
 """
@@ -101,6 +102,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     paper = dict(hashing_reg=0.2, n_epochs=30, random_state=0)
     pretrained = None
+    stacks = []  # (pre-trained, fine-tuned) for the per-layer table
     for bits in args.bits:
         t0 = time.perf_counter()
         itq = ITQ(bits, random_state=0).fit(bench.X_train)
@@ -123,6 +125,21 @@ def main() -> None:
             f"R@10 {scores['recall@10'] - itq_scores['recall@10']:+.3f} |",
             flush=True,
         )
+        stacks.append((pretrained, model))
+    # Paper Table 1: the code of every layer of the DeepHash+ stacks, before and after
+    # fine-tuning (spectral fine-tuning replaces the top layer; the layers below pass their
+    # projection up instead of their bits).
+    print("\n| stack | layer | bits | R@10 before | R@10 after | R@100 before | R@100 after |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for before, after in stacks:
+        sizes = "-".join(str(s) for s in after.hidden_layer_sizes)
+        for layer, width in enumerate(after.hidden_layer_sizes):
+            pair = [layer_recall(m, layer, bench) for m in (before, after)]
+            print(
+                f"| {sizes} | {layer + 1} | {width} | {pair[0][10]:.3f} | {pair[1][10]:.3f} | "
+                f"{pair[0][100]:.3f} | {pair[1][100]:.3f} |",
+                flush=True,
+            )
     t0 = time.perf_counter()
     order = rank_by_distance(pairwise_sq_l2(bench.X_query, bench.X_db))  # ties by index
     r = retrieval_report(order, bench.y_query, bench.y_db, recall_ranks=(10, 100))
@@ -131,6 +148,14 @@ def main() -> None:
         f"{r['mAP']:.3f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | "
         f"{time.perf_counter() - t0:7.1f} |"
     )
+
+
+def layer_recall(model, layer: int, bench) -> dict[int, float]:
+    """Recall@10 and @100 on the evaluation instances of one layer's code."""
+    db, queries = model.encode(bench.X_db, layer=layer), model.encode(bench.X_query, layer=layer)
+    _, indices = dh.search(db, queries, len(db))
+    r = retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+    return {10: r["recall@10"], 100: r["recall@100"]}
 
 
 def pairwise_sq_l2(A: np.ndarray, B: np.ndarray) -> np.ndarray:
