@@ -28,9 +28,9 @@ layer) before fine-tuning; DeepHash+: the same after ``finetune(X_train, pairs_t
 with default arguments (spectral Siamese fine-tuning, docs/algorithms.md sec. 2.8); and the
 uncompressed float descriptor ranked by L2 distance. The margins of DeepHash+ over ITQ are
 printed, then (paper Table 1) recall@10 and @100 of every layer's code of each for_bits
-stack, before and after fine-tuning. ``--select`` first runs the model selection that ``DeepHash.for_bits`` encodes
-(:func:`deephash_ext.selection.select_architecture`, spectral: the hidden width, by
-validation AUC).
+stack, before and after fine-tuning. ``--select`` first runs the model selection that
+``DeepHash.for_bits`` encodes (:func:`deephash_ext.selection.select_architecture`,
+spectral: the hidden width, by validation AUC).
 """
 
 from __future__ import annotations
@@ -126,6 +126,15 @@ def main() -> None:
             flush=True,
         )
         stacks.append((pretrained, model))
+    t0 = time.perf_counter()
+    order = rank_by_distance(pairwise_sq_l2(bench.X_query, bench.X_db))  # ties by index
+    r = retrieval_report(order, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+    print(
+        f"| float descriptor, L2 (uncompressed) | {32 * bench.X_db.shape[1]} | - | "
+        f"{r['mAP']:.3f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | "
+        f"{time.perf_counter() - t0:7.1f} |"
+    )
+
     # Paper Table 1: the code of every layer of the DeepHash+ stacks, before and after
     # fine-tuning (spectral fine-tuning replaces the top layer; the layers below pass their
     # projection up instead of their bits).
@@ -140,14 +149,6 @@ def main() -> None:
                 f"{pair[0][100]:.3f} | {pair[1][100]:.3f} |",
                 flush=True,
             )
-    t0 = time.perf_counter()
-    order = rank_by_distance(pairwise_sq_l2(bench.X_query, bench.X_db))  # ties by index
-    r = retrieval_report(order, bench.y_query, bench.y_db, recall_ranks=(10, 100))
-    print(
-        f"| float descriptor, L2 (uncompressed) | {32 * bench.X_db.shape[1]} | - | "
-        f"{r['mAP']:.3f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | "
-        f"{time.perf_counter() - t0:7.1f} |"
-    )
 
 
 def layer_recall(model, layer: int, bench) -> dict[int, float]:
