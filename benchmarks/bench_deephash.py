@@ -69,9 +69,7 @@ def main() -> None:
 
     def report(name: str, bits: int, model, seconds: float) -> dict:
         auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
-        db, queries = model.encode(bench.X_db), model.encode(bench.X_query)
-        _, indices = dh.search(db, queries, len(db))
-        r = retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+        r = evaluate(model, -1, bench)
         print(
             f"| {name:<42} | {bits:>5} | {auc:.4f} | {r['mAP']:.3f} | {r['recall@10']:.3f} | "
             f"{r['recall@100']:.3f} | {seconds:7.1f} |",
@@ -143,20 +141,27 @@ def main() -> None:
     for before, after in stacks:
         sizes = "-".join(str(s) for s in after.hidden_layer_sizes)
         for layer, width in enumerate(after.hidden_layer_sizes):
-            pair = [layer_recall(m, layer, bench) for m in (before, after)]
+            pair = [evaluate(m, layer, bench) for m in (before, after)]
             print(
-                f"| {sizes} | {layer + 1} | {width} | {pair[0][10]:.3f} | {pair[1][10]:.3f} | "
-                f"{pair[0][100]:.3f} | {pair[1][100]:.3f} |",
+                f"| {sizes} | {layer + 1} | {width} | {pair[0]['recall@10']:.3f} | "
+                f"{pair[1]['recall@10']:.3f} | {pair[0]['recall@100']:.3f} | "
+                f"{pair[1]['recall@100']:.3f} |",
                 flush=True,
             )
 
 
-def layer_recall(model, layer: int, bench) -> dict[int, float]:
-    """Recall@10 and @100 on the evaluation instances of one layer's code."""
-    db, queries = model.encode(bench.X_db, layer=layer), model.encode(bench.X_query, layer=layer)
+def evaluate(model, layer: int, bench) -> dict:
+    """retrieval_report (recall@10 and @100) of one layer's code on the evaluation
+    instances (layer -1: the model's code; baselines take no layer)."""
+    if layer == -1:
+        db, queries = model.encode(bench.X_db), model.encode(bench.X_query)
+    else:
+        db, queries = (
+            model.encode(bench.X_db, layer=layer),
+            model.encode(bench.X_query, layer=layer),
+        )
     _, indices = dh.search(db, queries, len(db))
-    r = retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
-    return {10: r["recall@10"], 100: r["recall@100"]}
+    return retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
 
 
 def pairwise_sq_l2(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -188,20 +188,6 @@ def _hamming_row(encode, data, scheme, bits):
     return _ranking_report(indices, data, seconds, scheme, bits, extra)
 
 
-def _layer_rows(model, data, scheme, bits) -> list[dict[str, Any]]:
-    """One report per layer of a DeepHash model; the last (the model's code) is named."""
-    n_layers = len(model.components_)
-    return [
-        _hamming_row(
-            lambda X, d=d: model.encode(X, layer=d),
-            data,
-            scheme if d == n_layers - 1 else "",
-            bits if d == n_layers - 1 else 0,
-        )
-        for d in range(n_layers)
-    ]
-
-
 def _print_row(row):
     bits = "float" if row["bits"] is None else row["bits"]
     print(
