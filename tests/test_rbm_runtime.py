@@ -24,6 +24,19 @@ import numpy as np
 import sklearn.utils.validation              # imports scipy and its own BLAS before we count
 import deephash_ext as dh
 threads = lambda: len(os.listdir("/proc/self/task"))
+def settled_threads():
+    # A joined worker may still be listed for a moment: pthread_join returns when the thread
+    # has finished, slightly before the kernel drops its /proc entry (longer on a busy
+    # machine). Count once the number has held for 50 ms.
+    last, held = threads(), 0
+    for _ in range(300):
+        time.sleep(0.01)
+        now = threads()
+        held = held + 1 if now == last else 0
+        last = now
+        if held >= 5:
+            break
+    return last
 before_blas = threads()
 from deephash_ext._blas import ensure_blas
 ensure_blas()
@@ -33,14 +46,12 @@ rng = np.random.default_rng(0)
 V = (rng.random((3000, 1024), dtype=np.float32) < 0.3).astype(np.float32)
 model = dh.RBM(n_hidden=512, n_epochs=1, random_state=0)
 model.fit(V[:200])                           # warm up
-before = threads()
+before = settled_threads()
 cpu0, wall0 = time.process_time(), time.perf_counter()
 model.set_params(n_epochs=3).fit(V)
 cpu1, wall1 = time.process_time(), time.perf_counter()
-# A joined worker may still be listed for a moment: pthread_join returns when the thread
-# has finished, slightly before the kernel drops its /proc entry. A lingering thread would
-# still be there after a second.
-for _ in range(100):
+# A lingering thread would still be there after a few seconds.
+for _ in range(300):
     if threads() <= before:
         break
     time.sleep(0.01)
@@ -61,6 +72,6 @@ def test_rbm_training_next_to_torch_adds_no_pool_and_no_busy_threads():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["after_blas"] == out["before_blas"], "loading BLAS started a thread pool"
-    assert out["after"] == out["before"], "threads outlived the fit"
+    assert out["after"] <= out["before"], "threads outlived the fit"
     assert out["wall"] >= 0.1, out
     assert out["cpu"] / out["wall"] <= 2 + 0.5, out

@@ -323,14 +323,29 @@ def _threads_now() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def _settled_threads() -> int:
+    """The thread count once it has held for 50 ms (at most 3 s). A joined worker may still
+    be listed for a moment: pthread_join returns when the thread has finished, slightly
+    before the kernel drops its /proc entry, and later on a busy machine."""
+    last, held = _threads_now(), 0
+    for _ in range(300):
+        time.sleep(0.01)
+        now = _threads_now()
+        held = held + 1 if now == last else 0
+        last = now
+        if held >= 5:
+            break
+    return last
+
+
 def test_no_threads_linger_after_a_threaded_search(restore_num_threads, rng):
     codes = rng.integers(0, 256, size=(70_001, 16), dtype=np.uint8)
     deephash_ext.set_num_threads(2)
-    before = _threads_now()
+    before = _settled_threads()
     for nq in (1, 3, 50):  # database split and query split
         search_result = deephash_ext.search(codes, codes[:nq], 10)
         deephash_ext.range_search(codes, codes[:nq], 20)
-        assert _threads_now() == before
+        assert _settled_threads() <= before
     assert search_result[1][:, 0].tolist() == list(range(50))
 
 
@@ -366,6 +381,16 @@ def test_import_loads_no_openmp_runtime():
 
 CHILD_TORCH = """
     import json, os, time
+    def settled_threads():  # see _settled_threads
+        last, held = len(os.listdir("/proc/self/task")), 0
+        for _ in range(300):
+            time.sleep(0.01)
+            now = len(os.listdir("/proc/self/task"))
+            held = held + 1 if now == last else 0
+            last = now
+            if held >= 5:
+                break
+        return last
     import torch
     a = torch.randn(1024, 1024)
     (a @ a).sum().item()                      # torch's OpenMP pool is started now
@@ -381,11 +406,11 @@ CHILD_TORCH = """
     per_query = max((time.perf_counter() - t) / 128, 1e-7)
     reps = int(min(max(0.5 / (per_query * 16), 8), 20000))
     queries = np.tile(distinct, (reps, 1))
-    threads_before = len(os.listdir("/proc/self/task"))
+    threads_before = settled_threads()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     dist, idx = d.search(codes, queries, 10)
     cpu1, wall1 = time.process_time(), time.perf_counter()
-    threads_after = len(os.listdir("/proc/self/task"))
+    threads_after = settled_threads()
     np.savez(%r, d=dist, i=idx)
     with open("/proc/self/maps") as f:
         maps = [line.split()[-1] for line in f if len(line.split()) >= 6]
@@ -419,7 +444,7 @@ def test_no_oversubscription_next_to_torch(tmp_path):
     assert out["wall"] >= 0.05, out["wall"]
     assert ratio <= 2 + 0.5, f"cpu/wall = {ratio:.2f} with 2 threads ({out['cpu']:.3f} s CPU)"
     # (c) the search's workers are joined before it returns
-    assert out["threads_after"] == out["threads_before"], (
+    assert out["threads_after"] <= out["threads_before"], (
         out["threads_before"],
         out["threads_after"],
     )
