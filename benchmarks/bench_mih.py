@@ -45,11 +45,14 @@ checked: mih and auto must equal flat exactly, distances and ids, for k-NN and r
 in interleaved rounds (flat, mih, auto in turn, the order rotated each round, so machine
 noise and cache state hit them alike) the best
 of min(--repeat, max(3, 0.5 s / first call)) runs (so slow cells, the flat scan at 10M,
-get fewer, but never fewer than 3); where auto's best is then over 1.05 times flat's, the
-two get 12 more interleaved rounds and keep their best over all rounds (a slow phase of
-this machine, 10-30 %, can cover every run of one method in 3 rounds and would decide
-the 1.1x target of auto by chance; a real cost stays in the best of 15). The column "best
-of" gives the runs. faiss runs after
+get fewer, but never fewer than 3). Where auto's best is then over 1.05 times flat's, the
+cell is measured again as 31 pairs of flat and auto run back to back (the order
+alternating), and its "auto/flat (c)" is the median of the 31 ratios (marked "paired"):
+the best of a few runs is an extreme value that one lucky run decides (runs of one call
+swing by 10-50 % on this machine), while within a pair a slow phase hits both alike, and
+a real cost of auto shows in most pairs. Elsewhere "auto/flat (c)" is the ratio of the
+best times. The flat and auto columns keep the best over all runs; the column "best of"
+gives the runs. faiss runs after
 ours (not interleaved: its OpenMP threads spin for a while after each call and would slow
 the next search down), on the same queries, best of min(--repeat, max(1, 0.5 s / first
 call)) (a first call over 0.5 s is the timing: faiss builds nothing lazily); where its
@@ -103,11 +106,14 @@ CELL_BUDGET_S = 0.5  # timed runs per method and cell: about this long (1..--rep
 # Our methods run at least this often: one run of a slow batch cell swings by 10-30 % on
 # this machine, which would decide the 1.1x target of method="auto" by chance.
 OURS_LEAST = 3
-# A cell where "auto" measures over this many times "flat" gets RECHECK_ROUNDS more
-# interleaved rounds of the two (the best over all rounds counts): a slow phase of this
-# machine can cover every run of one method in 3 rounds, but hardly in 3 + 12.
+# A cell where "auto"'s best measures over RECHECK_OVER times "flat"'s is measured again,
+# as RECHECK_PAIRS pairs of flat and auto run back to back (the order alternating), and its
+# auto / flat is the median of the pairs' ratios. The best of a few runs is an extreme
+# value: one lucky run of flat (this machine's runs of one call swing by 10-50 %) decides
+# it, while the median of back-to-back pairs cancels the slow phases that hit both alike
+# (measured: 5 pairs were too few, a single slow pair moved the median).
 RECHECK_OVER = 1.05
-RECHECK_ROUNDS = 12
+RECHECK_PAIRS = 31
 FAISS_CAP_S = 1.5  # a faiss loop or batch longer than this runs on fewer queries
 FAISS_PARALLEL = 101  # faiss parallelises a batch over queries only from 101 queries on
 RESULT_CAP = 20_000_000  # radius results per call (memory: flat, mih, auto and faiss)
@@ -220,6 +226,14 @@ def ratio(a: float | None, b: float | None) -> str:
         return "-"
     r = a / b
     return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def auto_over_flat(cell: dict) -> float:
+    """A cell's auto / flat for target (c): the median of its back-to-back pairs where it
+    was rechecked (Bench.recheck_auto), else the ratio of the best times."""
+    if cell["paired"] is not None:
+        return cell["paired"]
+    return cell["times"]["auto"] / cell["times"]["flat"]
 
 
 def reps_for(first: float, repeat: int, least: int = 1) -> int:
@@ -335,13 +349,13 @@ class Bench:
 
         loops = {m: loop(m) for m in METHODS}
         best = best_of_rounds(loops, reps)
-        self.recheck_auto(loops, best, reps)
+        paired = self.recheck_auto(loops, best, reps)
         times = {m: best[m] / nq for m in METHODS}
         if op == "range":
             reference = joined_range(flat_results)
         else:
             reference = (np.stack([r[0] for r in flat_results]), None)
-        return nq, times, reps, equal, reference
+        return nq, times, reps, equal, reference, paired
 
     def run_ours_batch(self, index, op, param, batch):
         first, results = {}, {}
@@ -355,20 +369,28 @@ class Bench:
         reps = {m: reps_for(first[m], self.args.repeat, OURS_LEAST) for m in METHODS}
         calls = {m: functools.partial(self.ours, index, m, op, param, batch) for m in METHODS}
         best = best_of_rounds(calls, reps)
-        self.recheck_auto(calls, best, reps)
-        return best, reps, equal, reference
+        paired = self.recheck_auto(calls, best, reps)
+        return best, reps, equal, reference, paired
 
     @staticmethod
-    def recheck_auto(fns: dict, best: dict, reps: dict) -> None:
-        """More rounds of flat and auto (best and reps updated in place) when auto's best
-        is over RECHECK_OVER times flat's."""
+    def recheck_auto(fns: dict, best: dict, reps: dict) -> float | None:
+        """auto / flat as the median ratio of RECHECK_PAIRS back-to-back pairs (best and
+        reps updated in place with their runs) when auto's best is over RECHECK_OVER times
+        flat's; None otherwise (the ratio of the best times stands)."""
         if best["auto"] <= RECHECK_OVER * best["flat"]:
-            return
-        pair = ("flat", "auto")
-        more = best_of_rounds({m: fns[m] for m in pair}, dict.fromkeys(pair, RECHECK_ROUNDS))
-        for m in pair:
-            best[m] = min(best[m], more[m])
-            reps[m] += RECHECK_ROUNDS
+            return None
+        ratios = []
+        for i in range(RECHECK_PAIRS):
+            took = {}
+            for m in ("flat", "auto") if i % 2 == 0 else ("auto", "flat"):
+                t0 = time.perf_counter()
+                fns[m]()
+                took[m] = time.perf_counter() - t0
+                best[m] = min(best[m], took[m])
+            ratios.append(took["auto"] / took["flat"])
+        for m in ("flat", "auto"):
+            reps[m] += RECHECK_PAIRS
+        return float(np.median(ratios))
 
     # ----- faiss
     def run_faiss(self, peer, nflip, op, param, queries, mode, per_query_hint, nq_full):
@@ -505,11 +527,11 @@ class Bench:
         )
         print()
         print(
-            "| search | queries | nq | flat | mih | auto | flat/mih | flat/auto | mih, auto "
-            "= flat | best of (f/m/a) | MH nflip | faiss MH | MH/mih | MH vs flat "
+            "| search | queries | nq | flat | mih | auto | flat/mih | flat/auto | auto/flat (c) "
+            "| mih, auto = flat | best of (f/m/a) | MH nflip | faiss MH | MH/mih | MH vs flat "
             "| Hash nflip | faiss Hash | Hash/mih | Hash vs flat |"
         )
-        print("|---|---|---:|---:|---:|---:|---:|---:|:---:|---|" + "---:|---:|---:|---|" * 2)
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---|" + "---:|---:|---:|---|" * 2)
 
         n_single = QUICK_N_SINGLE if args.quick else N_SINGLE
         n_batch = QUICK_N_BATCH if args.quick else N_BATCH
@@ -523,7 +545,7 @@ class Bench:
                 cell = {"dataset": name, "bits": bits, "n": n, "op": op, "param": param}
                 cell["mode"] = mode
                 if mode == "single":
-                    nq, times, reps, equal, reference = self.run_ours_single(
+                    nq, times, reps, equal, reference, paired = self.run_ours_single(
                         index, op, param, queries[:n_single]
                     )
                     if op == "range":
@@ -534,8 +556,10 @@ class Bench:
                     if op == "range" and mean_results and 2 * mean_results * nq > RESULT_CAP:
                         nq = max(1, int(RESULT_CAP / (2 * mean_results)))
                     used = queries[:nq]
-                    times, reps, equal, reference = self.run_ours_batch(index, op, param, used)
-                cell.update(nq=nq, times=times, reps=reps, equal=equal)
+                    times, reps, equal, reference, paired = self.run_ours_batch(
+                        index, op, param, used
+                    )
+                cell.update(nq=nq, times=times, reps=reps, equal=equal, paired=paired)
                 for label, peer, nflip in self.faiss_settings(
                     op, param, nhash, multi, single_table
                 ):
@@ -632,6 +656,7 @@ class Bench:
             ms(t["auto"]),
             ratio(t["flat"], t["mih"]),
             ratio(t["flat"], t["auto"]),
+            f"{auto_over_flat(cell):.3f}" + (" (paired)" if cell["paired"] is not None else ""),
             eq_text,
             runs,
             *self.faiss_cells(cell, "mh"),
@@ -681,7 +706,7 @@ class Bench:
             )
         )
         # (c)
-        slow = [(c["times"]["auto"] / c["times"]["flat"], c) for c in self.cells]
+        slow = [(auto_over_flat(c), c) for c in self.cells]
         if slow:
             value, cell = max(slow, key=lambda item: item[0])
             over = sum(v > 1.1 for v, _ in slow)
@@ -829,8 +854,9 @@ def main() -> None:
     print(
         f"timing: one untimed checked call per method, then the best of min({args.repeat}, "
         f"max({OURS_LEAST}, {CELL_BUDGET_S:g} s / first call)) interleaved runs (flat, mih, "
-        f"auto), {RECHECK_ROUNDS} more of flat and auto where auto's best is over "
-        f"{RECHECK_OVER:g}x flat's; faiss "
+        f"auto); where auto's best is over {RECHECK_OVER:g}x flat's, {RECHECK_PAIRS} more "
+        f"pairs of flat and auto back to back, and auto/flat (c) is the median of their "
+        f"ratios (marked paired; else the ratio of the best times); faiss "
         f"after ours, on fewer queries where a loop or batch would pass {FAISS_CAP_S:g} s "
         f"(marked *); radius calls capped at {RESULT_CAP:,} results (fewer queries, column nq)"
     )
