@@ -595,6 +595,26 @@ def test_bad_arguments_raise_and_leave_no_state(tie_case, change, error, match):
     assert_exact_after(tie_case)
 
 
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "ties"])
+@pytest.mark.parametrize(
+    "begins, widths",
+    [([0, 17], [17, 15]), ([0, 24, 42], [24, 18, 6]), ([8, 0], [20, 8])],
+    ids=["17-bit", "24-bit", "20-bit-offset"],
+)
+def test_wide_tables_equal_the_reference(rng, kind, begins, widths):
+    """Tables wider than 16 bits are sorted in two passes (partitions of the key's leading
+    bits, then buckets in cache): the same offsets and rows as one stable counting sort,
+    with and without a bit order, with rows spread over every partition or a few."""
+    n_bits = 8 * -(-sum(widths) // 8)
+    codes = make_codes(kind, rng, 3000, n_bits // 8)
+    b, w = u32(begins), u32(widths)
+    offsets, rows = _core.mih_build(codes, b, w)
+    check_layout(codes, b, w, offsets, rows)
+    order = u32(rng.permutation(n_bits))
+    offsets, rows = _core.mih_build(codes, b, w, order)
+    check_layout(codes, b, w, offsets, rows, order)
+
+
 @pytest.mark.parametrize(
     ("begins", "widths", "match"),
     [

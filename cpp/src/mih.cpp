@@ -321,6 +321,79 @@ std::size_t mih_offsets_size(const std::uint32_t* begins, const std::uint32_t* w
   return total;
 }
 
+namespace {
+
+// Widths up to this are counting-sorted directly: their offsets fit in the L2 cache.
+constexpr std::uint32_t kDirectWidth = 16;
+// Wider tables are sorted in two passes (below): the leading bits of a key pick one of at
+// most 2^kMostPartitionBits partitions, the remaining (at least kLowBits) bits a bucket.
+constexpr std::uint32_t kMostPartitionBits = 12;
+constexpr std::uint32_t kLowBits = 12;
+
+// Counting sort by key, stable: each bucket lists its rows in increasing order. On entry
+// table[key + 1] counts the key's rows (table[0] = 0); on return table holds the offsets.
+// table[key] serves as the bucket's write cursor, after which it holds the next bucket's
+// start, and the final shift restores the starts.
+template <class KeyOf>
+void counting_sort(std::size_t buckets, std::size_t n, KeyOf key_of, std::uint32_t* table, std::uint32_t* out) {
+  for (std::size_t b = 0; b < buckets; ++b) table[b + 1] += table[b];
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto [key, row] = key_of(i);
+    out[table[key]++] = row;
+  }
+  for (std::size_t b = buckets; b > 0; --b) table[b] = table[b - 1];
+  table[0] = 0;
+}
+
+struct KeyedRow {
+  std::uint32_t key, row;
+};
+
+// One table, as counting_sort over every row, with the same result. A wide table's offsets
+// and rows do not fit in the caches, so the direct sort would miss twice per row; here the
+// rows are first distributed by their key's partition (a few thousand sequential write
+// streams) into `scratch`, then each partition, whose offsets and rows are a small
+// contiguous piece of the table, is counting-sorted in cache. Both passes are stable.
+template <class KeyOf>
+void build_table(std::uint32_t width, std::size_t n, KeyOf key_of, std::uint32_t* table, std::uint32_t* out,
+                 std::vector<KeyedRow>& scratch) {
+  const std::size_t buckets = std::size_t{1} << width;
+  std::fill(table, table + buckets + 1, 0u);
+  if (width <= kDirectWidth) {
+    for (std::size_t i = 0; i < n; ++i) ++table[std::size_t{key_of(i)} + 1];  // keys may be 2^32 - 1
+    counting_sort(buckets, n, [&](std::size_t i) { return KeyedRow{key_of(i), static_cast<std::uint32_t>(i)}; },
+                  table, out);
+    return;
+  }
+  const std::uint32_t partition_bits = std::min(kMostPartitionBits, width - kLowBits);
+  const std::uint32_t low_bits = width - partition_bits;
+  std::vector<std::size_t> starts((std::size_t{1} << partition_bits) + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) ++starts[(key_of(i) >> low_bits) + 1];
+  for (std::size_t p = 1; p < starts.size(); ++p) starts[p] += starts[p - 1];
+  scratch.resize(n);
+  std::vector<std::size_t> cursor(starts.begin(), starts.end() - 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t key = key_of(i);
+    scratch[cursor[key >> low_bits]++] = KeyedRow{key, static_cast<std::uint32_t>(i)};
+  }
+  // Partition p holds the keys [p << low_bits, (p + 1) << low_bits) and the output rows
+  // [starts[p], starts[p + 1]); the offsets of its buckets start at starts[p].
+  const std::size_t low_buckets = std::size_t{1} << low_bits;
+  for (std::size_t p = 0; p + 1 < starts.size(); ++p) {
+    const KeyedRow* part = scratch.data() + starts[p];
+    const std::size_t size = starts[p + 1] - starts[p];
+    std::uint32_t* local = table + (p << low_bits);  // low_buckets + 1 entries (the last is the next's first)
+    const std::uint32_t mask = static_cast<std::uint32_t>(low_buckets - 1);
+    local[0] = 0;  // the previous partition left its end here: counting_sort starts from 0
+    for (std::size_t at = 0; at < size; ++at) ++local[(part[at].key & mask) + 1];
+    counting_sort(low_buckets, size, [&](std::size_t at) { return KeyedRow{part[at].key & mask, part[at].row}; },
+                  local, out + starts[p]);
+    for (std::size_t b = 0; b <= low_buckets; ++b) local[b] += static_cast<std::uint32_t>(starts[p]);
+  }
+}
+
+}  // namespace
+
 void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::uint32_t* widths,
                const std::uint32_t* bit_order, std::size_t n_tables, std::uint32_t* offsets, std::uint32_t* rows,
                int n_threads) {
@@ -330,23 +403,13 @@ void mih_build(const CodeView& codes, const std::uint32_t* begins, const std::ui
   const int threads =
       static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(n_threads, 1)), n_tables));
   run_parallel(threads, [&](int t) {
-    std::vector<std::uint32_t> keys(codes.n);
+    std::vector<KeyedRow> scratch;
     for (std::size_t j = static_cast<std::size_t>(t); j < n_tables; j += static_cast<std::size_t>(threads)) {
-      const std::size_t buckets = std::size_t{1} << widths[j];
-      std::uint32_t* table = offsets + bases[j];  // buckets + 1 entries
-      std::uint32_t* out = rows + j * codes.n;
-      std::fill(table, table + buckets + 1, 0u);
-      for (std::size_t i = 0; i < codes.n; ++i) {
-        keys[i] = static_cast<std::uint32_t>(
+      const auto key_of = [&](std::size_t i) {
+        return static_cast<std::uint32_t>(
             substring_key(codes.data + i * codes.stride, codes.code_bytes, bit_order, begins[j], widths[j]));
-        ++table[std::size_t{keys[i]} + 1];  // keys may be 2^32 - 1
-      }
-      for (std::size_t b = 0; b < buckets; ++b) table[b + 1] += table[b];
-      // Counting sort, stable: each bucket lists its rows in increasing order. table[key]
-      // serves as the bucket's write cursor, after which it holds the next bucket's start.
-      for (std::size_t i = 0; i < codes.n; ++i) out[table[keys[i]]++] = static_cast<std::uint32_t>(i);
-      for (std::size_t b = buckets; b > 0; --b) table[b] = table[b - 1];
-      table[0] = 0;
+      };
+      build_table(widths[j], codes.n, key_of, offsets + bases[j], rows + j * codes.n, scratch);
     }
   });
 }
