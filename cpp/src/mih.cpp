@@ -361,8 +361,8 @@ void build_table(std::uint32_t width, std::size_t n, KeyOf key_of, std::uint32_t
   std::fill(table, table + buckets + 1, 0u);
   if (width <= kDirectWidth) {
     for (std::size_t i = 0; i < n; ++i) ++table[std::size_t{key_of(i)} + 1];  // keys may be 2^32 - 1
-    counting_sort(buckets, n, [&](std::size_t i) { return KeyedRow{key_of(i), static_cast<std::uint32_t>(i)}; },
-                  table, out);
+    counting_sort(
+        buckets, n, [&](std::size_t i) { return KeyedRow{key_of(i), static_cast<std::uint32_t>(i)}; }, table, out);
     return;
   }
   const std::uint32_t partition_bits = std::min(kMostPartitionBits, width - kLowBits);
@@ -386,8 +386,9 @@ void build_table(std::uint32_t width, std::size_t n, KeyOf key_of, std::uint32_t
     const std::uint32_t mask = static_cast<std::uint32_t>(low_buckets - 1);
     local[0] = 0;  // the previous partition left its end here: counting_sort starts from 0
     for (std::size_t at = 0; at < size; ++at) ++local[(part[at].key & mask) + 1];
-    counting_sort(low_buckets, size, [&](std::size_t at) { return KeyedRow{part[at].key & mask, part[at].row}; },
-                  local, out + starts[p]);
+    counting_sort(
+        low_buckets, size, [&](std::size_t at) { return KeyedRow{part[at].key & mask, part[at].row}; }, local,
+        out + starts[p]);
     for (std::size_t b = 0; b <= low_buckets; ++b) local[b] += static_cast<std::uint32_t>(starts[p]);
   }
 }
