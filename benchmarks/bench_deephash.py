@@ -31,6 +31,11 @@ printed, then (paper Table 1) recall@10 and @100 of every layer's code of each f
 stack, before and after fine-tuning. ``--select`` first runs the model selection that
 ``DeepHash.for_bits`` encodes (:func:`deephash_ext.selection.select_architecture`,
 spectral: the hidden width, by validation AUC).
+
+``--figures`` adds the paper's ablations, pre-trained with its recipe (no fine-tuning):
+Fig. 6a, single-layer d-b models with and without the hashing regulariser (hashing_reg 0
+against 0.2), and Fig. 6b, depth at each code length: d-b, d-w-b and d-2w-w-b with w =
+max(1024, 2b) (the widths of the paper's deeper stacks halve towards the code).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def main() -> None:
     parser.add_argument("--scale", choices=("tiny", "demo", "paper"), default="demo")
     parser.add_argument("--bits", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--select", action="store_true", help="run the model selection first")
+    parser.add_argument(
+        "--figures", action="store_true", help="also the paper's Fig. 6a and 6b (ablations)"
+    )
     args = parser.parse_args()
 
     print(f"machine: {cpu_model()} | {os.cpu_count()} CPUs | python {platform.python_version()}")
@@ -101,6 +109,7 @@ def main() -> None:
     paper = dict(hashing_reg=0.2, n_epochs=30, random_state=0)
     pretrained = None
     stacks = []  # (pre-trained, fine-tuned) for the per-layer table
+    paper_models = []  # fitted with the paper's recipe: reused by the figures
     for bits in args.bits:
         t0 = time.perf_counter()
         itq = ITQ(bits, random_state=0).fit(bench.X_train)
@@ -108,6 +117,7 @@ def main() -> None:
         t0 = time.perf_counter()
         model = dh.DeepHash((bits,), **paper).fit(bench.X_train)
         report("DeepHash, paper recipe (input > means)", bits, model, time.perf_counter() - t0)
+        paper_models.append(model)
         t0 = time.perf_counter()
         model = dh.DeepHash.for_bits(bits, random_state=0).fit(bench.X_train, reuse=pretrained)
         pretrained = model  # not fine-tuned: the next code length reuses its first layer
@@ -148,6 +158,62 @@ def main() -> None:
                 f"{pair[1]['recall@100']:.3f} |",
                 flush=True,
             )
+    if args.figures:
+        paper_figures(bench, args.bits, paper, paper_models)
+
+
+def paper_figures(bench, bit_lengths: list[int], paper: dict, fitted: list) -> None:
+    """Fig. 6a (hashing regulariser, one layer) and Fig. 6b (depth), pre-trained with the
+    paper's recipe ``paper``; ``fitted``: models already trained with it, whose leading
+    layers a deeper stack reuses (DeepHash.fit(reuse=...))."""
+
+    def row(label: str, model, seconds: float) -> None:
+        auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
+        r = evaluate(model, -1, bench)
+        print(
+            f"| {label} | {auc:.4f} | {r['mAP']:.3f} | {r['recall@10']:.3f} | "
+            f"{r['recall@100']:.3f} | {seconds:.1f} |",
+            flush=True,
+        )
+
+    def fit(sizes: tuple[int, ...], **settings):
+        params = {**paper, **settings}
+        reuse = max(
+            (m for m in fitted if m.get_params() == {**m.get_params(), **params}),
+            key=lambda m: shared_prefix(m.hidden_layer_sizes, sizes),
+            default=None,
+        )
+        t0 = time.perf_counter()
+        model = dh.DeepHash(sizes, **params).fit(bench.X_train, reuse=reuse)
+        fitted.append(model)
+        return model, time.perf_counter() - t0
+
+    d = bench.X_train.shape[1]
+    print("\nPaper Fig. 6a: hashing regularisation, single layer, pre-trained (paper recipe)\n")
+    print("| model | val AUC | mAP | R@10 | R@100 | train s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for bits in bit_lengths:
+        for reg in (0.0, paper["hashing_reg"]):
+            model, seconds = fit((bits,), hashing_reg=reg)
+            row(f"{d}-{bits}, hashing_reg {reg:g}", model, seconds)
+    print("\nPaper Fig. 6b: depth, pre-trained (paper recipe, hashing_reg 0.2)\n")
+    print("| model | val AUC | mAP | R@10 | R@100 | train s (reused layers not counted) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for bits in bit_lengths:
+        width = max(1024, 2 * bits)
+        for sizes in ((bits,), (width, bits), (2 * width, width, bits)):
+            model, seconds = fit(sizes)
+            row("-".join(str(s) for s in (d, *sizes)), model, seconds)
+
+
+def shared_prefix(a, b) -> int:
+    """How many leading entries two layer-size tuples share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def evaluate(model, layer: int, bench) -> dict:
