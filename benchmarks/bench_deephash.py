@@ -32,7 +32,8 @@ stack, before and after fine-tuning. ``--select`` first runs the model selection
 ``DeepHash.for_bits`` encodes (:func:`deephash_ext.selection.select_architecture`,
 spectral: the hidden width, by validation AUC).
 
-``--figures`` adds the paper's ablations, pre-trained with its recipe (no fine-tuning):
+``--figures [6a] [6b]`` adds the paper's ablations (``--figures-only``: only them),
+pre-trained with its recipe (no fine-tuning):
 Fig. 6a, single-layer d-b models with and without the hashing regulariser (hashing_reg 0
 against 0.2), and Fig. 6b, depth at each code length: d-b, d-w-b and d-2w-w-b with w =
 max(1024, 2b) (the widths of the paper's deeper stacks halve towards the code).
@@ -61,7 +62,13 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--select", action="store_true", help="run the model selection first")
     parser.add_argument(
-        "--figures", action="store_true", help="also the paper's Fig. 6a and 6b (ablations)"
+        "--figures",
+        nargs="*",
+        choices=("6a", "6b"),
+        help="also the paper's Fig. 6a and / or 6b (ablations; no argument: both)",
+    )
+    parser.add_argument(
+        "--figures-only", action="store_true", help="only the figures (no main table)"
     )
     args = parser.parse_args()
 
@@ -104,9 +111,13 @@ def main() -> None:
             )
             print(f"select {bits} bits: best {best} ({time.perf_counter() - t0:.0f} s)")
 
+    paper = dict(hashing_reg=0.2, n_epochs=30, random_state=0)
+    figures = None if args.figures is None else (args.figures or ["6a", "6b"])
+    if args.figures_only:
+        paper_figures(bench, args.bits, paper, [], figures or ["6a", "6b"])
+        return
     print("| scheme | bits | val AUC | mAP | R@10 | R@100 | train s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    paper = dict(hashing_reg=0.2, n_epochs=30, random_state=0)
     pretrained = None
     stacks = []  # (pre-trained, fine-tuned) for the per-layer table
     paper_models = []  # fitted with the paper's recipe: reused by the figures
@@ -158,14 +169,16 @@ def main() -> None:
                 f"{pair[1]['recall@100']:.3f} |",
                 flush=True,
             )
-    if args.figures:
-        paper_figures(bench, args.bits, paper, paper_models)
+    if figures:
+        paper_figures(bench, args.bits, paper, paper_models, figures)
 
 
-def paper_figures(bench, bit_lengths: list[int], paper: dict, fitted: list) -> None:
-    """Fig. 6a (hashing regulariser, one layer) and Fig. 6b (depth), pre-trained with the
-    paper's recipe ``paper``; ``fitted``: models already trained with it, whose leading
-    layers a deeper stack reuses (DeepHash.fit(reuse=...))."""
+def paper_figures(
+    bench, bit_lengths: list[int], paper: dict, fitted: list, figures: list[str]
+) -> None:
+    """Fig. 6a (hashing regulariser, one layer) and / or Fig. 6b (depth), as ``figures``
+    names them, pre-trained with the paper's recipe ``paper``; ``fitted``: models already
+    trained with it, whose leading layers a deeper stack reuses (DeepHash.fit(reuse=...))."""
 
     def row(label: str, model, seconds: float) -> None:
         auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
@@ -189,6 +202,13 @@ def paper_figures(bench, bit_lengths: list[int], paper: dict, fitted: list) -> N
         return model, time.perf_counter() - t0
 
     d = bench.X_train.shape[1]
+    if "6a" in figures:
+        fig_6a(bench, bit_lengths, paper, fit, row, d)
+    if "6b" in figures:
+        fig_6b(bit_lengths, fit, row, d)
+
+
+def fig_6a(bench, bit_lengths, paper, fit, row, d) -> None:
     print("\nPaper Fig. 6a: hashing regularisation, single layer, pre-trained (paper recipe)\n")
     print("| model | val AUC | mAP | R@10 | R@100 | train s |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -196,6 +216,9 @@ def paper_figures(bench, bit_lengths: list[int], paper: dict, fitted: list) -> N
         for reg in (0.0, paper["hashing_reg"]):
             model, seconds = fit((bits,), hashing_reg=reg)
             row(f"{d}-{bits}, hashing_reg {reg:g}", model, seconds)
+
+
+def fig_6b(bit_lengths, fit, row, d) -> None:
     print("\nPaper Fig. 6b: depth, pre-trained (paper recipe, hashing_reg 0.2)\n")
     print("| model | val AUC | mAP | R@10 | R@100 | train s (reused layers not counted) |")
     print("|---|---:|---:|---:|---:|---:|")
