@@ -83,14 +83,7 @@ def main() -> None:
     )
 
     def report(name: str, bits: int, model, seconds: float) -> dict:
-        auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
-        r = evaluate(model, -1, bench)
-        print(
-            f"| {name:<42} | {bits:>5} | {auc:.4f} | {r['mAP']:.3f} | {r['recall@10']:.3f} | "
-            f"{r['recall@100']:.3f} | {seconds:7.1f} |",
-            flush=True,
-        )
-        return r
+        return score_row(f"{name:<42} | {bits:>5}", model, bench, seconds)
 
     if args.select:
         for bits in args.bits:
@@ -181,13 +174,7 @@ def paper_figures(
     trained with it, whose leading layers a deeper stack reuses (DeepHash.fit(reuse=...))."""
 
     def row(label: str, model, seconds: float) -> None:
-        auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
-        r = evaluate(model, -1, bench)
-        print(
-            f"| {label} | {auc:.4f} | {r['mAP']:.3f} | {r['recall@10']:.3f} | "
-            f"{r['recall@100']:.3f} | {seconds:.1f} |",
-            flush=True,
-        )
+        score_row(label, model, bench, seconds)
 
     def fit(sizes: tuple[int, ...], **settings):
         params = {**paper, **settings}
@@ -237,6 +224,19 @@ def shared_prefix(a, b) -> int:
             break
         n += 1
     return n
+
+
+def score_row(label: str, model, bench, seconds: float) -> dict:
+    """Prints ``| label | val AUC | mAP | R@10 | R@100 | seconds |`` for the model's code;
+    returns its retrieval_report on the evaluation instances."""
+    auc = pair_auc(model.encode(bench.X_val), bench.pairs_val, bench.labels_val)
+    r = evaluate(model, -1, bench)
+    print(
+        f"| {label} | {auc:.4f} | {r['mAP']:.3f} | {r['recall@10']:.3f} | "
+        f"{r['recall@100']:.3f} | {seconds:7.1f} |",
+        flush=True,
+    )
+    return r
 
 
 def evaluate(model, layer: int, bench) -> dict:

@@ -9,9 +9,11 @@ threshold: only extra busy threads can exceed it), and no thread may outlive the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -23,20 +25,7 @@ a = torch.randn(1024, 1024)
 import numpy as np
 import sklearn.utils.validation              # imports scipy and its own BLAS before we count
 import deephash_ext as dh
-threads = lambda: len(os.listdir("/proc/self/task"))
-def settled_threads():
-    # A joined worker may still be listed for a moment: pthread_join returns when the thread
-    # has finished, slightly before the kernel drops its /proc entry (longer on a busy
-    # machine). Count once the number has held for 50 ms.
-    last, held = threads(), 0
-    for _ in range(300):
-        time.sleep(0.01)
-        now = threads()
-        held = held + 1 if now == last else 0
-        last = now
-        if held >= 5:
-            break
-    return last
+from thread_count import settled_thread_count, thread_count as threads
 before_blas = threads()
 from deephash_ext._blas import ensure_blas
 ensure_blas()
@@ -46,7 +35,7 @@ rng = np.random.default_rng(0)
 V = (rng.random((3000, 1024), dtype=np.float32) < 0.3).astype(np.float32)
 model = dh.RBM(n_hidden=512, n_epochs=1, random_state=0)
 model.fit(V[:200])                           # warm up
-before = settled_threads()
+before = settled_thread_count()
 cpu0, wall0 = time.process_time(), time.perf_counter()
 model.set_params(n_epochs=3).fit(V)
 cpu1, wall1 = time.process_time(), time.perf_counter()
@@ -62,8 +51,12 @@ print(json.dumps({"before_blas": before_blas, "after_blas": after_blas, "before"
 
 def test_rbm_training_next_to_torch_adds_no_pool_and_no_busy_threads():
     pytest.importorskip("torch")
+    tests_dir = str(Path(__file__).resolve().parent)  # the child imports thread_count
+    path = os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CHILD)],
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,

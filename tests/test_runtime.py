@@ -21,6 +21,7 @@ import deephash_ext
 import numpy as np
 import pytest
 from reference import knn_reference
+from thread_count import settled_thread_count
 
 LEVELS = ("scalar", "avx2", "avx512")
 BUILD_INFO_KEYS = {
@@ -319,33 +320,14 @@ def test_openmp_list_in_omp_num_threads_does_not_break_search():
 # -------------------------------------------------------------------- runtime hygiene
 
 
-def _threads_now() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-def _settled_threads() -> int:
-    """The thread count once it has held for 50 ms (at most 3 s). A joined worker may still
-    be listed for a moment: pthread_join returns when the thread has finished, slightly
-    before the kernel drops its /proc entry, and later on a busy machine."""
-    last, held = _threads_now(), 0
-    for _ in range(300):
-        time.sleep(0.01)
-        now = _threads_now()
-        held = held + 1 if now == last else 0
-        last = now
-        if held >= 5:
-            break
-    return last
-
-
 def test_no_threads_linger_after_a_threaded_search(restore_num_threads, rng):
     codes = rng.integers(0, 256, size=(70_001, 16), dtype=np.uint8)
     deephash_ext.set_num_threads(2)
-    before = _settled_threads()
+    before = settled_thread_count()
     for nq in (1, 3, 50):  # database split and query split
         search_result = deephash_ext.search(codes, codes[:nq], 10)
         deephash_ext.range_search(codes, codes[:nq], 20)
-        assert _settled_threads() <= before
+        assert settled_thread_count() <= before
     assert search_result[1][:, 0].tolist() == list(range(50))
 
 
@@ -381,16 +363,7 @@ def test_import_loads_no_openmp_runtime():
 
 CHILD_TORCH = """
     import json, os, time
-    def settled_threads():  # see _settled_threads
-        last, held = len(os.listdir("/proc/self/task")), 0
-        for _ in range(300):
-            time.sleep(0.01)
-            now = len(os.listdir("/proc/self/task"))
-            held = held + 1 if now == last else 0
-            last = now
-            if held >= 5:
-                break
-        return last
+    from thread_count import settled_thread_count
     import torch
     a = torch.randn(1024, 1024)
     (a @ a).sum().item()                      # torch's OpenMP pool is started now
@@ -406,11 +379,11 @@ CHILD_TORCH = """
     per_query = max((time.perf_counter() - t) / 128, 1e-7)
     reps = int(min(max(0.5 / (per_query * 16), 8), 20000))
     queries = np.tile(distinct, (reps, 1))
-    threads_before = settled_threads()
+    threads_before = settled_thread_count()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     dist, idx = d.search(codes, queries, 10)
     cpu1, wall1 = time.process_time(), time.perf_counter()
-    threads_after = settled_threads()
+    threads_after = settled_thread_count()
     np.savez(%r, d=dist, i=idx)
     with open("/proc/self/maps") as f:
         maps = [line.split()[-1] for line in f if len(line.split()) >= 6]
