@@ -27,8 +27,9 @@ stack ``DeepHash.for_bits(b)`` selected (a Gaussian-visible RBM of width w, then
 layer) before fine-tuning; DeepHash+: the same after ``finetune(X_train, pairs_train)``
 with default arguments (spectral Siamese fine-tuning, docs/algorithms.md sec. 2.8); and the
 uncompressed float descriptor ranked by L2 distance. The margins of DeepHash+ over ITQ are
-printed, then (paper Table 1) recall@10 and @100 of every layer's code of each for_bits
-stack, before and after fine-tuning. ``--select`` first runs the model selection that
+printed with 95 % paired bootstrap intervals over the evaluation queries, then (paper
+Table 1) recall@10 and @100 of every layer's code of each for_bits stack, before and after
+fine-tuning. ``--select`` first runs the model selection that
 ``DeepHash.for_bits`` encodes (:func:`deephash_ext.selection.select_architecture`,
 spectral: the hidden width, by validation AUC).
 
@@ -49,10 +50,16 @@ import time
 
 import deephash_ext as dh
 import numpy as np
+import scipy.stats
 from _common import cpu_model  # run as a script: benchmarks/ is on sys.path
 from deephash_ext.baselines import ITQ
 from deephash_ext.datasets import load_retrieval_benchmark
-from deephash_ext.metrics import rank_by_distance, retrieval_report
+from deephash_ext.metrics import (
+    average_precision,
+    rank_by_distance,
+    relevance_from_labels,
+    retrieval_report,
+)
 from deephash_ext.selection import pair_auc, select_architecture
 
 
@@ -132,11 +139,7 @@ def main() -> None:
         scores = report(
             "DeepHash+ (for_bits, spectral fine-tuning)", bits, model, time.perf_counter() - t0
         )
-        print(
-            f"|   DeepHash+ - ITQ at {bits} bits: mAP {scores['mAP'] - itq_scores['mAP']:+.3f}, "
-            f"R@10 {scores['recall@10'] - itq_scores['recall@10']:+.3f} |",
-            flush=True,
-        )
+        print(f"|   DeepHash+ - ITQ at {bits} bits: {margins(scores, itq_scores)} |", flush=True)
         stacks.append((pretrained, model))
     t0 = time.perf_counter()
     order = rank_by_distance(pairwise_sq_l2(bench.X_query, bench.X_db))  # ties by index
@@ -239,9 +242,29 @@ def score_row(label: str, model, bench, seconds: float) -> dict:
     return r
 
 
+def margins(a: dict, b: dict) -> str:
+    """``a - b`` in mAP and recall@10 (dicts of :func:`evaluate`), each with a 95 %
+    paired bootstrap interval over the evaluation queries (10,000 resamples, seed 0): the
+    sampling noise of the query set, which the point margins alone do not show."""
+    parts = []
+    for name, key in (("mAP", "AP"), ("R@10", "hit@10")):
+        differences = a["per_query"][key] - b["per_query"][key]
+        interval = scipy.stats.bootstrap(
+            (differences,),
+            np.mean,
+            n_resamples=10_000,
+            method="percentile",
+            rng=np.random.default_rng(0),
+        ).confidence_interval
+        low, high = interval.low, interval.high
+        parts.append(f"{name} {differences.mean():+.3f} (95 % CI {low:+.3f} to {high:+.3f})")
+    return ", ".join(parts)
+
+
 def evaluate(model, layer: int, bench) -> dict:
     """retrieval_report (recall@10 and @100) of one layer's code on the evaluation
-    instances (layer -1: the model's code; baselines take no layer)."""
+    instances (layer -1: the model's code; baselines take no layer), and under
+    ``"per_query"`` each query's AP and recall@10 (their means are mAP and recall@10)."""
     if layer == -1:
         db, queries = model.encode(bench.X_db), model.encode(bench.X_query)
     else:
@@ -250,7 +273,13 @@ def evaluate(model, layer: int, bench) -> dict:
             model.encode(bench.X_query, layer=layer),
         )
     _, indices = dh.search(db, queries, len(db))
-    return retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+    report: dict = retrieval_report(indices, bench.y_query, bench.y_db, recall_ranks=(10, 100))
+    relevance, n_relevant = relevance_from_labels(indices, bench.y_query, bench.y_db)
+    report["per_query"] = {
+        "AP": average_precision(relevance, n_relevant),
+        "hit@10": relevance[:, :10].sum(axis=1) / n_relevant,
+    }
+    return report
 
 
 def pairwise_sq_l2(A: np.ndarray, B: np.ndarray) -> np.ndarray:
