@@ -50,13 +50,14 @@ import time
 
 import deephash_ext as dh
 import numpy as np
-import scipy.stats
 from _common import cpu_model  # run as a script: benchmarks/ is on sys.path
 from deephash_ext.baselines import ITQ
 from deephash_ext.datasets import load_retrieval_benchmark
 from deephash_ext.metrics import (
     average_precision,
+    paired_bootstrap_interval,
     rank_by_distance,
+    recall_per_query,
     relevance_from_labels,
     retrieval_report,
 )
@@ -243,21 +244,13 @@ def score_row(label: str, model, bench, seconds: float) -> dict:
 
 
 def margins(a: dict, b: dict) -> str:
-    """``a - b`` in mAP and recall@10 (dicts of :func:`evaluate`), each with a 95 %
-    paired bootstrap interval over the evaluation queries (10,000 resamples, seed 0): the
-    sampling noise of the query set, which the point margins alone do not show."""
+    """``a - b`` in mAP and recall@10 (dicts of :func:`evaluate`), each with its 95 %
+    paired bootstrap interval over the evaluation queries (the sampling noise of the query
+    set, which the point margins alone do not show)."""
     parts = []
-    for name, key in (("mAP", "AP"), ("R@10", "hit@10")):
-        differences = a["per_query"][key] - b["per_query"][key]
-        interval = scipy.stats.bootstrap(
-            (differences,),
-            np.mean,
-            n_resamples=10_000,
-            method="percentile",
-            rng=np.random.default_rng(0),
-        ).confidence_interval
-        low, high = interval.low, interval.high
-        parts.append(f"{name} {differences.mean():+.3f} (95 % CI {low:+.3f} to {high:+.3f})")
+    for name, key in (("mAP", "AP"), ("R@10", "recall@10")):
+        d, low, high = paired_bootstrap_interval(a["per_query"][key], b["per_query"][key])
+        parts.append(f"{name} {d:+.3f} (95 % CI {low:+.3f} to {high:+.3f})")
     return ", ".join(parts)
 
 
@@ -277,7 +270,7 @@ def evaluate(model, layer: int, bench) -> dict:
     relevance, n_relevant = relevance_from_labels(indices, bench.y_query, bench.y_db)
     report["per_query"] = {
         "AP": average_precision(relevance, n_relevant),
-        "hit@10": relevance[:, :10].sum(axis=1) / n_relevant,
+        "recall@10": recall_per_query(relevance, n_relevant, 10),
     }
     return report
 

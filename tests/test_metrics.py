@@ -9,10 +9,12 @@ from deephash_ext.metrics import (
     average_precision,
     four_recall_at_4,
     mean_average_precision,
+    paired_bootstrap_interval,
     precision_at,
     precision_within_radius,
     rank_by_distance,
     recall_at,
+    recall_per_query,
     relevance_from_labels,
     retrieval_report,
     roc_auc_pairs,
@@ -124,6 +126,20 @@ def test_recall_at_by_hand():
     assert recall_at(rel, n_rel, 3) == pytest.approx(2 / 3)
     assert recall_at(rel, n_rel, 4) == pytest.approx(2 / 3)
     assert isinstance(recall_at(rel, n_rel, 4), float)
+
+
+def test_recall_per_query_by_hand_and_recall_at_is_its_mean():
+    rel = [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    n_rel = [2, 1, 4]
+    np.testing.assert_array_equal(recall_per_query(rel, n_rel, 2), [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(recall_per_query(rel, n_rel, 3), [1.0, 1.0, 0.0])
+    rng = np.random.default_rng(0)
+    rel = rng.random((50, 30)) < 0.2
+    n_rel = rel.sum(axis=1) + rng.integers(1, 4, 50)
+    for R in (1, 7, 30):
+        assert recall_at(rel, n_rel, R) == float(np.mean(recall_per_query(rel, n_rel, R)))
+    with pytest.raises(ValueError, match="R=31 exceeds the ranking length"):
+        recall_per_query(rel, n_rel, 31)
 
 
 def test_relevance_accepts_bool_and_01_ints_alike():
@@ -403,3 +419,61 @@ def test_retrieval_report_errors():
         retrieval_report([[0, 1]], [7], DB_LABELS)
     with pytest.raises(ValueError, match="distances of 1 queries end within the radius"):
         retrieval_report([[0, 1]], [0], DB_LABELS, [[0, 1]], radius=1)
+
+
+# ------------------------------------------------------------------ paired_bootstrap_interval
+
+
+def test_paired_bootstrap_interval_brackets_the_mean_difference():
+    rng = np.random.default_rng(0)
+    b = rng.random(400)
+    a = b + rng.normal(0.0, 0.2, 400)
+    d, low, high = paired_bootstrap_interval(a, b)
+    assert d == pytest.approx(float(np.mean(a - b)))
+    assert low < d < high
+    # the percentile interval of a mean: about +-1.96 standard errors of the differences
+    se = float(np.std(a - b) / np.sqrt(400))
+    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.1)
+    assert paired_bootstrap_interval(a, b) == (d, low, high)  # same seed, same interval
+    wider = paired_bootstrap_interval(a, b, confidence=0.99)
+    assert wider[1] < low and wider[2] > high
+
+
+def test_paired_bootstrap_interval_keeps_the_pairing():
+    """Scores that move together: the interval of their difference is narrow although each
+    score spreads widely (an unpaired comparison could not resolve the shift)."""
+    rng = np.random.default_rng(1)
+    b = rng.random(300)
+    a = b + 0.01
+    d, low, high = paired_bootstrap_interval(a, b, n_resamples=500)
+    assert d == pytest.approx(0.01)
+    assert low == pytest.approx(0.01) and high == pytest.approx(0.01)
+    d, low, high = paired_bootstrap_interval(b, a[::-1], n_resamples=500)
+    assert low < 0 < high
+
+
+def test_paired_bootstrap_interval_of_equal_scores_is_zero():
+    assert paired_bootstrap_interval([0.5, 0.25, 1.0], [0.5, 0.25, 1.0]) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(scores_a=[1.0], scores_b=[1.0]), ValueError, "scores_a must be 1-D with at least 2"),
+        (dict(scores_a=[[1.0, 2.0]], scores_b=[1.0, 2.0]), ValueError, "scores_a must be 1-D"),
+        (dict(scores_a=[1.0, 2.0], scores_b=[1.0, 2.0, 3.0]), ValueError, "same length"),
+        (dict(scores_a=["a", "b"], scores_b=[1.0, 2.0]), TypeError, "scores_a must hold real"),
+        (dict(scores_a=[1.0, 2.0], scores_b=[1.0, np.nan]), ValueError, "scores_b contains NaN"),
+        (dict(scores_a=[1.0, np.inf], scores_b=[1.0, 2.0]), ValueError, "scores_a must be finite"),
+        (dict(confidence=1.0), ValueError, "confidence"),
+        (dict(confidence=0.0), ValueError, "confidence"),
+        (dict(confidence="0.9"), TypeError, "confidence must be a real number"),
+        (dict(n_resamples=0), ValueError, "n_resamples must be >= 1"),
+        (dict(n_resamples=10.0), TypeError, "n_resamples must be an integer"),
+        (dict(random_state=-1), ValueError, "random_state"),
+    ],
+)
+def test_paired_bootstrap_interval_errors(kwargs, exc, match):
+    arguments = {"scores_a": [0.5, 0.25, 1.0], "scores_b": [0.25, 0.25, 0.5], **kwargs}
+    with pytest.raises(exc, match=match):
+        paired_bootstrap_interval(arguments.pop("scores_a"), arguments.pop("scores_b"), **arguments)

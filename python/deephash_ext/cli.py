@@ -157,9 +157,15 @@ def _bytes(n: int) -> str:
 
 # ---------------------------------------------------------------------- the demo
 def _ranking_report(indices, data, seconds, scheme, bits, extra=None):
-    from .metrics import retrieval_report
+    from .metrics import (
+        average_precision,
+        recall_per_query,
+        relevance_from_labels,
+        retrieval_report,
+    )
 
     report = retrieval_report(indices, data.y_query, data.y_db, recall_ranks=(10, 100))
+    relevance, n_relevant = relevance_from_labels(indices, data.y_query, data.y_db)
     row = {
         "scheme": scheme,
         "bits": bits,
@@ -168,6 +174,11 @@ def _ranking_report(indices, data, seconds, scheme, bits, extra=None):
         "recall@10": report["recall@10"],
         "recall@100": report["recall@100"],
         "encode_s": seconds,
+        # each query's AP and recall@10, for the intervals of the claims (not in results.json)
+        "per_query": {
+            "mAP": average_precision(relevance, n_relevant),
+            "recall@10": recall_per_query(relevance, n_relevant, 10),
+        },
     }
     row.update(extra or {})
     return row
@@ -347,12 +358,38 @@ def _demo(args) -> int:
     atomic_write(plot_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     plt.close(figure)
     results_path = os.path.join(args.out, "results.json")
-    results = json.dumps({"rows": rows, "ablation": ablation, "args": vars(args)}, indent=1)
+    results = json.dumps(
+        {
+            "rows": [_without_per_query(r) for r in rows],
+            "ablation": [_without_per_query(r) for r in ablation],
+            "args": vars(args),
+        },
+        indent=1,
+    )
     atomic_write(results_path, lambda handle: handle.write(results.encode("utf-8")))
     print(
         f"\nplot: {plot_path}\nresults: {results_path}\ntotal {time.perf_counter() - started:.0f} s"
     )
     return 0
+
+
+def _without_per_query(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key != "per_query"}
+
+
+def _comparison(plus, other, peer: str) -> str:
+    """ "beats PEER" (both point margins positive) or "does not beat PEER", the mAP and
+    recall@10 margins with their intervals, and whether the test queries resolve a win."""
+    from .metrics import paired_bootstrap_interval
+
+    parts, resolved = [], True
+    for key in ("mAP", "recall@10"):
+        d, low, high = paired_bootstrap_interval(plus["per_query"][key], other["per_query"][key])
+        parts.append(f"{key} {d:+.3f} [{low:+.3f}, {high:+.3f}]")
+        resolved = resolved and low > 0
+    beats = plus["mAP"] > other["mAP"] and plus["recall@10"] > other["recall@10"]
+    text = f"{'beats' if beats else 'does not beat'} {peer}: " + ", ".join(parts)
+    return text + ("; not resolved at 95 %" if beats and not resolved else "")
 
 
 def _print_claims(rows, ablation) -> None:
@@ -364,7 +401,10 @@ def _print_claims(rows, ablation) -> None:
         )
 
     fv = rows[0]
-    print("\nThe paper's claims on this data (recall@10 unless stated):")
+    print(
+        "\nThe paper's claims on this data (recall@10 unless stated; [low, high]: 95 % paired "
+        "bootstrap interval of a margin over the test queries):"
+    )
     if len(ablation) == 2:
         off, on = ablation
         print(
@@ -387,16 +427,7 @@ def _print_claims(rows, ablation) -> None:
         for peer in ("ITQ", "LSH", "BPBC", "PQ"):
             other = find(peer, bits)
             if other:
-                verdict = (
-                    "beats"
-                    if plus["mAP"] > other["mAP"] and plus["recall@10"] > other["recall@10"]
-                    else "does not beat"
-                )
-                print(
-                    f"  {bits} bits: DeepHash+ {verdict} {peer}: mAP "
-                    f"{plus['mAP'] - other['mAP']:+.3f}, recall@10 "
-                    f"{plus['recall@10'] - other['recall@10']:+.3f}"
-                )
+                print(f"  {bits} bits: DeepHash+ {_comparison(plus, other, peer)}")
     plus = find("DeepHash+", 256)
     if plus:
         gap = 100 * (fv["mAP"] - plus["mAP"])

@@ -12,12 +12,14 @@ happens in empty cases. The building blocks are:
   ``q`` is relevant to it, with ``n_relevant[q]`` relevant items in the whole database
   (:func:`relevance_from_labels` builds both from class labels).
 
-Protocols: recall@R (:func:`recall_at`), the UKB score 4 x recall@4
-(:func:`four_recall_at_4`), average precision and mAP, over the full ranking or @K
-(:func:`average_precision`, :func:`mean_average_precision`), precision@k
+Protocols: recall@R (:func:`recall_at`; per query: :func:`recall_per_query`), the UKB
+score 4 x recall@4 (:func:`four_recall_at_4`), average precision and mAP, over the full
+ranking or @K (:func:`average_precision`, :func:`mean_average_precision`), precision@k
 (:func:`precision_at`), precision within a Hamming radius (:func:`precision_within_radius`),
 ROC AUC of distance as a match score over pairs (:func:`roc_auc_pairs`), and all of the
-ranking ones at once (:func:`retrieval_report`).
+ranking ones at once (:func:`retrieval_report`). :func:`paired_bootstrap_interval` says how
+far a difference between two schemes' per-query scores (AP, recall) exceeds the sampling
+noise of the query set.
 
 Queries with no relevant item in the database make recall and AP undefined: those functions
 raise instead of silently counting such queries as 0 or 1 (drop them before evaluating).
@@ -30,16 +32,19 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._validation import check_class_labels, check_int, check_real_array
+from ._random import check_rng, draw_random_state
+from ._validation import check_class_labels, check_int, check_real, check_real_array
 
 __all__ = [
     "average_precision",
     "four_recall_at_4",
     "mean_average_precision",
+    "paired_bootstrap_interval",
     "precision_at",
     "precision_within_radius",
     "rank_by_distance",
     "recall_at",
+    "recall_per_query",
     "relevance_from_labels",
     "retrieval_report",
     "roc_auc_pairs",
@@ -305,10 +310,26 @@ def recall_at(relevance: object, n_relevant: object, R: int) -> float:
     >>> recall_at([[1, 0, 1, 0], [0, 0, 0, 1]], n_relevant=[2, 4], R=3)
     0.5
     """
+    return float(np.mean(recall_per_query(relevance, n_relevant, R)))
+
+
+def recall_per_query(relevance: object, n_relevant: object, R: int) -> np.ndarray:
+    """Recall@R of each query, ``hits_q(R) / n_relevant[q]``: the terms that
+    :func:`recall_at` averages (arguments and errors as there).
+
+    Returns
+    -------
+    ndarray of float64, shape (nq,)
+
+    Examples
+    --------
+    >>> recall_per_query([[1, 0, 1, 0], [0, 0, 0, 1]], n_relevant=[2, 4], R=3)
+    array([1., 0.])
+    """
     rel = _check_relevance(relevance)
     counts = _check_n_relevant(n_relevant, rel)
     R = _check_depth(R, "R", rel.shape[1])
-    return float(np.mean(_row_hits(rel[:, :R]) / counts))
+    return _row_hits(rel[:, :R]) / counts
 
 
 def four_recall_at_4(relevance: object) -> float:
@@ -648,6 +669,91 @@ def roc_auc_pairs(distances: object, is_match: object) -> float:
 # --------------------------------------------------------------------------------------------
 # everything at once
 # --------------------------------------------------------------------------------------------
+
+
+def paired_bootstrap_interval(
+    scores_a: object,
+    scores_b: object,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    random_state: object = 0,
+) -> tuple[float, float, float]:
+    """Mean difference of paired per-query scores and its bootstrap confidence interval.
+
+    ``scores_a[q]`` and ``scores_b[q]`` are one query's scores under two schemes (e.g. AP
+    from :func:`average_precision`, or :func:`recall_per_query`); the queries are the sample.
+    Returns ``mean(scores_a - scores_b)`` and the percentile bootstrap interval of that mean
+    (``scipy.stats.bootstrap`` on the per-query differences: queries resampled with
+    replacement, the pairing kept). An interval that excludes 0 says the ordering of the two
+    schemes is not an accident of which queries were drawn; it says nothing about other
+    training seeds or data, which vary the schemes themselves.
+
+    Parameters
+    ----------
+    scores_a, scores_b : array_like of real, shape (nq,)
+        Finite per-query scores, ``nq >= 2``, in the same query order.
+    confidence : float, keyword-only
+        Confidence level, in (0, 1).
+    n_resamples : int, keyword-only
+        Bootstrap resamples, ``>= 1``.
+    random_state : None, int or numpy.random.RandomState, keyword-only
+        Seed of the resampling (the default gives the same interval on every call).
+
+    Returns
+    -------
+    difference, low, high : float
+
+    Raises
+    ------
+    TypeError
+        If the scores are not real numbers, or ``confidence`` / ``n_resamples`` have the
+        wrong type.
+    ValueError
+        If the scores are not 1-D, differ in length, have fewer than 2 queries or non-finite
+        values, ``confidence`` is not in (0, 1), ``n_resamples < 1`` or ``random_state`` is
+        invalid.
+
+    Examples
+    --------
+    >>> d, low, high = paired_bootstrap_interval([0.5, 0.75, 1.0, 0.5], [0.25, 0.5, 1.0, 0.5])
+    >>> round(d, 4), low <= d <= high
+    (0.125, True)
+    """
+    import scipy.stats
+
+    a = _check_paired_scores(scores_a, "scores_a")
+    b = _check_paired_scores(scores_b, "scores_b")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"scores_a and scores_b must have the same length (one score per query each), "
+            f"got {a.shape[0]} and {b.shape[0]}"
+        )
+    confidence = check_real(
+        confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
+    seed = draw_random_state(check_rng(random_state))
+    differences = a - b
+    interval = scipy.stats.bootstrap(
+        (differences,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(differences.mean()), float(interval.low), float(interval.high)
+
+
+def _check_paired_scores(values: object, name: str) -> np.ndarray:
+    array = check_real_array(values, name)
+    if array.ndim != 1 or array.shape[0] < 2:
+        raise ValueError(f"{name} must be 1-D with at least 2 queries, got shape {array.shape}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite")
+    return array
 
 
 def retrieval_report(
