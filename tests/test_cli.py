@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -733,6 +734,13 @@ def test_demo_runs_the_whole_pipeline_on_a_small_set(tmp_path, monkeypatch, caps
         "ITQ: mAP",
     ):
         assert scheme in printed, scheme
+    # each margin with its 95 % paired bootstrap interval over the test queries
+    margin = r"[+-]\d\.\d{3}"
+    assert re.search(
+        rf"DeepHash\+ (beats|does not beat) ITQ: mAP {margin} \[{margin}, {margin}\], "
+        rf"recall@10 {margin} \[{margin}, {margin}\]",
+        printed,
+    ), printed
     assert (out / "recall_vs_bits.png").stat().st_size > 10_000
     import json
 
@@ -740,3 +748,4 @@ def test_demo_runs_the_whole_pipeline_on_a_small_set(tmp_path, monkeypatch, caps
     assert {r["scheme"] for r in results["rows"]} >= {"LSH", "ITQ", "BPBC"}
     for row in results["rows"]:
         assert 0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["4xrecall@4"] <= 4.0
+        assert "per_query" not in row

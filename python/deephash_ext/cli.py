@@ -378,8 +378,9 @@ def _without_per_query(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparison(plus, other, peer: str) -> str:
-    """ "beats PEER" (both point margins positive) or "does not beat PEER", the mAP and
-    recall@10 margins with their intervals, and whether the test queries resolve a win."""
+    """The verdict "beats PEER" (both point margins positive) or "does not beat PEER", the
+    mAP and recall@10 margins with their intervals, and whether the test queries resolve a
+    win."""
     from .metrics import paired_bootstrap_interval
 
     parts, resolved = [], True
